@@ -1,0 +1,68 @@
+"""Assemble the run's callbacks: the user's, the module's `configure_callbacks()`, and the defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fulmen.callbacks.callback import Callback
+from fulmen.utilities.exceptions import MisconfigurationException
+
+
+def build_trainer_callbacks(user_callbacks: Any, enable_progress_bar: bool, enable_model_summary: bool,
+                            enable_checkpointing: bool) -> list[Callback]:
+    """The Trainer's callbacks: the user's list plus a progress bar and model summary unless disabled."""
+    if user_callbacks is None:
+        callbacks: list[Callback] = []
+    elif isinstance(user_callbacks, Callback):
+        callbacks = [user_callbacks]
+    elif isinstance(user_callbacks, Sequence):
+        callbacks = list(user_callbacks)
+    else:
+        raise TypeError(f"`callbacks` must be a Callback or a list of them; received {type(user_callbacks).__name__}.")
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise TypeError(f"`callbacks` holds {type(callback).__name__}, which is not a `fulmen.Callback`; "
+                            "subclass `fulmen.Callback`.")
+    from fulmen.callbacks.model_summary import ModelSummary
+    from fulmen.callbacks.progress_bar import ProgressBar, TQDMProgressBar
+
+    has_bar = any(isinstance(cb, ProgressBar) for cb in callbacks)
+    if has_bar and not enable_progress_bar:
+        raise MisconfigurationException(
+            "`enable_progress_bar=False` was passed together with a progress bar callback; remove one of them."
+        )
+    if enable_model_summary and not any(isinstance(cb, ModelSummary) for cb in callbacks):
+        callbacks.append(ModelSummary())
+    if enable_progress_bar and not has_bar:
+        callbacks.append(TQDMProgressBar())
+    if enable_checkpointing:
+        checkpoint_type = _checkpoint_type()
+        if checkpoint_type is not None and not any(isinstance(cb, checkpoint_type) for cb in callbacks):
+            callbacks.append(checkpoint_type())
+    return _checkpoints_last(callbacks)
+
+
+def merge_module_callbacks(trainer_callbacks: list[Callback], module_callbacks: Any) -> list[Callback]:
+    """Add the callbacks from `configure_callbacks()`, replacing trainer callbacks of the same type."""
+    if not module_callbacks:
+        return list(trainer_callbacks)
+    if isinstance(module_callbacks, Callback):
+        module_callbacks = [module_callbacks]
+    new_types = {type(cb) for cb in module_callbacks}
+    kept = [cb for cb in trainer_callbacks if type(cb) not in new_types]
+    return _checkpoints_last(kept + list(module_callbacks))
+
+
+def _checkpoint_type() -> type | None:
+    try:
+        from fulmen.callbacks.model_checkpoint import ModelCheckpoint
+    except ImportError:
+        return None
+    return ModelCheckpoint
+
+
+def _checkpoints_last(callbacks: list[Callback]) -> list[Callback]:
+    # Checkpoint callbacks go last so they save after every other callback has updated its state.
+    checkpoints = [cb for cb in callbacks if getattr(cb, "_is_checkpoint", False)]
+    return [cb for cb in callbacks if not getattr(cb, "_is_checkpoint", False)] + checkpoints

@@ -1,0 +1,125 @@
+"""`save_hyperparameters` and the `hparams` containers shared by modules and datamodules."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from argparse import Namespace
+from collections.abc import Iterable, Mapping
+from types import FrameType
+from typing import Any
+
+from torch import nn
+
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+
+class AttributeDict(dict):
+    """A dict whose keys can also be read and written as attributes."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError as error:
+            raise AttributeError(f"'AttributeDict' has no key {key!r}") from error
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = value
+
+    def __delattr__(self, key: str) -> None:
+        del self[key]
+
+
+class HyperparametersMixin:
+    """Gives `save_hyperparameters()`, `hparams` and `hparams_initial` to modules and datamodules."""
+
+    __jit_unused_properties__: list[str] = ["hparams", "hparams_initial"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._log_hyperparams = False
+
+    def save_hyperparameters(
+        self, *args: Any, ignore: str | Iterable[str] | None = None, frame: FrameType | None = None,
+        logger: bool = True,
+    ) -> None:
+        """Store the `__init__` arguments (all, the named ones, or one dict/Namespace) in `self.hparams`."""
+        self._log_hyperparams = logger
+        if frame is None:
+            frame = inspect.currentframe().f_back  # type: ignore[union-attr]
+        ignored = {ignore} if isinstance(ignore, str) else set(ignore or ())
+        init_args = _collect_init_args(frame, self)
+        if len(args) == 1 and not isinstance(args[0], str):
+            chosen = args[0]
+            if isinstance(chosen, Namespace):
+                chosen = vars(chosen)
+            if not isinstance(chosen, Mapping):
+                raise ValueError(
+                    f"`save_hyperparameters` takes argument names, or one dict or Namespace; received "
+                    f"{type(chosen).__name__}."
+                )
+            hparams = dict(chosen)
+            self._hparams_name = None
+        else:
+            names = args or tuple(init_args)
+            unknown = [name for name in names if name not in init_args]
+            if unknown:
+                raise ValueError(
+                    f"`save_hyperparameters` was given {unknown}, which are not arguments of "
+                    f"{type(self).__name__}.__init__ (its arguments: {list(init_args)})."
+                )
+            hparams = {name: init_args[name] for name in names}
+            self._hparams_name = "kwargs"
+        for name, value in list(hparams.items()):
+            if name in ignored:
+                del hparams[name]
+            elif isinstance(value, nn.Module):
+                rank_zero_warn(
+                    f"Attribute {name!r} is an instance of `nn.Module` and is already saved during checkpointing. "
+                    f"It is recommended to ignore them using `self.save_hyperparameters(ignore=[{name!r}])`."
+                )
+        self._set_hparams(hparams)
+        self._hparams_initial = copy.deepcopy(self._hparams)
+
+    def _set_hparams(self, hparams: Mapping[str, Any]) -> None:
+        if not hasattr(self, "_hparams"):
+            object.__setattr__(self, "_hparams", AttributeDict())
+        self._hparams.update(hparams)
+
+    @property
+    def hparams(self) -> AttributeDict:
+        """The saved hyperparameters; readable as attributes or items."""
+        if not hasattr(self, "_hparams"):
+            object.__setattr__(self, "_hparams", AttributeDict())
+        return self._hparams
+
+    @property
+    def hparams_initial(self) -> AttributeDict:
+        """A copy of the hyperparameters as they were saved, unaffected by later edits."""
+        if not hasattr(self, "_hparams_initial"):
+            return AttributeDict()
+        return copy.deepcopy(self._hparams_initial)
+
+
+def _collect_init_args(frame: FrameType | None, instance: object) -> dict[str, Any]:
+    """Walk up the `__init__` frames of `instance` (subclass chains) and gather their arguments."""
+    collected: dict[str, Any] = {}
+    while frame is not None:
+        local_vars = frame.f_locals
+        if frame.f_code.co_name != "__init__" or local_vars.get("self") is not instance:
+            break
+        code = frame.f_code
+        num_args = code.co_argcount + code.co_kwonlyargcount
+        names = code.co_varnames[:num_args]
+        has_varargs = bool(code.co_flags & inspect.CO_VARARGS)
+        has_varkw = bool(code.co_flags & inspect.CO_VARKEYWORDS)
+        frame_args = {name: local_vars[name] for name in names if name != "self" and name in local_vars}
+        if has_varkw:
+            varkw_name = code.co_varnames[num_args + int(has_varargs)]
+            frame_args.update(local_vars.get(varkw_name, {}))
+        # Outer (child) frames come later and win, as a subclass's arguments override its parent's.
+        for key in [k for k in frame_args if k in ("__class__",)]:
+            del frame_args[key]
+        collected.update(frame_args)
+        frame = frame.f_back
+    return collected

@@ -1,0 +1,257 @@
+"""LightningModule: a `torch.nn.Module` that organizes training code, plus its links to the Trainer.
+
+Owns: the user-facing API on the module (`log`, `optimizers()`, `manual_backward`, properties).
+Does not own: how logged values are reduced (`results/`) or when hooks run (`loops/`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from fulmen.core.hooks import CheckpointHooks, DataHooks, ModelHooks
+from fulmen.core.hparams import HyperparametersMixin
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
+
+class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHooks, nn.Module):
+    """A `torch.nn.Module` with the six sections of a training system: init, train, validation, test,
+    predict, and optimizer configuration."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trainer: Trainer | None = None
+        self._automatic_optimization = True
+        self._example_input_array: Any = None
+        self._strict_loading: bool | None = None
+
+    # -- the six sections -------------------------------------------------------------------------
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Run data through the model; used by `predict_step` and `self(x)`."""
+        return super().forward(*args, **kwargs)
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        """Compute and return the training loss (a tensor, or a dict with a `"loss"` key)."""
+        raise NotImplementedError
+
+    def validation_step(self, *args: Any, **kwargs: Any) -> Any:
+        """Run one validation batch; log metrics with `self.log`."""
+
+    def test_step(self, *args: Any, **kwargs: Any) -> Any:
+        """Run one test batch; log metrics with `self.log`."""
+
+    def predict_step(self, *args: Any, **kwargs: Any) -> Any:
+        """Return the prediction for one batch; by default, `self(batch)`."""
+        batch = kwargs.get("batch", args[0] if args else None)
+        return self(batch)
+
+    def configure_optimizers(self) -> Any:
+        """Return the optimizer(s) and optional LR scheduler(s) for training."""
+        return None
+
+    def configure_callbacks(self) -> Any:
+        """Return callbacks that the Trainer adds to its own (replacing ones of the same type)."""
+        return []
+
+    # -- optimization -----------------------------------------------------------------------------
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """Step `optimizer`; the closure runs training_step, zero_grad and backward."""
+        optimizer.step(closure=optimizer_closure)
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        """Zero the optimizer's gradients."""
+        optimizer.zero_grad()
+
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """Run the backward pass; override for custom backward logic."""
+        loss.backward(*args, **kwargs)
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        """Step `scheduler`, passing `metric` when it monitors one (ReduceLROnPlateau)."""
+        if metric is None:
+            scheduler.step()
+        else:
+            scheduler.step(metric)
+
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip gradients before the optimizer step; by default per the Trainer's clipping flags."""
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def clip_gradients(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip the gradients of `optimizer`'s parameters by norm (default) or by value."""
+        self.trainer._optimization.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def optimizers(self, use_pl_optimizer: bool = True) -> Any:
+        """Return the optimizer, or the list of optimizers when there are several."""
+        optimization = self.trainer._optimization
+        optimizers = optimization.wrapped_optimizers if use_pl_optimizer else optimization.optimizers
+        return optimizers[0] if len(optimizers) == 1 else list(optimizers)
+
+    def lr_schedulers(self) -> Any:
+        """Return the LR scheduler, the list of schedulers when there are several, or None."""
+        schedulers = [config.scheduler for config in self.trainer._optimization.scheduler_configs]
+        if not schedulers:
+            return None
+        return schedulers[0] if len(schedulers) == 1 else schedulers
+
+    def manual_backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """Run backward with the hooks and precision scaling; use instead of `loss.backward()` in manual mode."""
+        self.trainer._optimization.manual_backward(loss, *args, **kwargs)
+
+    # -- logging ----------------------------------------------------------------------------------
+
+    def log(
+        self, name: str, value: Any, prog_bar: bool = False, logger: bool | None = None,
+        on_step: bool | None = None, on_epoch: bool | None = None, reduce_fx: Any = "mean",
+        enable_graph: bool = False, sync_dist: bool = False, sync_dist_group: Any = None,
+        add_dataloader_idx: bool = True, batch_size: int | None = None, metric_attribute: str | None = None,
+        rank_zero_only: bool = False,
+    ) -> None:
+        """Log a scalar for this step and/or reduce it over the epoch (see the logging docs)."""
+        trainer = self._trainer
+        if trainer is None:
+            rank_zero_warn(f"`self.log({name!r}, ...)` was called on a module that is not attached to a Trainer; "
+                           "the value is dropped. Call it from a hook the Trainer runs.")
+            return
+        trainer._metrics.log(
+            self, name, value, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
+            reduce_fx=reduce_fx, enable_graph=enable_graph, sync_dist=sync_dist, sync_dist_group=sync_dist_group,
+            add_dataloader_idx=add_dataloader_idx, batch_size=batch_size, metric_attribute=metric_attribute,
+            rank_zero_only=rank_zero_only,
+        )
+
+    def log_dict(
+        self, dictionary: Mapping[str, Any], prog_bar: bool = False, logger: bool | None = None,
+        on_step: bool | None = None, on_epoch: bool | None = None, reduce_fx: Any = "mean",
+        enable_graph: bool = False, sync_dist: bool = False, sync_dist_group: Any = None,
+        add_dataloader_idx: bool = True, batch_size: int | None = None, rank_zero_only: bool = False,
+    ) -> None:
+        """Log every key/value pair of `dictionary` with the same options."""
+        if not isinstance(dictionary, Mapping):
+            raise ValueError(f"`self.log_dict` expects a mapping of names to values; received {type(dictionary).__name__}.")
+        for name, value in dictionary.items():
+            self.log(
+                name, value, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
+                reduce_fx=reduce_fx, enable_graph=enable_graph, sync_dist=sync_dist,
+                sync_dist_group=sync_dist_group, add_dataloader_idx=add_dataloader_idx, batch_size=batch_size,
+                rank_zero_only=rank_zero_only,
+            )
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """`print` on global rank zero only."""
+        if self._trainer is None or self._trainer.is_global_zero:
+            print(*args, **kwargs)
+
+    # -- freezing ---------------------------------------------------------------------------------
+
+    def freeze(self) -> None:
+        """Turn off gradients for every parameter and put the module in eval mode."""
+        for parameter in self.parameters():
+            parameter.requires_grad = False
+        self.eval()
+
+    def unfreeze(self) -> None:
+        """Turn gradients back on for every parameter and put the module in train mode."""
+        for parameter in self.parameters():
+            parameter.requires_grad = True
+        self.train()
+
+    # -- properties -------------------------------------------------------------------------------
+
+    @property
+    def trainer(self) -> Trainer:
+        if self._trainer is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not attached to a `Trainer`; this attribute is only available "
+                "while `trainer.fit/validate/test/predict` runs the module."
+            )
+        return self._trainer
+
+    @trainer.setter
+    def trainer(self, trainer: Trainer | None) -> None:
+        object.__setattr__(self, "_trainer", trainer)
+
+    @property
+    def fabric(self) -> None:
+        return None
+
+    @property
+    def automatic_optimization(self) -> bool:
+        return self._automatic_optimization
+
+    @automatic_optimization.setter
+    def automatic_optimization(self, value: bool) -> None:
+        self._automatic_optimization = bool(value)
+
+    @property
+    def strict_loading(self) -> bool:
+        return True if self._strict_loading is None else self._strict_loading
+
+    @strict_loading.setter
+    def strict_loading(self, value: bool) -> None:
+        self._strict_loading = value
+
+    @property
+    def example_input_array(self) -> Any:
+        return self._example_input_array
+
+    @example_input_array.setter
+    def example_input_array(self, value: Any) -> None:
+        self._example_input_array = value
+
+    @property
+    def current_epoch(self) -> int:
+        return self._trainer.current_epoch if self._trainer is not None else 0
+
+    @property
+    def global_step(self) -> int:
+        return self._trainer.global_step if self._trainer is not None else 0
+
+    @property
+    def global_rank(self) -> int:
+        return self._trainer.global_rank if self._trainer is not None else 0
+
+    @property
+    def local_rank(self) -> int:
+        return self._trainer.local_rank if self._trainer is not None else 0
+
+    @property
+    def logger(self) -> Any:
+        return self._trainer.logger if self._trainer is not None else None
+
+    @property
+    def loggers(self) -> list:
+        return self._trainer.loggers if self._trainer is not None else []
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for tensor in self.parameters():
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.get_default_dtype()
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"

@@ -1,0 +1,140 @@
+"""Turn what `configure_optimizers()` returned into optimizers and LR scheduler configs.
+
+Owns: every return shape Lightning accepts, the `lr_scheduler_config` defaults, and the errors for
+anything else. Does not own: stepping (`loops/fit_loop.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch.optim import Optimizer
+
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+_ACCEPTED = (
+    "an optimizer; a list/tuple of optimizers; two lists ([optimizers], [schedulers or lr_scheduler_config "
+    "dicts]); a dict with an 'optimizer' key and optional 'lr_scheduler' and 'monitor' keys; a list/tuple of "
+    "such dicts; or None"
+)
+_CONFIG_KEYS = {"scheduler", "interval", "frequency", "monitor", "strict", "name", "reduce_on_plateau", "opt_idx"}
+
+
+@dataclass
+class LRSchedulerConfig:
+    """A scheduler and when to step it (Lightning's `lr_scheduler_config`)."""
+
+    scheduler: Any
+    name: str | None = None
+    interval: str = "epoch"
+    frequency: int = 1
+    reduce_on_plateau: bool = False
+    monitor: str | None = None
+    strict: bool = True
+
+
+def parse_optimizers(output: Any) -> tuple[list[Optimizer], list[LRSchedulerConfig], str | None]:
+    """Return `(optimizers, scheduler_configs, monitor)` for `configure_optimizers()`'s `output`."""
+    if output is None:
+        rank_zero_warn("`configure_optimizers` returned None; fit runs without an optimizer.")
+        return [], [], None
+    if isinstance(output, Optimizer):
+        return [output], [], None
+    if isinstance(output, Mapping):
+        return _parse_dicts([output])
+    if isinstance(output, (list, tuple)):
+        if not output:
+            raise _bad_output(output)
+        if all(isinstance(item, Optimizer) for item in output):
+            return list(output), [], None
+        if all(isinstance(item, Mapping) for item in output):
+            return _parse_dicts(list(output))
+        if len(output) == 2 and isinstance(output[0], (list, tuple)) and all(isinstance(o, Optimizer) for o in output[0]):
+            optimizers = list(output[0])
+            schedulers = output[1] if isinstance(output[1], (list, tuple)) else [output[1]]
+            return optimizers, [_scheduler_config(item, None) for item in schedulers], None
+    raise _bad_output(output)
+
+
+def _bad_output(output: Any) -> MisconfigurationException:
+    return MisconfigurationException(
+        f"`configure_optimizers` returned {type(output).__name__} ({output!r:.120}); expected {_ACCEPTED}."
+    )
+
+
+def _parse_dicts(dicts: list[Mapping]) -> tuple[list[Optimizer], list[LRSchedulerConfig], str | None]:
+    optimizers: list[Optimizer] = []
+    configs: list[LRSchedulerConfig] = []
+    monitor = None
+    for item in dicts:
+        if "optimizer" not in item:
+            raise KeyError(
+                f"A dict returned by `configure_optimizers` has no 'optimizer' key (keys: {sorted(item)}); "
+                "it must look like {'optimizer': opt, 'lr_scheduler': ..., 'monitor': ...}."
+            )
+        unknown = set(item) - {"optimizer", "lr_scheduler", "monitor"}
+        if unknown:
+            rank_zero_warn(f"`configure_optimizers` returned a dict with unknown keys {sorted(unknown)}; they are ignored.")
+        optimizer = item["optimizer"]
+        if not isinstance(optimizer, Optimizer):
+            raise MisconfigurationException(
+                f"The 'optimizer' returned by `configure_optimizers` is {type(optimizer).__name__}; expected a "
+                "`torch.optim.Optimizer`."
+            )
+        optimizers.append(optimizer)
+        monitor = item.get("monitor", monitor)
+        if item.get("lr_scheduler") is not None:
+            configs.append(_scheduler_config(item["lr_scheduler"], item.get("monitor")))
+    return optimizers, configs, monitor
+
+
+def _scheduler_config(item: Any, monitor: str | None) -> LRSchedulerConfig:
+    if isinstance(item, Mapping):
+        if "scheduler" not in item:
+            raise MisconfigurationException(
+                f"The `lr_scheduler_config` dict {dict(item)!r:.120} has no 'scheduler' key; add the scheduler "
+                "instance under 'scheduler'."
+            )
+        unknown = set(item) - _CONFIG_KEYS
+        if unknown:
+            raise MisconfigurationException(
+                f"The `lr_scheduler_config` has unknown keys {sorted(unknown)}; allowed keys: {sorted(_CONFIG_KEYS)}."
+            )
+        interval = item.get("interval", "epoch")
+        if interval not in ("epoch", "step"):
+            raise MisconfigurationException(
+                f"`lr_scheduler_config['interval']={interval!r}` is invalid; use 'epoch' or 'step'."
+            )
+        frequency = item.get("frequency", 1)
+        if not isinstance(frequency, int) or frequency < 1:
+            raise MisconfigurationException(
+                f"`lr_scheduler_config['frequency']={frequency!r}` is invalid; use an int >= 1."
+            )
+        scheduler = item["scheduler"]
+        config = LRSchedulerConfig(
+            scheduler=scheduler, name=item.get("name"), interval=interval, frequency=frequency,
+            monitor=item.get("monitor", monitor), strict=item.get("strict", True),
+            reduce_on_plateau=item.get("reduce_on_plateau", _is_plateau(scheduler)),
+        )
+    else:
+        config = LRSchedulerConfig(scheduler=item, monitor=monitor, reduce_on_plateau=_is_plateau(item))
+    if config.reduce_on_plateau and config.monitor is None:
+        raise MisconfigurationException(
+            "`ReduceLROnPlateau` needs a metric to monitor: return {'optimizer': opt, 'lr_scheduler': "
+            "{'scheduler': sched, 'monitor': 'val_loss'}} (or a top-level 'monitor' key) from `configure_optimizers`."
+        )
+    if not hasattr(config.scheduler, "step"):
+        raise MisconfigurationException(
+            f"The LR scheduler {type(config.scheduler).__name__} has no `step` method; pass a torch LR scheduler "
+            "or override `lr_scheduler_step` for a custom one."
+        )
+    return config
+
+
+def _is_plateau(scheduler: Any) -> bool:
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+    return isinstance(scheduler, ReduceLROnPlateau)

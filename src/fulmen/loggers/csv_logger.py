@@ -1,0 +1,131 @@
+"""CSVLogger: metrics to `metrics.csv` and hyperparameters to `hparams.yaml` in `name/version_N/`."""
+
+from __future__ import annotations
+
+import csv
+import os
+from argparse import Namespace
+from typing import Any
+
+from fulmen.loggers.logger import Logger, next_version, rank_zero_experiment
+from fulmen.utilities.rank_zero import rank_zero_only
+
+
+class ExperimentWriter:
+    """Keeps metric rows and hyperparameters in memory and writes them as CSV and YAML."""
+
+    NAME_HPARAMS_FILE = "hparams.yaml"
+    NAME_METRICS_FILE = "metrics.csv"
+
+    def __init__(self, log_dir: str) -> None:
+        self.log_dir = log_dir
+        self.hparams: dict[str, Any] = {}
+        self.metrics: list[dict[str, Any]] = []
+        self.metrics_keys: list[str] = []
+        self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
+        os.makedirs(log_dir, exist_ok=True)
+
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        self.hparams.update(params)
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        row = {key: (value.item() if hasattr(value, "item") else value) for key, value in metrics.items()}
+        row["step"] = len(self.metrics) if step is None else step
+        self.metrics.append(row)
+
+    def save(self) -> None:
+        from fulmen.core.saving import save_hparams_to_yaml
+
+        save_hparams_to_yaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
+        if not self.metrics:
+            return
+        new_keys = sorted({key for row in self.metrics for key in row} - set(self.metrics_keys))
+        if new_keys or not os.path.exists(self.metrics_file_path):
+            # A new column means the header changes: rewrite the whole file with the old rows included.
+            old_rows = _read_rows(self.metrics_file_path) if self.metrics_keys else []
+            self.metrics_keys = sorted(set(self.metrics_keys) | set(new_keys))
+            rows, mode = old_rows + self.metrics, "w"
+        else:
+            rows, mode = self.metrics, "a"
+        with open(self.metrics_file_path, mode, newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
+            if mode == "w":
+                writer.writeheader()
+            writer.writerows(rows)
+        self.metrics = []
+
+
+def _read_rows(path: str) -> list[dict[str, Any]]:
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as file:
+        return [{key: value for key, value in row.items() if value != ""} for row in csv.DictReader(file)]
+
+
+class CSVLogger(Logger):
+    """Log to CSV and YAML files on the local filesystem."""
+
+    def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
+                 version: int | str | None = None, prefix: str = "", flush_logs_every_n_steps: int = 100) -> None:
+        super().__init__()
+        self._save_dir = os.fspath(save_dir)
+        self._name = name or ""
+        self._version = version
+        self._prefix = prefix
+        self._flush_every = flush_logs_every_n_steps
+        self._experiment: ExperimentWriter | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> int | str:
+        if self._version is None:
+            self._version = next_version(self.root_dir)
+        return self._version
+
+    @property
+    def root_dir(self) -> str:
+        return os.path.join(self._save_dir, self._name)
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def log_dir(self) -> str:
+        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
+        return os.path.join(self.root_dir, version)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._experiment = ExperimentWriter(self.log_dir)
+        return self._experiment
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(params, Namespace):
+            params = vars(params)
+        self.experiment.log_hparams(dict(params or {}))
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if self._prefix:
+            metrics = {f"{self._prefix}-{key}": value for key, value in metrics.items()}
+        experiment = self.experiment
+        experiment.log_metrics(metrics, step)
+        if step is not None and (step + 1) % self._flush_every == 0:
+            self.save()
+
+    @rank_zero_only
+    def save(self) -> None:
+        self.experiment.save()
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._experiment is None:
+            return
+        self.save()

@@ -1,0 +1,94 @@
+"""Logger base class: the interface the Trainer sends hyperparameters and metrics to."""
+
+from __future__ import annotations
+
+import functools
+import os
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+from fulmen.utilities.rank_zero import rank_zero_only
+
+
+class Logger(ABC):
+    """Base class for experiment loggers; only global rank zero writes."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str | None:
+        """The experiment name."""
+
+    @property
+    @abstractmethod
+    def version(self) -> int | str | None:
+        """The experiment version."""
+
+    @property
+    def root_dir(self) -> str | None:
+        """The directory holding all versions of this experiment."""
+        return None
+
+    @property
+    def log_dir(self) -> str | None:
+        """The directory this version writes to."""
+        return None
+
+    @property
+    def save_dir(self) -> str | None:
+        """The directory the logger was told to save under."""
+        return None
+
+    @property
+    def group_separator(self) -> str:
+        return "/"
+
+    @abstractmethod
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Record `metrics` at `step`."""
+
+    @abstractmethod
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Record the run's hyperparameters."""
+
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """Record the model graph (loggers that support it)."""
+
+    def save(self) -> None:
+        """Flush what was logged."""
+
+    def finalize(self, status: str) -> None:
+        """Close the experiment; `status` is "success", "failed" or "finished"."""
+        self.save()
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """Called after a checkpoint is saved."""
+
+
+def rank_zero_experiment(fn: Callable) -> Callable:
+    """Return the real experiment on rank zero and a do-nothing stand-in elsewhere."""
+
+    @functools.wraps(fn)
+    def experiment(self: Any) -> Any:
+        if rank_zero_only.rank > 0:
+            return _DummyExperiment()
+        return fn(self)
+
+    return experiment
+
+
+class _DummyExperiment:
+    def __getattr__(self, _: str) -> Callable:
+        return lambda *args, **kwargs: None
+
+
+def next_version(root_dir: str) -> int:
+    """The next free `version_N` number under `root_dir`."""
+    if not os.path.isdir(root_dir):
+        return 0
+    versions = []
+    for entry in os.listdir(root_dir):
+        if entry.startswith("version_") and os.path.isdir(os.path.join(root_dir, entry)):
+            suffix = entry[len("version_"):]
+            if suffix.isdigit():
+                versions.append(int(suffix))
+    return max(versions) + 1 if versions else 0

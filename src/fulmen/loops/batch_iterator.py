@@ -1,0 +1,36 @@
+"""Iterate one dataloader for one epoch, up to a batch limit, knowing which batch is the last.
+
+Owns: drawing exactly the batches an epoch uses. A sized loader is never asked for one batch more than
+the epoch needs (an extra draw would shift a seeded sampler's order); an unsized one is read one batch
+ahead so the last batch can be recognized.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+
+def iterate_batches(loader: Any, max_batches: int | float) -> Iterator[tuple[int, Any, bool]]:
+    """Yield `(batch_idx, batch, is_last_batch)` for at most `max_batches` batches of `loader`."""
+    if max_batches == 0:
+        return
+    iterator = iter(loader)
+    if max_batches != float("inf"):
+        last_idx = int(max_batches) - 1
+        for batch_idx in range(last_idx + 1):
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            yield batch_idx, batch, batch_idx == last_idx
+        return
+    try:
+        batch = next(iterator)
+    except StopIteration:
+        return
+    batch_idx = 0
+    for following in iterator:
+        yield batch_idx, batch, False
+        batch, batch_idx = following, batch_idx + 1
+    yield batch_idx, batch, True

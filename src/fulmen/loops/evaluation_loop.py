@@ -1,0 +1,85 @@
+"""EvaluationLoop: validation (inside fit, and `validate`), the sanity check, and `test`.
+
+Owns: eval mode and no-grad/inference mode around the run, iterating several dataloaders in
+sequence with `dataloader_idx`, and returning one metrics dict per dataloader.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from fulmen.loops.batch_iterator import iterate_batches
+from fulmen.trainer.state import RunningStage
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
+
+class EvaluationLoop:
+    """Runs `validation_step` or `test_step` over every batch of the stage's dataloaders."""
+
+    def __init__(self, trainer: Trainer, stage: str) -> None:
+        self.trainer = trainer
+        self.stage = stage  # "validate" or "test"
+        self.loaders: list[Any] = []
+        self.num_batches: list[int | float] = []
+        self.enabled = False
+
+    def setup_data(self) -> None:
+        """Request the dataloaders (once per run, or again when reloading) and count their batches."""
+        trainer = self.trainer
+        self.loaders = trainer._data.request(self.stage)
+        self.num_batches = [trainer._data.num_batches(self.stage, loader) for loader in self.loaders]
+
+    def run_in_fit(self) -> list[dict[str, float]]:
+        """Validate during fit; the stage switches back to training afterwards."""
+        trainer = self.trainer
+        trainer._state.stage = RunningStage.VALIDATING
+        try:
+            return self.run(self.num_batches)
+        finally:
+            trainer._state.stage = RunningStage.TRAINING
+
+    def run(self, num_batches: list[int | float], sanity_checking: bool = False) -> list[dict[str, float]]:
+        trainer = self.trainer
+        hooks, metrics = trainer._hooks, trainer._metrics
+        precision = trainer.strategy.precision_plugin
+        testing = self.stage == "test"
+        loaders = self.loaders
+        several = len(loaders) > 1
+        if testing:
+            on_start, on_epoch_start = hooks.on_test_start, hooks.on_test_epoch_start
+            on_batch_start, step, on_batch_end = hooks.on_test_batch_start, hooks.test_step, hooks.on_test_batch_end
+            on_epoch_end, on_end = hooks.on_test_epoch_end, hooks.on_test_end
+        else:
+            on_start, on_epoch_start = hooks.on_validation_start, hooks.on_validation_epoch_start
+            on_batch_start, step = hooks.on_validation_batch_start, hooks.validation_step
+            on_batch_end = hooks.on_validation_batch_end
+            on_epoch_end, on_end = hooks.on_validation_epoch_end, hooks.on_validation_end
+        trainer.num_eval_batches = list(num_batches)
+
+        no_grad = torch.inference_mode() if trainer._config.inference_mode else torch.no_grad()
+        with no_grad:
+            hooks.model_eval(self.stage)
+            metrics.start_evaluation()
+            on_start()
+            on_epoch_start()
+            for dataloader_idx, loader in enumerate(loaders):
+                metrics.dataloader_idx = dataloader_idx if several else None
+                for batch_idx, batch, _ in iterate_batches(loader, num_batches[dataloader_idx]):
+                    batch = hooks.transfer_batch(precision.convert_input(batch), dataloader_idx)
+                    metrics.eval_results.on_batch(batch)
+                    args = (batch, batch_idx, dataloader_idx) if several else (batch, batch_idx)
+                    on_batch_start(*args)
+                    output = step(*args)
+                    on_batch_end(output, *args)
+                    metrics.eval_step_done(sanity_checking)
+            metrics.dataloader_idx = None
+            metrics.eval_results.epoch_end_reached = True
+            on_epoch_end()
+            results = metrics.evaluation_done(len(loaders), trainer._state.batches_that_stepped, sanity_checking)
+            on_end()
+            hooks.model_train(self.stage)
+        return results

@@ -1,0 +1,281 @@
+"""FitLoop: epochs → batches → forward/backward → optimizer and scheduler steps → validation checks.
+
+Owns: *when* everything in `fit` happens after the sanity check, read top to bottom. What happens
+is delegated: hooks to `HookDispatch`, devices to the Strategy, values to the MetricsRouter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from fulmen.loops.batch_iterator import iterate_batches
+from fulmen.loops.evaluation_loop import EvaluationLoop
+from fulmen.utilities.apply_func import apply_to_collection
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
+
+class FitLoop:
+    """Runs training epochs with periodic validation until a stopping condition holds."""
+
+    def __init__(self, trainer: Trainer, val_loop: EvaluationLoop) -> None:
+        self.trainer = trainer
+        self.val_loop = val_loop
+        config = trainer._config
+        self.max_epochs = config.resolved_max_epochs()
+        self.min_epochs = config.min_epochs or 0
+        self.max_steps = config.max_steps
+        self.min_steps = config.min_steps or 0
+        self.accumulate = config.accumulate_grad_batches
+        # The closure is bound once: per step it only reads the current batch from `self`.
+        self._closure = self._forward_backward
+        self._batch: Any = None
+        self._batch_idx = 0
+        self._zero_grad_due = True
+        self._step_output: dict[str, Any] = {}
+        self.total_batch_idx = 0
+
+    # -- stopping -------------------------------------------------------------------------------------
+
+    def _can_stop_early(self) -> bool:
+        state = self.trainer._state
+        return state.current_epoch >= self.min_epochs and state.global_step >= self.min_steps
+
+    def _max_steps_reached(self) -> bool:
+        return self.max_steps != -1 and self.trainer._state.global_step >= self.max_steps
+
+    def done(self) -> bool:
+        state = self.trainer._state
+        if self._max_steps_reached():
+            rank_zero_info(f"`Trainer.fit` stopped: `max_steps={self.max_steps}` reached.")
+            return True
+        if self.max_epochs != -1 and state.current_epoch >= self.max_epochs:
+            rank_zero_info(f"`Trainer.fit` stopped: `max_epochs={self.max_epochs}` reached.")
+            return True
+        return state.should_stop and self._can_stop_early()
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def run(self, train_loader: Any, num_batches: int | float) -> None:
+        trainer = self.trainer
+        state, hooks, metrics, config = trainer._state, trainer._hooks, trainer._metrics, trainer._config
+        optimization = trainer._optimization
+        automatic = trainer.lightning_module.automatic_optimization
+        precision = trainer.strategy.precision_plugin
+        deadline = None if config.max_time is None else time.monotonic() + config.max_time.total_seconds()
+        if num_batches == 0 or self.done():
+            if num_batches == 0:
+                rank_zero_info("`Trainer.fit` stopped: no training batches (`limit_train_batches=0`).")
+            return
+        self._set_val_check_batch(num_batches)
+
+        hooks.on_train_start()
+        while not self.done():
+            epoch = state.current_epoch
+            if self._reload_due(epoch):
+                train_loader, num_batches = trainer._request_train_loader()
+                self._set_val_check_batch(num_batches)
+            _set_sampler_epoch(train_loader, epoch)
+            trainer.num_training_batches = num_batches
+            hooks.on_train_epoch_start()
+            metrics.start_train_epoch()
+            epoch_finished = False
+
+            for batch_idx, batch, is_last in iterate_batches(train_loader, num_batches):
+                trainer.is_last_batch = is_last
+                batch = hooks.transfer_batch(precision.convert_input(batch), 0)
+                metrics.train_results.on_batch(batch)
+                if hooks.on_train_batch_start(batch, batch_idx) == -1:
+                    break  # the module asked to skip the rest of this epoch
+                accumulating = automatic and not ((batch_idx + 1) % self.accumulate == 0 or is_last)
+
+                # forward + backward (+ optimizer step unless accumulating)
+                if automatic:
+                    outputs = self._automatic_step(batch, batch_idx, accumulating, optimization)
+                else:
+                    outputs = self._manual_step(batch, batch_idx)
+
+                if not accumulating:
+                    self._step_schedulers("step", batch_idx)
+                if is_last:
+                    epoch_finished = True
+                    self._step_schedulers("epoch", batch_idx)
+                hooks.on_train_batch_end(outputs, batch, batch_idx)
+                metrics.train_step_done(state.batches_that_stepped, accumulating)
+                if deadline is not None and time.monotonic() >= deadline:
+                    rank_zero_info("`Trainer.fit` stopped: `max_time` reached.")
+                    state.should_stop = True
+
+                if self._should_validate(batch_idx, is_last):
+                    if not accumulating:
+                        hooks.on_validation_model_zero_grad()
+                    self.val_loop.run_in_fit()
+                    metrics.activate(metrics.train_results)
+                self._step_schedulers("step", batch_idx, plateau=True, skip=accumulating)
+                if not accumulating:
+                    state.batches_that_stepped += 1
+                self.total_batch_idx += 1
+                if self._max_steps_reached() or (state.should_stop and self._can_stop_early()):
+                    break
+
+            # end of epoch: validation already ran above, before on_train_epoch_end
+            metrics.train_epoch_end_reached()
+            hooks.on_train_epoch_end()
+            self._step_schedulers("epoch", self._batch_idx, plateau=True, skip=not epoch_finished)
+            metrics.train_epoch_done(state.batches_that_stepped - 1)
+            state.current_epoch += 1
+        hooks.on_train_end()
+
+    # -- one batch ----------------------------------------------------------------------------------
+
+    def _automatic_step(self, batch: Any, batch_idx: int, accumulating: bool, optimization: Any) -> dict:
+        self._batch, self._batch_idx = batch, batch_idx
+        self._zero_grad_due = batch_idx % self.accumulate == 0
+        self._step_output = {}
+        if accumulating:
+            self._closure()
+        else:
+            # `optimizer_step` is a user hook; its default calls `optimizer.step(closure)`, and LBFGS
+            # may call the closure several times, which is why forward+backward live in a closure.
+            trainer = self.trainer
+            trainer._hooks.optimizer_step(trainer._state.current_epoch, batch_idx,
+                                          optimization.wrapped_optimizers[0], self._closure)
+            trainer._state.global_step += 1
+        return self._step_output
+
+    def _forward_backward(self) -> torch.Tensor | None:
+        trainer = self.trainer
+        hooks = trainer._hooks
+        output = hooks.training_step(self._batch, self._batch_idx)
+        loss, extra = _split_training_output(output)
+        if loss is not None and self.accumulate > 1:
+            loss = loss / self.accumulate
+        if self._zero_grad_due:
+            optimizer = trainer._optimization.optimizers[0]
+            hooks.on_before_zero_grad(optimizer)
+            hooks.optimizer_zero_grad(trainer._state.current_epoch, self._batch_idx, optimizer)
+        if loss is None:
+            rank_zero_warn("`training_step` returned None: this batch is skipped (no backward). If that was "
+                           "not intended, return the loss.")
+            self._step_output = {}
+            return None
+        trainer._optimization.backward(loss)
+        self._step_output = {"loss": loss.detach(), **extra} if extra else {"loss": loss.detach()}
+        return loss
+
+    def _manual_step(self, batch: Any, batch_idx: int) -> dict:
+        output = self.trainer._hooks.training_step(batch, batch_idx)
+        if output is None:
+            return {}
+        if isinstance(output, torch.Tensor):
+            return {"loss": output.detach()}
+        if isinstance(output, Mapping):
+            return apply_to_collection(dict(output), torch.Tensor, torch.Tensor.detach)
+        raise MisconfigurationException(
+            f"`training_step` returned {type(output).__name__}; with manual optimization return None, a tensor, "
+            "or a dict."
+        )
+
+    # -- validation and schedulers --------------------------------------------------------------------
+
+    def _set_val_check_batch(self, num_batches: int | float) -> None:
+        config = self.trainer._config
+        interval = config.val_check_interval
+        if isinstance(interval, int):
+            if interval > num_batches and config.check_val_every_n_epoch is not None:
+                raise ValueError(
+                    f"`val_check_interval={interval}` is more than the {num_batches} training batches per epoch, "
+                    "so validation would never run. Use an interval <= the number of batches, a float fraction, "
+                    "`check_val_every_n_epoch=None` to count batches across epochs, or `limit_val_batches=0` "
+                    "to turn validation off."
+                )
+            self.val_check_batch: int | float = interval
+        elif num_batches == float("inf"):
+            if interval != 1.0:
+                raise MisconfigurationException(
+                    f"`val_check_interval={interval}` is a fraction of the epoch, but the training dataloader has "
+                    "no length; pass an int number of batches instead."
+                )
+            self.val_check_batch = float("inf")
+        else:
+            self.val_check_batch = max(1, int(num_batches * interval))
+
+    def _should_validate(self, batch_idx: int, is_last: bool) -> bool:
+        trainer = self.trainer
+        if not self.val_loop.enabled:
+            return False
+        every = trainer._config.check_val_every_n_epoch
+        if every is not None and (trainer._state.current_epoch + 1) % every != 0:
+            return False
+        if trainer._state.should_stop and self._can_stop_early():
+            return True
+        if self.val_check_batch == float("inf"):
+            return is_last
+        current = self.total_batch_idx if every is None else batch_idx
+        return (current + 1) % self.val_check_batch == 0
+
+    def _step_schedulers(self, interval: str, batch_idx: int, plateau: bool = False, skip: bool = False) -> None:
+        trainer = self.trainer
+        configs = trainer._optimization.scheduler_configs
+        if skip or not configs or not trainer.lightning_module.automatic_optimization:
+            return
+        count = (batch_idx if interval == "step" else trainer._state.current_epoch) + 1
+        for config in configs:
+            if config.reduce_on_plateau != plateau or config.interval != interval or count % config.frequency:
+                continue
+            metric = None
+            if config.reduce_on_plateau:
+                metric = trainer.callback_metrics.get(config.monitor)  # type: ignore[arg-type]
+                if metric is None:
+                    available = sorted(trainer.callback_metrics)
+                    if config.strict:
+                        raise MisconfigurationException(
+                            f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged; available "
+                            f"metrics: {available}. Log it with `self.log({config.monitor!r}, ...)` or set "
+                            "'strict': False in the lr_scheduler_config to skip the step."
+                        )
+                    rank_zero_warn(f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged "
+                                   f"(available: {available}); skipping this scheduler step (strict=False).")
+                    continue
+            trainer._hooks.lr_scheduler_step(config.scheduler, metric)
+
+    def _reload_due(self, epoch: int) -> bool:
+        every = self.trainer._config.reload_dataloaders_every_n_epochs
+        return bool(every) and epoch > 0 and epoch % every == 0
+
+
+def _split_training_output(output: Any) -> tuple[torch.Tensor | None, dict[str, Any]]:
+    if output is None:
+        return None, {}
+    if isinstance(output, torch.Tensor):
+        return output, {}
+    if isinstance(output, Mapping):
+        if "loss" not in output:
+            raise MisconfigurationException(
+                f"`training_step` returned a dict without a 'loss' key (keys: {sorted(output)}); with automatic "
+                "optimization the dict must hold the loss under 'loss'."
+            )
+        extra = {key: value for key, value in output.items() if key != "loss"}
+        return output["loss"], apply_to_collection(extra, torch.Tensor, torch.Tensor.detach)
+    raise MisconfigurationException(
+        f"`training_step` returned {type(output).__name__}; return the loss tensor, a dict with a 'loss' key, "
+        "or None to skip the batch."
+    )
+
+
+def _set_sampler_epoch(loader: Any, epoch: int) -> None:
+    for candidate in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        setter = getattr(candidate, "set_epoch", None)
+        if callable(setter):
+            setter(epoch)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    inner = getattr(batch_sampler, "sampler", None)
+    if inner is not None and inner is not getattr(loader, "sampler", None) and callable(getattr(inner, "set_epoch", None)):
+        inner.set_epoch(epoch)

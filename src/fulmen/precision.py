@@ -1,0 +1,160 @@
+"""Precision: how the forward pass, backward pass and optimizer step handle dtypes and loss scaling.
+
+Owns: autocast contexts, module and input conversion, backward scaling, unscaling before clipping,
+stepping through a GradScaler, and the scaler's checkpoint state. One small class per mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from fulmen.utilities.apply_func import apply_to_collection
+from fulmen.utilities.exceptions import MisconfigurationException
+
+_ALIASES = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+PRECISION_NAMES = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+
+
+class Precision:
+    """Full float32 precision: nothing is converted and nothing is scaled."""
+
+    name = "32-true"
+
+    def convert_module(self, module: nn.Module) -> nn.Module:
+        return module
+
+    def convert_input(self, batch: Any) -> Any:
+        return batch
+
+    def forward_context(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
+                       before_step: Callable[[], None]) -> Any:
+        """Step `optimizer`, calling `closure` (forward+backward) then `before_step` (hooks, clipping)."""
+
+        def closure_then_hooks() -> Any:
+            result = closure()
+            before_step()
+            return result
+
+        return optimizer.step(closure=closure_then_hooks)
+
+    def unscale_gradients(self, optimizer: torch.optim.Optimizer) -> None:
+        """Make gradients true-scale before they are read or clipped (no-op without a scaler)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class DoublePrecision(Precision):
+    """Parameters and floating inputs in float64."""
+
+    name = "64-true"
+    _dtype = torch.float64
+
+    def convert_module(self, module: nn.Module) -> nn.Module:
+        return module.to(self._dtype)
+
+    def convert_input(self, batch: Any) -> Any:
+        dtype = self._dtype
+        return apply_to_collection(batch, torch.Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
+
+    def forward_context(self) -> contextlib.AbstractContextManager:
+        return _default_dtype(self._dtype)
+
+
+class HalfPrecision(DoublePrecision):
+    """Parameters and floating inputs in float16 or bfloat16 ("16-true", "bf16-true")."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self._dtype = dtype
+        self.name = "bf16-true" if dtype == torch.bfloat16 else "16-true"
+
+
+class MixedPrecision(Precision):
+    """Autocast the forward pass; with float16 on CUDA, scale the loss with a GradScaler."""
+
+    def __init__(self, name: str, device_type: str) -> None:
+        self.name = name
+        self._device_type = device_type
+        self._dtype = torch.bfloat16 if name == "bf16-mixed" else torch.float16
+        self.scaler = torch.amp.GradScaler(device_type) if name == "16-mixed" else None
+
+    def forward_context(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self._device_type, dtype=self._dtype)
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        return self.scaler.scale(loss) if self.scaler is not None else loss
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
+                       before_step: Callable[[], None]) -> Any:
+        if self.scaler is None:
+            return super().optimizer_step(optimizer, closure, before_step)
+        if isinstance(optimizer, torch.optim.LBFGS):
+            raise MisconfigurationException("LBFGS re-evaluates its closure, which a GradScaler cannot scale; "
+                                            "use precision='bf16-mixed' or '32-true' with LBFGS.")
+        result = closure()
+        self.scaler.unscale_(optimizer)
+        before_step()
+        # The scaler skips the step when gradients hold inf/NaN and lowers its scale.
+        step_output = self.scaler.step(optimizer)
+        self.scaler.update()
+        return step_output if result is not None else result
+
+    def unscale_gradients(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
+
+
+def select_precision(value: Any, device_type: str) -> Precision:
+    """Build the Precision for `Trainer(precision=value)` on a device of `device_type`."""
+    if isinstance(value, Precision):
+        return value
+    name = _ALIASES.get(str(value), str(value)) if value is not None else "32-true"
+    if name not in PRECISION_NAMES:
+        raise ValueError(
+            f"`precision={value!r}` is not supported; choose one of {', '.join(PRECISION_NAMES)} "
+            "(or the aliases 64, 32, 16, 'bf16')."
+        )
+    if name == "32-true":
+        return Precision()
+    if name == "64-true":
+        return DoublePrecision()
+    if name == "16-true":
+        return HalfPrecision(torch.float16)
+    if name == "bf16-true":
+        return HalfPrecision(torch.bfloat16)
+    if name == "16-mixed" and device_type == "cpu":
+        raise MisconfigurationException(
+            "`precision='16-mixed'` needs a CUDA device (float16 autocast with loss scaling). On CPU use "
+            "`precision='bf16-mixed'`."
+        )
+    return MixedPrecision(name, device_type)
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype):  # noqa: ANN202
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype if dtype in (torch.float32, torch.float64) else previous)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)

@@ -1,0 +1,211 @@
+"""MetricsRouter: the front end of `self.log`, and where reduced values go.
+
+Owns: validating `self.log` arguments, which ResultCollection is active, the trainer's three metric
+dicts (`callback_metrics`, `logged_metrics`, `progress_bar_metrics`) and when loggers receive values.
+The dicts are refreshed from the active collection when read or at loop boundaries, never per step,
+so logging costs no device sync unless someone looks.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from fulmen.results.logging_rules import resolve_log_options
+from fulmen.results.result_collection import ResultCollection, reduce_name
+from fulmen.utilities.exceptions import MisconfigurationException
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
+
+class MetricsRouter:
+    """Receives `self.log` calls and publishes reduced values to the trainer's dicts and the loggers."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self._trainer = trainer
+        self.hook_name: str | None = None
+        self.train_results = ResultCollection(training=True)
+        self.eval_results = ResultCollection(training=False)
+        self.active: ResultCollection | None = None
+        self.dataloader_idx: int | None = None  # set only while several eval dataloaders run
+        self._callback: dict[str, torch.Tensor] = {}
+        self._logged: dict[str, torch.Tensor] = {}
+        self._progress_bar: dict[str, torch.Tensor] = {}
+        self._num_eval_steps_logged = 0
+
+    # -- the self.log front end -------------------------------------------------------------------
+
+    def log(self, module: Any, name: str, value: Any, *, prog_bar: bool, logger: bool | None,
+            on_step: bool | None, on_epoch: bool | None, reduce_fx: Any, enable_graph: bool, sync_dist: bool,
+            sync_dist_group: Any, add_dataloader_idx: bool, batch_size: int | None,
+            metric_attribute: str | None, rank_zero_only: bool) -> None:
+        results = self.active
+        hook = self.hook_name
+        if results is None:
+            raise MisconfigurationException(
+                f"`self.log({name!r}, ...)` was called inside `{hook}`, where no loop is collecting values. "
+                "Log from a training, validation or test step or epoch hook."
+            )
+        on_step, on_epoch = resolve_log_options(hook, name, on_step, on_epoch)
+        if "/dataloader_idx_" in name:
+            raise MisconfigurationException(
+                f"`self.log({name!r}, ...)`: the key must not contain '/dataloader_idx_'; fulmen appends it "
+                "itself when there are several dataloaders."
+            )
+        value = _as_tensor(name, value, module)
+        dataloader_idx = self.dataloader_idx
+        if dataloader_idx is not None and add_dataloader_idx:
+            name = f"{name}/dataloader_idx_{dataloader_idx}"
+        if logger is None:
+            logger = True
+        results.log(
+            hook, name, value, on_step=on_step, on_epoch=on_epoch, prog_bar=prog_bar, logger=logger,
+            reduce=reduce_name(reduce_fx), sync_dist=sync_dist, sync_dist_group=sync_dist_group,
+            dataloader_idx=dataloader_idx, enable_graph=enable_graph, batch_size=batch_size,
+        )
+
+    # -- the trainer's three dicts ----------------------------------------------------------------
+
+    @property
+    def callback_metrics(self) -> dict[str, torch.Tensor]:
+        self._refresh()
+        return self._callback
+
+    @property
+    def logged_metrics(self) -> dict[str, torch.Tensor]:
+        self._refresh()
+        return self._logged
+
+    @property
+    def progress_bar_metrics(self) -> dict[str, float]:
+        self._refresh()
+        # One device sync per shown value, only when the bar (or a user) reads them.
+        return {key: _to_number(value) for key, value in self._progress_bar.items()}
+
+    def _refresh(self) -> None:
+        results = self.active
+        if results is None:
+            return
+        callback, logged, progress_bar = results.views(
+            on_step=not results.epoch_end_reached, reduce_across_processes=self._reduce)
+        self._callback.update(callback)
+        self._logged.update(logged)
+        self._progress_bar.update(progress_bar)
+
+    def _reduce(self, value: torch.Tensor, reduce: str, group: Any) -> torch.Tensor:
+        return self._trainer.strategy.reduce(value, group=group, reduce_op=reduce)
+
+    def clear(self) -> None:
+        """Drop every stored metric (after the sanity check, or when a new stage starts)."""
+        self._callback, self._logged, self._progress_bar = {}, {}, {}
+        self.train_results.reset()
+        self.eval_results.reset()
+
+    # -- loop boundaries ----------------------------------------------------------------------------
+
+    def activate(self, results: ResultCollection | None) -> None:
+        """Make `results` the collection that `self.log` writes to, publishing the previous one first."""
+        self._refresh()
+        self.active = results
+
+    def start_train_epoch(self) -> None:
+        self._refresh()
+        self.train_results.reset()
+        self.active = self.train_results
+
+    def train_step_done(self, step: int, accumulating: bool) -> None:
+        """After a training batch: send step values to the loggers every `log_every_n_steps`."""
+        trainer = self._trainer
+        if accumulating or not trainer.loggers:
+            return
+        if (step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop:
+            _, logged, _ = self.train_results.views(on_step=True)
+            self._logged.update(logged)
+            self.send_to_loggers(logged, step)
+
+    def train_epoch_end_reached(self) -> None:
+        """From here until the next epoch, training values read as their epoch reductions."""
+        self.train_results.epoch_end_reached = True
+
+    def train_epoch_done(self, step: int) -> None:
+        """After `on_train_epoch_end`: publish epoch values and send them to the loggers."""
+        results = self.train_results
+        callback, logged, progress_bar = results.views(on_step=False, reduce_across_processes=self._reduce)
+        self._callback.update(callback)
+        self._logged.update(logged)
+        self._progress_bar.update(progress_bar)
+        self.send_to_loggers(logged, step)
+
+    def start_evaluation(self) -> None:
+        self._refresh()
+        self.eval_results.reset()
+        self.active = self.eval_results
+        self._num_eval_steps_logged = 0
+
+    def eval_step_done(self, sanity_checking: bool) -> None:
+        """After an evaluation batch: send values logged with on_step=True to the loggers."""
+        trainer = self._trainer
+        if sanity_checking or not trainer.loggers:
+            return
+        _, logged, _ = self.eval_results.views(on_step=True, dataloader_idx=self.dataloader_idx)
+        if logged:
+            self._logged.update(logged)
+            self.send_to_loggers(logged, self._num_eval_steps_logged)
+            self._num_eval_steps_logged += 1
+
+    def evaluation_done(self, num_dataloaders: int, step: int, sanity_checking: bool) -> list[dict[str, float]]:
+        """Reduce the evaluation epoch, publish it, and return one metrics dict per dataloader."""
+        results = self.eval_results
+        results.epoch_end_reached = True
+        callback, logged, progress_bar = results.views(on_step=False, reduce_across_processes=self._reduce)
+        if sanity_checking:
+            return []
+        self._callback.update(callback)
+        self._logged.update(logged)
+        self._progress_bar.update(progress_bar)
+        self.send_to_loggers(logged, step)
+        per_dataloader = []
+        for idx in range(num_dataloaders):
+            values, _, _ = results.views(
+                on_step=False, dataloader_idx=idx if num_dataloaders > 1 else None,
+                reduce_across_processes=self._reduce)
+            per_dataloader.append({key: _to_number(value) for key, value in values.items()})
+        return per_dataloader
+
+    def send_to_loggers(self, metrics: dict[str, torch.Tensor], step: int) -> None:
+        trainer = self._trainer
+        if not metrics or not trainer.loggers:
+            return
+        numbers_out = {key: _to_number(value) for key, value in metrics.items()}
+        numbers_out.setdefault("epoch", trainer.current_epoch)
+        for logger in trainer.loggers:
+            logger.log_metrics(numbers_out, step=step)
+
+
+def _as_tensor(name: str, value: Any, module: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"`self.log({name!r}, value)` received a tensor of shape {tuple(value.shape)}; only single-element "
+                f"tensors can be logged. Reduce it first, e.g. `self.log({name!r}, value.mean())`."
+            )
+        if value.ndim:
+            value = value.reshape(())
+        if not value.is_floating_point():
+            value = value.to(torch.get_default_dtype())
+        return value
+    if isinstance(value, numbers.Number):
+        return torch.tensor(float(value), device=module.device)
+    if isinstance(value, dict):
+        raise ValueError(f"`self.log({name!r}, value)` received a dict; use `self.log_dict(value)` for several values.")
+    raise ValueError(
+        f"`self.log({name!r}, value)` received {type(value).__name__} ({value!r:.50}); only Python numbers and "
+        "single-element tensors can be logged."
+    )
+
+
+def _to_number(value: Any) -> Any:
+    return value.item() if isinstance(value, torch.Tensor) else value

@@ -1,0 +1,198 @@
+"""ResultCollection: what `self.log` stored in one loop (training, validation or test), per (hook, key).
+
+Owns: step values, running epoch reductions weighted by batch size, and turning them into the three
+views Lightning exposes (callback, logger, progress bar). Values stay tensors on their device: nothing
+here forces a device sync; conversion to Python numbers happens where a value is shown or written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import torch
+
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+_REDUCE_NAMES = {"mean": "mean", "avg": "mean", "sum": "sum", "max": "max", "min": "min"}
+_REDUCE_FUNCTIONS = {torch.mean: "mean", torch.sum: "sum", torch.max: "max", torch.min: "min"}
+
+
+def reduce_name(reduce_fx: Any) -> str:
+    """Normalize `reduce_fx` (a name or a torch function) to "mean", "sum", "max" or "min"."""
+    if isinstance(reduce_fx, str):
+        name = _REDUCE_NAMES.get(reduce_fx.lower())
+    else:
+        name = _REDUCE_FUNCTIONS.get(reduce_fx)
+    if name is None:
+        raise MisconfigurationException(
+            f"`self.log(..., reduce_fx={reduce_fx!r})` is not supported; use 'mean', 'sum', 'max' or 'min' "
+            "(or torch.mean, torch.sum, torch.max, torch.min)."
+        )
+    return name
+
+
+class LoggedValue:
+    """One logged key in one hook: its options, last step value and running epoch reduction."""
+
+    __slots__ = ("name", "hook", "on_step", "on_epoch", "prog_bar", "logger", "reduce", "sync_dist",
+                 "sync_dist_group", "dataloader_idx", "enable_graph", "signature", "last", "total", "weight")
+
+    def __init__(self, name: str, hook: str, signature: tuple, on_step: bool, on_epoch: bool, prog_bar: bool,
+                 logger: bool, reduce: str, sync_dist: bool, sync_dist_group: Any, dataloader_idx: int | None,
+                 enable_graph: bool) -> None:
+        self.name, self.hook, self.signature = name, hook, signature
+        self.on_step, self.on_epoch, self.prog_bar, self.logger = on_step, on_epoch, prog_bar, logger
+        self.reduce, self.sync_dist, self.sync_dist_group = reduce, sync_dist, sync_dist_group
+        self.dataloader_idx, self.enable_graph = dataloader_idx, enable_graph
+        self.last: torch.Tensor | None = None
+        self.total: torch.Tensor | None = None
+        self.weight = 0
+
+    @property
+    def forked(self) -> bool:
+        return self.on_step and self.on_epoch
+
+    def update(self, value: torch.Tensor, batch_size: Callable[[], int]) -> None:
+        self.last = value
+        if not self.on_epoch:
+            return
+        value = value.detach()
+        reduce = self.reduce
+        if reduce == "mean":
+            size = batch_size()
+            self.total = value * size if self.total is None else self.total.add_(value, alpha=size)
+            self.weight += size
+        elif self.total is None:
+            self.total = value.clone()
+        elif reduce == "sum":
+            self.total.add_(value)
+        elif reduce == "max":
+            torch.maximum(self.total, value, out=self.total)
+        else:
+            torch.minimum(self.total, value, out=self.total)
+
+    def epoch_value(self, reduce_across_processes: Callable[..., torch.Tensor]) -> torch.Tensor | None:
+        if self.total is None:
+            return None
+        value = self.total / self.weight if self.reduce == "mean" else self.total
+        if self.sync_dist:
+            value = reduce_across_processes(value, self.reduce, self.sync_dist_group)
+        return value
+
+
+class ResultCollection:
+    """Everything logged by one loop since its last reset."""
+
+    def __init__(self, training: bool) -> None:
+        self.training = training
+        self.values: dict[tuple[str, str], LoggedValue] = {}
+        self.epoch_end_reached = False
+        self._batch: Any = None
+        self._batch_size: int | None = None
+
+    def reset(self) -> None:
+        """Forget every logged value (at the start of an epoch or evaluation run)."""
+        self.values = {}
+        self.epoch_end_reached = False
+
+    def on_batch(self, batch: Any) -> None:
+        """Remember the batch so a batch size can be inferred from it if a mean needs one."""
+        self._batch = batch
+        self._batch_size = None
+
+    def _current_batch_size(self) -> int:
+        if self._batch_size is None:
+            self._batch_size = extract_batch_size(self._batch)
+        return self._batch_size
+
+    def log(self, hook: str, name: str, value: torch.Tensor, *, on_step: bool, on_epoch: bool, prog_bar: bool,
+            logger: bool, reduce: str, sync_dist: bool, sync_dist_group: Any, dataloader_idx: int | None,
+            enable_graph: bool, batch_size: int | None) -> None:
+        key = (hook, name)
+        signature = (on_step, on_epoch, prog_bar, logger, reduce, sync_dist, enable_graph)
+        entry = self.values.get(key)
+        if entry is None:
+            entry = LoggedValue(name, hook, signature, on_step, on_epoch, prog_bar, logger, reduce, sync_dist,
+                                sync_dist_group, dataloader_idx, enable_graph)
+            self.values[key] = entry
+        elif entry.signature != signature:
+            raise MisconfigurationException(
+                f"`self.log({name!r}, ...)` was called twice in `{hook}` with different arguments "
+                f"(on_step, on_epoch, prog_bar, logger, reduce_fx, sync_dist, enable_graph = {entry.signature} "
+                f"then {signature}). Log each key with one set of arguments per hook."
+            )
+        if not enable_graph:
+            value = value.detach()
+        entry.update(value, (lambda: batch_size) if batch_size is not None else self._current_batch_size)
+
+    def views(self, on_step: bool, dataloader_idx: int | None = None,
+              reduce_across_processes: Callable[..., torch.Tensor] | None = None,
+              ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Return `(callback, logged, progress_bar)` dicts for step values (`on_step`) or epoch values.
+
+        With `dataloader_idx`, only values logged for that dataloader (or for none) are included.
+        """
+        callback: dict[str, torch.Tensor] = {}
+        logged: dict[str, torch.Tensor] = {}
+        progress_bar: dict[str, torch.Tensor] = {}
+        for entry in self.values.values():
+            if dataloader_idx is not None and entry.dataloader_idx not in (None, dataloader_idx):
+                continue
+            if on_step:
+                if not entry.on_step or entry.last is None:
+                    continue
+                value = entry.last
+                forked_name = entry.name + "_step" if entry.on_epoch else entry.name
+            else:
+                if not entry.on_epoch:
+                    continue
+                value = entry.epoch_value(reduce_across_processes or _no_reduction)
+                if value is None:
+                    continue
+                forked_name = entry.name + "_epoch" if entry.on_step else entry.name
+            if entry.logger:
+                logged[forked_name] = value
+            # Step values of evaluation loops never reach callback metrics (Lightning's rule).
+            if self.training or not on_step:
+                callback[entry.name] = value
+                callback[forked_name] = value
+            if entry.prog_bar:
+                progress_bar[forked_name] = value
+        return callback, logged, progress_bar
+
+
+def _no_reduction(value: torch.Tensor, reduce: str, group: Any) -> torch.Tensor:
+    return value
+
+
+def extract_batch_size(batch: Any) -> int:
+    """Infer the batch size as the first dimension of the first tensor found in `batch`."""
+    found: int | None = None
+    for size in _tensor_sizes(batch):
+        if found is None:
+            found = size
+        elif size != found:
+            rank_zero_warn(
+                f"The batch size could not be inferred unambiguously from the batch; using {found}. "
+                "Pass `self.log(..., batch_size=N)` to weight epoch means correctly."
+            )
+            break
+    if found is None:
+        raise MisconfigurationException(
+            "Could not infer the batch size from the batch to weight an epoch mean. "
+            "Pass `self.log(..., batch_size=N)`."
+        )
+    return found
+
+
+def _tensor_sizes(data: Any):  # noqa: ANN202 - generator of ints
+    if isinstance(data, torch.Tensor):
+        yield 1 if data.ndim == 0 else data.size(0)
+    elif isinstance(data, Mapping):
+        for value in data.values():
+            yield from _tensor_sizes(value)
+    elif isinstance(data, (list, tuple)):
+        for value in data:
+            yield from _tensor_sizes(value)

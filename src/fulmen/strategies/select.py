@@ -1,0 +1,114 @@
+"""Resolve the Trainer's hardware flags (accelerator, devices, strategy, precision) into a Strategy.
+
+Owns: every check and error about those flags, in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from fulmen.precision import select_precision
+from fulmen.strategies.single_device import SingleDeviceStrategy
+from fulmen.strategies.strategy import Strategy
+from fulmen.utilities.exceptions import MisconfigurationException
+
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+_MULTI_PROCESS_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "fsdp", "deepspeed")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_accelerator(accelerator: Any) -> str:
+    """Map `accelerator` to "cpu", "cuda" or "mps"."""
+    if not isinstance(accelerator, str):
+        raise ValueError(f"`accelerator` must be one of {', '.join(ACCELERATORS)}; received {accelerator!r}.")
+    name = accelerator.lower()
+    if name not in ACCELERATORS:
+        raise ValueError(
+            f"`accelerator={accelerator!r}` is not a known accelerator; choose one of {', '.join(ACCELERATORS)}."
+        )
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+    if name == "gpu":
+        if torch.cuda.is_available():
+            return "cuda"
+        if _mps_available():
+            return "mps"
+        raise MisconfigurationException("`accelerator='gpu'` was requested but no CUDA or MPS device is available; "
+                                        "use `accelerator='cpu'` or 'auto'.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MisconfigurationException("`accelerator='cuda'` was requested but CUDA is not available; "
+                                        "use `accelerator='cpu'` or 'auto'.")
+    if name == "mps" and not _mps_available():
+        raise MisconfigurationException("`accelerator='mps'` was requested but MPS is not available; "
+                                        "use `accelerator='cpu'` or 'auto'.")
+    return name
+
+
+def resolve_device_indices(devices: Any, device_type: str) -> list[int]:
+    """Turn `devices` (int, list, "auto", "-1", "0,1") into a list of device indices."""
+    available = torch.cuda.device_count() if device_type == "cuda" else 1
+    if devices == "auto" or devices is None:
+        return [0]
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "-1":
+            devices = -1
+        elif "," in text:
+            devices = [int(part) for part in text.split(",") if part.strip()]
+        elif text.isdigit():
+            devices = int(text)
+        else:
+            raise MisconfigurationException(f"`devices={devices!r}` is invalid; use an int, a list of ints or 'auto'.")
+    if isinstance(devices, bool) or not isinstance(devices, (int, list, tuple)):
+        raise MisconfigurationException(f"`devices={devices!r}` is invalid; use an int, a list of ints or 'auto'.")
+    if isinstance(devices, int):
+        if devices == -1:
+            return list(range(available))
+        if devices < 1:
+            raise MisconfigurationException(f"`devices={devices}` is invalid: use at least 1 device, or -1 for all.")
+        if device_type != "cpu" and devices > available:
+            raise MisconfigurationException(
+                f"`devices={devices}` asks for more {device_type} devices than the {available} available."
+            )
+        return list(range(devices)) if device_type != "cpu" else [0] * devices
+    indices = [int(index) for index in devices]
+    if not indices:
+        raise MisconfigurationException("`devices=[]` selects no device; list at least one device index.")
+    if device_type != "cpu":
+        missing = [index for index in indices if index >= available]
+        if missing:
+            raise MisconfigurationException(f"`devices={devices}` names {device_type} devices {missing}, "
+                                            f"but only {available} exist.")
+    return indices
+
+
+def select_strategy(accelerator: Any = "auto", devices: Any = "auto", strategy: Any = "auto",
+                    num_nodes: int = 1, precision: Any = None) -> Strategy:
+    """Build the Strategy (with its Precision) that `Trainer(...)` flags describe."""
+    if isinstance(strategy, Strategy):
+        return strategy
+    device_type = resolve_accelerator(accelerator)
+    indices = resolve_device_indices(devices, device_type)
+    if not isinstance(num_nodes, int) or num_nodes < 1:
+        raise MisconfigurationException(f"`num_nodes={num_nodes!r}` is invalid; use an int >= 1.")
+    if not isinstance(strategy, str):
+        raise MisconfigurationException(f"`strategy={strategy!r}` is invalid; use 'auto', a strategy name or a "
+                                        "Strategy instance.")
+    if len(indices) > 1 or num_nodes > 1 or strategy.startswith(_MULTI_PROCESS_STRATEGIES):
+        raise MisconfigurationException(
+            f"`devices={devices!r}, num_nodes={num_nodes}, strategy={strategy!r}` needs several processes, which "
+            "this version of fulmen does not run yet (DDP support is planned). Use `devices=1` with "
+            "strategy='auto' or 'single_device'."
+        )
+    if strategy not in ("auto", "single_device"):
+        raise MisconfigurationException(
+            f"`strategy={strategy!r}` is not a known strategy; use 'auto' or 'single_device'."
+        )
+    device = torch.device(device_type, indices[0]) if device_type == "cuda" else torch.device(device_type)
+    return SingleDeviceStrategy(device, precision_plugin=select_precision(precision, device_type))

@@ -1,0 +1,134 @@
+"""Strategy base: owns the device(s), the process group (if any), and the model's forward/backward/step.
+
+Owns: moving the module and batches to the device, running step methods under the precision's
+context, backward with loss scaling, optimizer steps through the precision, and collectives
+(reduce, barrier, broadcast, all_gather). Does not own: hook order (`trainer/hook_dispatch.py`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+from fulmen.checkpoint_io import CheckpointIO
+from fulmen.precision import Precision
+from fulmen.utilities.apply_func import move_data_to_device
+
+if TYPE_CHECKING:
+    from fulmen.core.module import LightningModule
+
+
+class Strategy:
+    """How the module is placed and driven; subclasses add processes (DDP) or other devices."""
+
+    launcher: Any = None
+
+    def __init__(self, device: torch.device | str = "cpu", precision: Precision | None = None,
+                 checkpoint_io: CheckpointIO | None = None) -> None:
+        self._root_device = torch.device(device)
+        self.precision_plugin = precision or Precision()
+        self.checkpoint_io = checkpoint_io or CheckpointIO()
+        self._module: LightningModule | None = None
+
+    # -- identity -------------------------------------------------------------------------------
+
+    @property
+    def root_device(self) -> torch.device:
+        return self._root_device
+
+    @property
+    def world_size(self) -> int:
+        return 1
+
+    @property
+    def global_rank(self) -> int:
+        return 0
+
+    @property
+    def local_rank(self) -> int:
+        return 0
+
+    @property
+    def node_rank(self) -> int:
+        return 0
+
+    @property
+    def num_nodes(self) -> int:
+        return 1
+
+    @property
+    def num_processes(self) -> int:
+        return 1
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self.global_rank == 0
+
+    @property
+    def lightning_module(self) -> LightningModule | None:
+        return self._module
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        """The module the strategy drives (a wrapper such as DDP in subclasses)."""
+        return self._module
+
+    # -- setup ------------------------------------------------------------------------------------
+
+    def connect(self, module: LightningModule) -> None:
+        self._module = module
+
+    def setup_module(self, module: LightningModule) -> None:
+        """Convert the module to the precision's dtype and move it to the root device."""
+        self.precision_plugin.convert_module(module)
+        module.to(self.root_device)
+
+    def batch_to_device(self, batch: Any) -> Any:
+        return move_data_to_device(batch, self.root_device)
+
+    # -- the step ---------------------------------------------------------------------------------
+
+    def training_step(self, *args: Any) -> Any:
+        with self.precision_plugin.forward_context():
+            return self._module.training_step(*args)  # type: ignore[union-attr]
+
+    def validation_step(self, *args: Any) -> Any:
+        with self.precision_plugin.forward_context():
+            return self._module.validation_step(*args)  # type: ignore[union-attr]
+
+    def test_step(self, *args: Any) -> Any:
+        with self.precision_plugin.forward_context():
+            return self._module.test_step(*args)  # type: ignore[union-attr]
+
+    def predict_step(self, *args: Any) -> Any:
+        with self.precision_plugin.forward_context():
+            return self._module.predict_step(*args)  # type: ignore[union-attr]
+
+    def backward(self, loss: torch.Tensor, module_backward: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Scale the loss for the precision, then run the module's `backward` hook on it."""
+        module_backward(self.precision_plugin.scale_loss(loss), *args, **kwargs)
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
+                       before_step: Callable[[], None]) -> Any:
+        return self.precision_plugin.optimizer_step(optimizer, closure, before_step)
+
+    # -- collectives (single process: identities) ---------------------------------------------------
+
+    def reduce(self, value: Any, group: Any = None, reduce_op: str | None = "mean") -> Any:
+        return value
+
+    def barrier(self, name: str | None = None) -> None:
+        pass
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        return obj
+
+    def all_gather(self, tensor: torch.Tensor, group: Any = None, sync_grads: bool = False) -> torch.Tensor:
+        return tensor
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        return decision
+
+    def teardown(self) -> None:
+        """Release devices and process groups; the module stays where it is."""

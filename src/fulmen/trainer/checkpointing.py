@@ -1,0 +1,89 @@
+"""The checkpoint format: build the checkpoint dict from a run, and restore a run from one.
+
+Owns: which keys a checkpoint holds (Lightning's layout) and how each part is restored.
+Does not own: bytes on disk (`checkpoint_io.py`) or when checkpoints are taken (callbacks).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from fulmen.trainer.state import TrainerFn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
+FORMAT_VERSION = "2.6.0"  # the Lightning checkpoint layout these dicts follow
+
+
+class Checkpointing:
+    """Saves the trainer's run state into a dict and restores it."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self._trainer = trainer
+
+    def dump(self, weights_only: bool = False) -> dict[str, Any]:
+        trainer = self._trainer
+        module = trainer.lightning_module
+        checkpoint: dict[str, Any] = {
+            "epoch": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "pytorch-lightning_version": FORMAT_VERSION,
+            "state_dict": module.state_dict(),
+            "loops": {"fit_loop": trainer._state.state_dict()},
+        }
+        if not weights_only:
+            optimization = trainer._optimization
+            checkpoint["callbacks"] = {cb.state_key: cb.state_dict() for cb in trainer.callbacks if cb.state_dict()}
+            checkpoint["optimizer_states"] = [opt.state_dict() for opt in optimization.optimizers
+                                              if type(opt).__name__ != "_NoOptimizer"]
+            checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in optimization.scheduler_configs]
+            precision_state = trainer.strategy.precision_plugin.state_dict()
+            if precision_state:
+                checkpoint[type(trainer.strategy.precision_plugin).__name__] = precision_state
+        if getattr(module, "_hparams", None):
+            checkpoint["hyper_parameters"] = dict(module.hparams)
+            checkpoint["hparams_name"] = getattr(module, "_hparams_name", "kwargs")
+        datamodule = trainer.datamodule
+        if datamodule is not None:
+            if getattr(datamodule, "_hparams", None):
+                checkpoint["datamodule_hyper_parameters"] = dict(datamodule.hparams)
+            state = datamodule.state_dict()
+            if state:
+                checkpoint[type(datamodule).__qualname__] = state
+        trainer._hooks.on_save_checkpoint(checkpoint)
+        return checkpoint
+
+    def save(self, path: str | os.PathLike, weights_only: bool = False, storage_options: Any = None) -> None:
+        trainer = self._trainer
+        if trainer.lightning_module is None:
+            raise RuntimeError("`trainer.save_checkpoint` needs a model: call it during or after `fit/validate/...`.")
+        checkpoint = self.dump(weights_only)
+        if trainer.is_global_zero:
+            trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
+        trainer.strategy.barrier("save_checkpoint")
+
+    def restore(self, path: str | os.PathLike | None, fn: TrainerFn, weights_only: bool | None) -> str | None:
+        """Load `path` (if given) into the module and, when fitting, into optimizers, schedulers and counters."""
+        if path is None:
+            return None
+        trainer = self._trainer
+        path = os.fspath(path)
+        checkpoint = trainer.strategy.checkpoint_io.load_checkpoint(path, weights_only=weights_only)
+        trainer._hooks.on_load_checkpoint(checkpoint)
+        trainer.lightning_module.load_state_dict(checkpoint["state_dict"])
+        if fn == TrainerFn.FITTING:
+            optimization = trainer._optimization
+            for optimizer, state in zip(optimization.optimizers, checkpoint.get("optimizer_states", [])):
+                optimizer.load_state_dict(state)
+            for config, state in zip(optimization.scheduler_configs, checkpoint.get("lr_schedulers", [])):
+                config.scheduler.load_state_dict(state)
+            loop_state = checkpoint.get("loops", {}).get("fit_loop")
+            if loop_state:
+                trainer._state.load_state_dict(loop_state)
+            for callback in trainer.callbacks:
+                state = checkpoint.get("callbacks", {}).get(callback.state_key)
+                if state:
+                    callback.load_state_dict(state)
+        return path

@@ -1,0 +1,133 @@
+"""Resolve the dataloaders of each stage and count their batches.
+
+Owns: precedence (arguments > datamodule > module), flattening several loaders, batch limits
+(`limit_*_batches`, `overfit_batches`), sampler replacement, worker seeding, and clear errors for
+missing or empty data. Does not own: iterating the loaders (`loops/batch_iterator.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from torch.utils.data import DataLoader, SequentialSampler
+
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
+from fulmen.utilities.seed import worker_init_function
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
+_HOOK_NAMES = {"train": "train_dataloader", "validate": "val_dataloader", "test": "test_dataloader",
+               "predict": "predict_dataloader"}
+_LIMIT_FLAGS = {"train": "limit_train_batches", "validate": "limit_val_batches", "test": "limit_test_batches",
+                "predict": "limit_predict_batches"}
+
+
+class DataSource:
+    """The dataloaders a run uses, with the number of batches each stage draws from them."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self._trainer = trainer
+        self._given: dict[str, Any] = {}
+
+    def set_given(self, **loaders_by_stage: Any) -> None:
+        """Record dataloaders passed to fit/validate/test/predict; they win over hooks."""
+        self._given = {stage: value for stage, value in loaders_by_stage.items() if value is not None}
+
+    def has_source(self, stage: str) -> bool:
+        return stage in self._given or self._trainer._hooks.has_dataloader_hook(stage)
+
+    def request(self, stage: str) -> list[Any]:
+        """Return the stage's dataloaders as a flat list (one entry per `dataloader_idx`)."""
+        if stage in self._given:
+            raw = self._given[stage]
+        else:
+            raw = self._trainer._hooks.request_dataloader(stage)
+            if raw is None:
+                raise MisconfigurationException(
+                    f"No `{_HOOK_NAMES[stage]}` found: define `{_HOOK_NAMES[stage]}()` on your LightningModule or "
+                    f"LightningDataModule, or pass the dataloader to `Trainer.{_entry_point(stage)}`."
+                )
+        loaders = _flatten(raw)
+        if stage == "train" and len(loaders) != 1:
+            raise MisconfigurationException(
+                f"`train_dataloader` returned {len(loaders)} dataloaders; fulmen trains on exactly one. Combine "
+                "the datasets (e.g. `torch.utils.data.ConcatDataset`) into a single DataLoader."
+            )
+        return [self._prepare(stage, loader) for loader in loaders]
+
+    def _prepare(self, stage: str, loader: Any) -> Any:
+        if not isinstance(loader, DataLoader):
+            return loader
+        config = self._trainer._config
+        if stage == "train" and config.overfit_batches > 0 and not isinstance(loader.sampler, SequentialSampler):
+            rank_zero_warn("`overfit_batches` turns off shuffling of the training dataloader so the same "
+                           "batches are seen every epoch.")
+            loader = replace_sampler(loader, SequentialSampler(loader.dataset))
+        if loader.num_workers > 0 and loader.worker_init_fn is None and os.environ.get("PL_SEED_WORKERS") == "1":
+            loader.worker_init_fn = functools.partial(worker_init_function, rank=self._trainer.global_rank)
+        return loader
+
+    def num_batches(self, stage: str, loader: Any, limit: int | float | None = None) -> int | float:
+        """How many batches `stage` draws from `loader` (`inf` for an unsized iterable)."""
+        if limit is None:
+            limit = getattr(self._trainer._config, _LIMIT_FLAGS[stage])
+        try:
+            length: int | float = len(loader)
+        except (TypeError, NotImplementedError):
+            length = float("inf")
+        name = _HOOK_NAMES[stage]
+        if length == 0:
+            raise MisconfigurationException(
+                f"The `{name}` yields no batches: its dataset is empty, or `drop_last=True` with fewer samples "
+                f"than `batch_size`. Give it data, or set `{_LIMIT_FLAGS[stage]}=0` to skip this stage."
+            )
+        if isinstance(limit, int):
+            return min(length, limit)
+        if length == float("inf"):
+            if limit != 1.0:
+                raise MisconfigurationException(
+                    f"`{_LIMIT_FLAGS[stage]}={limit}` is a fraction, but the `{name}` has no length (an "
+                    "IterableDataset); pass an int number of batches instead."
+                )
+            return length
+        count = int(length * limit)
+        if count == 0 and limit > 0:
+            raise MisconfigurationException(
+                f"`{_LIMIT_FLAGS[stage]}={limit}` of the {length} batches of `{name}` is less than one batch; "
+                f"use at least `{_LIMIT_FLAGS[stage]}={1.0 / length:.4g}` or an int."
+            )
+        return count
+
+
+def _flatten(raw: Any) -> list[Any]:
+    if raw is None:
+        return []
+    if isinstance(raw, Mapping):
+        return [loader for value in raw.values() for loader in _flatten(value)]
+    if isinstance(raw, (list, tuple)):
+        return [loader for value in raw for loader in _flatten(value)]
+    return [raw]
+
+
+def _entry_point(stage: str) -> str:
+    return {"train": "fit(train_dataloaders=...)", "validate": "validate(dataloaders=...)",
+            "test": "test(dataloaders=...)", "predict": "predict(dataloaders=...)"}[stage]
+
+
+def replace_sampler(loader: DataLoader, sampler: Any) -> DataLoader:
+    """Rebuild a plain `DataLoader` with another sampler, keeping its other settings."""
+    if type(loader) is not DataLoader or loader.batch_sampler is None:
+        rank_zero_warn(f"Cannot replace the sampler of a {type(loader).__name__}; keeping it as it is.")
+        return loader
+    return DataLoader(
+        loader.dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+        timeout=loader.timeout, worker_init_fn=loader.worker_init_fn, generator=loader.generator,
+        prefetch_factor=loader.prefetch_factor if loader.num_workers > 0 else None,
+        persistent_workers=loader.persistent_workers, multiprocessing_context=loader.multiprocessing_context,
+    )

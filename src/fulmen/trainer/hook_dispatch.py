@@ -1,0 +1,277 @@
+"""THE place hooks are called: callbacks, then the datamodule or module, in Lightning's order.
+
+Owns: which callbacks/module hooks run for each event and in what order, the name of the running hook
+(for `self.log`), and Lightning's ordering exceptions. At `bind()` each event becomes one prebuilt
+function that calls only what is overridden, so an event nobody overrides costs one no-op call.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from fulmen.callbacks.callback import Callback
+from fulmen.core.datamodule import LightningDataModule
+from fulmen.core.hooks import is_overridden
+from fulmen.core.module import LightningModule
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
+# Events where every overriding callback runs, then the module's hook (if overridden).
+_CALLBACK_THEN_MODULE = (
+    "on_fit_start", "on_fit_end", "on_train_start", "on_train_end",
+    "on_train_epoch_start", "on_train_batch_start", "on_train_batch_end",
+    "on_validation_start", "on_validation_end", "on_validation_epoch_start", "on_validation_epoch_end",
+    "on_validation_batch_start", "on_validation_batch_end",
+    "on_test_start", "on_test_end", "on_test_epoch_start", "on_test_epoch_end",
+    "on_test_batch_start", "on_test_batch_end",
+    "on_predict_start", "on_predict_end", "on_predict_epoch_start", "on_predict_epoch_end",
+    "on_predict_batch_start", "on_predict_batch_end",
+    "on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad",
+)
+# Events only callbacks have.
+_CALLBACK_ONLY = ("on_sanity_check_start", "on_sanity_check_end")
+# Module hooks without a callback twin whose default does nothing: skipped unless overridden.
+_MODULE_ONLY = ("configure_model", "configure_sharded_model")
+# Module hooks with a default that acts: always called.
+_MODULE_ACTING = (
+    "on_validation_model_zero_grad", "configure_optimizers", "configure_callbacks",
+    "optimizer_step", "optimizer_zero_grad", "backward", "lr_scheduler_step", "configure_gradient_clipping",
+)
+_DATA_HOOKS = ("train_dataloader", "val_dataloader", "test_dataloader", "predict_dataloader")
+_STEP_METHODS = ("training_step", "validation_step", "test_step", "predict_step")
+# Eval-mode hooks: the loop's model is put in eval mode, then restored to the exact train/eval
+# mode of every submodule it had, unless the user overrides the restoring hook.
+_MODEL_EVAL = {"validate": "on_validation_model_eval", "test": "on_test_model_eval", "predict": "on_predict_model_eval"}
+_MODEL_TRAIN = {"validate": "on_validation_model_train", "test": "on_test_model_train"}
+_REMOVED_HOOKS = {
+    "training_epoch_end": "on_train_epoch_end", "validation_epoch_end": "on_validation_epoch_end",
+    "test_epoch_end": "on_test_epoch_end", "predict_epoch_end": "on_predict_epoch_end",
+    "training_step_end": "training_step", "validation_step_end": "validation_step",
+    "test_step_end": "test_step", "on_epoch_start": "on_train_epoch_start",
+    "on_epoch_end": "on_train_epoch_end", "on_batch_start": "on_train_batch_start",
+    "on_batch_end": "on_train_batch_end",
+}
+
+
+def _noop(*args: Any) -> None:
+    return None
+
+
+class HookDispatch:
+    """Calls hooks for the trainer; loops call its methods, never user objects directly."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self._trainer = trainer
+        self._captured_modes: dict[int, bool] = {}
+
+    # -- binding ----------------------------------------------------------------------------------
+
+    def bind(self, module: LightningModule, callbacks: list[Callback], datamodule: LightningDataModule | None) -> None:
+        """Build one function per event for this run's module, callbacks and datamodule."""
+        _check_removed_hooks(module)
+        self._module = module
+        self._callbacks = callbacks
+        self._datamodule = datamodule
+        for name in _CALLBACK_THEN_MODULE:
+            setattr(self, name, self._build_event(name, self._overriding_callbacks(name), self._module_hook(name)))
+        for name in _CALLBACK_ONLY:
+            setattr(self, name, self._build_event(name, self._overriding_callbacks(name), None))
+        for name in _MODULE_ONLY:
+            setattr(self, name, self._build_event(name, [], self._module_hook(name)))
+        for name in _MODULE_ACTING + _STEP_METHODS:
+            setattr(self, name, self._build_event(name, [], getattr(module, name)))
+        monitoring = [cb for cb in callbacks if getattr(cb, "_monitors_metrics", False)]
+        others = [cb for cb in callbacks if not getattr(cb, "_monitors_metrics", False)]
+        # Monitoring callbacks (checkpointing, early stopping) run after the module at epoch end so
+        # they see what the module logged in its own `on_train_epoch_end`.
+        name = "on_train_epoch_end"
+        before = self._build_event(name, self._overriding_callbacks(name, others), self._module_hook(name))
+        after = self._build_event(name, self._overriding_callbacks(name, monitoring), None)
+        self.on_train_epoch_end = _chain(before, after)
+        self._bind_batch_transfer()
+
+    def _overriding_callbacks(self, name: str, callbacks: list[Callback] | None = None) -> list[Callable]:
+        return [getattr(cb, name) for cb in (self._callbacks if callbacks is None else callbacks)
+                if is_overridden(name, cb, Callback)]
+
+    def _module_hook(self, name: str) -> Callable | None:
+        return getattr(self._module, name) if is_overridden(name, self._module, LightningModule) else None
+
+    def _build_event(self, name: str, callback_fns: list[Callable], module_fn: Callable | None) -> Callable:
+        if not callback_fns and module_fn is None:
+            return _noop
+        trainer, module, metrics = self._trainer, self._module, self._trainer._metrics
+
+        def event(*args: Any) -> Any:
+            previous = metrics.hook_name
+            metrics.hook_name = name
+            try:
+                for fn in callback_fns:
+                    fn(trainer, module, *args)
+                return module_fn(*args) if module_fn is not None else None
+            finally:
+                metrics.hook_name = previous
+
+        return event
+
+    def _data_owner(self, name: str) -> Any:
+        """The datamodule if it overrides `name`, else the module (Lightning's precedence)."""
+        dm = self._datamodule
+        if dm is not None and is_overridden(name, dm, LightningDataModule):
+            return dm
+        return self._module
+
+    def _bind_batch_transfer(self) -> None:
+        module = self._module
+
+        def chosen(name: str) -> Callable | None:
+            owner = self._data_owner(name)
+            if owner is module and not is_overridden(name, module, LightningModule):
+                return None
+            return getattr(owner, name)
+
+        self._before_transfer = chosen("on_before_batch_transfer")
+        self._transfer = chosen("transfer_batch_to_device")
+        self._after_transfer = chosen("on_after_batch_transfer")
+
+    # -- data -------------------------------------------------------------------------------------
+
+    def transfer_batch(self, batch: Any, dataloader_idx: int) -> Any:
+        """Run on_before_batch_transfer → transfer_batch_to_device → on_after_batch_transfer."""
+        metrics = self._trainer._metrics
+        if self._before_transfer is not None:
+            metrics.hook_name = "on_before_batch_transfer"
+            batch = self._before_transfer(batch, dataloader_idx)
+        if self._transfer is not None:
+            metrics.hook_name = "transfer_batch_to_device"
+            batch = self._transfer(batch, self._trainer.strategy.root_device, dataloader_idx)
+        else:
+            batch = self._trainer.strategy.batch_to_device(batch)
+        if self._after_transfer is not None:
+            metrics.hook_name = "on_after_batch_transfer"
+            batch = self._after_transfer(batch, dataloader_idx)
+        return batch
+
+    def request_dataloader(self, stage: str) -> Any:
+        """Call the `*_dataloader` hook for `stage` on the datamodule (if it defines one) or the module."""
+        name = {"train": "train_dataloader", "validate": "val_dataloader", "sanity_check": "val_dataloader",
+                "test": "test_dataloader", "predict": "predict_dataloader"}[stage]
+        owner = self._data_owner(name)
+        if owner is self._module and not is_overridden(name, owner, LightningModule):
+            return None
+        metrics = self._trainer._metrics
+        metrics.hook_name = name
+        return getattr(owner, name)()
+
+    def has_dataloader_hook(self, stage: str) -> bool:
+        name = {"train": "train_dataloader", "validate": "val_dataloader", "test": "test_dataloader",
+                "predict": "predict_dataloader"}[stage]
+        dm = self._datamodule
+        return is_overridden(name, self._module, LightningModule) or (
+            dm is not None and is_overridden(name, dm, LightningDataModule))
+
+    def module_defines(self, method: str) -> bool:
+        """Whether the module implements a step method (`training_step`, ...) or `configure_optimizers`."""
+        return is_overridden(method, self._module, LightningModule)
+
+    # -- stage boundaries -------------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        """DataModule first, then module; once per node (or once in all) as `prepare_data_per_node` says."""
+        trainer = self._trainer
+        for owner in (self._datamodule, self._module):
+            if owner is None:
+                continue
+            per_node = getattr(owner, "prepare_data_per_node", True)
+            if (per_node and trainer.local_rank == 0) or (not per_node and trainer.global_rank == 0):
+                self._trainer._metrics.hook_name = "prepare_data"
+                owner.prepare_data()
+
+    def setup(self, stage: str) -> None:
+        """DataModule, then callbacks, then module."""
+        self._stage_hook("setup", stage)
+
+    def teardown(self, stage: str) -> None:
+        """DataModule, then callbacks, then module."""
+        self._stage_hook("teardown", stage)
+
+    def _stage_hook(self, name: str, stage: str) -> None:
+        trainer, module = self._trainer, self._module
+        trainer._metrics.hook_name = name
+        if self._datamodule is not None:
+            getattr(self._datamodule, name)(stage)
+        for callback in self._callbacks:
+            getattr(callback, name)(trainer, module, stage)
+        getattr(module, name)(stage)
+
+    def on_exception(self, exception: BaseException) -> None:
+        """Callbacks, then the datamodule, are told the run failed."""
+        for callback in self._callbacks:
+            callback.on_exception(self._trainer, self._module, exception)
+        if self._datamodule is not None:
+            self._datamodule.on_exception(exception)
+
+    # -- eval/train mode ---------------------------------------------------------------------------
+
+    def model_eval(self, stage: str) -> None:
+        """Remember each submodule's mode, then run the stage's `on_*_model_eval` hook."""
+        self._captured_modes = {id(m): m.training for m in self._module.modules()}
+        getattr(self._module, _MODEL_EVAL[stage])()
+
+    def model_train(self, stage: str) -> None:
+        """Run an overridden `on_*_model_train` hook, or restore the modes `model_eval` remembered."""
+        name = _MODEL_TRAIN.get(stage)
+        if name is not None and is_overridden(name, self._module, LightningModule):
+            getattr(self._module, name)()
+            return
+        modes = self._captured_modes
+        for submodule in self._module.modules():
+            submodule.training = modes.get(id(submodule), submodule.training)
+
+    # -- checkpoints --------------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Callbacks, then the datamodule, then the module may add to the checkpoint."""
+        for callback in self._callbacks:
+            callback.on_save_checkpoint(self._trainer, self._module, checkpoint)
+        if self._datamodule is not None:
+            self._datamodule.on_save_checkpoint(checkpoint)
+        self._module.on_save_checkpoint(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The module reads the checkpoint first, then the datamodule, then callbacks (Lightning's exception)."""
+        self._module.on_load_checkpoint(checkpoint)
+        if self._datamodule is not None:
+            self._datamodule.on_load_checkpoint(checkpoint)
+        for callback in self._callbacks:
+            callback.on_load_checkpoint(self._trainer, self._module, checkpoint)
+
+
+def _chain(first: Callable, second: Callable) -> Callable:
+    if second is _noop:
+        return first
+    if first is _noop:
+        return second
+
+    def both(*args: Any) -> None:
+        first(*args)
+        second(*args)
+
+    return both
+
+
+def _check_removed_hooks(module: LightningModule) -> None:
+    for removed, replacement in _REMOVED_HOOKS.items():
+        if callable(getattr(module, removed, None)):
+            raise NotImplementedError(
+                f"`{type(module).__name__}.{removed}` was removed in Lightning 2.0 and fulmen never calls it. "
+                f"Move its code to `{replacement}`; to use step outputs there, keep them in a list on the module."
+            )
+
+
+HOOK_NAMES = frozenset(_CALLBACK_THEN_MODULE + _CALLBACK_ONLY + _MODULE_ONLY + _MODULE_ACTING + _DATA_HOOKS
+                       + _STEP_METHODS + tuple(_MODEL_EVAL.values()) + tuple(_MODEL_TRAIN.values())
+                       + ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer",
+                          "prepare_data", "setup", "teardown", "on_exception", "on_save_checkpoint",
+                          "on_load_checkpoint"))

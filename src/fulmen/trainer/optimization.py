@@ -1,0 +1,128 @@
+"""The run's optimizers and schedulers, and the actions users call on them (step, backward, clipping).
+
+Owns: calling `configure_optimizers`, wrapping optimizers for user hooks, the optimizer step through
+the strategy (with `on_before_optimizer_step` and clipping), `manual_backward` and `clip_gradients`.
+Does not own: when steps happen (`loops/fit_loop.py`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from torch.optim import Optimizer
+
+from fulmen.core.optimizer import LightningOptimizer
+from fulmen.core.optimizer_setup import LRSchedulerConfig, parse_optimizers
+from fulmen.utilities.exceptions import MisconfigurationException
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
+
+class _NoOptimizer(Optimizer):
+    """Stands in when `configure_optimizers` returns None, so the loop (and `global_step`) run unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__([torch.zeros(1)], {})
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        return closure() if closure is not None else None
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        pass
+
+
+def _no_closure() -> None:
+    return None
+
+
+class Optimization:
+    """Holds optimizers and scheduler configs for one run and performs steps and backward passes."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self._trainer = trainer
+        self.optimizers: list[Optimizer] = []
+        self.wrapped_optimizers: list[Any] = []
+        self.scheduler_configs: list[LRSchedulerConfig] = []
+        self.monitor: str | None = None
+
+    def setup(self, automatic: bool) -> None:
+        """Call `configure_optimizers` and check the result fits the optimization mode."""
+        hooks = self._trainer._hooks
+        output = hooks.configure_optimizers()
+        optimizers, configs, monitor = parse_optimizers(output)
+        if automatic and len(optimizers) > 1:
+            raise RuntimeError(
+                f"`configure_optimizers` returned {len(optimizers)} optimizers, but automatic optimization steps "
+                "exactly one. Set `self.automatic_optimization = False` in `__init__` and step them yourself "
+                "in `training_step` (manual optimization)."
+            )
+        if not optimizers and automatic:
+            optimizers = [_NoOptimizer()]
+        self.optimizers = optimizers
+        self.scheduler_configs = configs
+        self.monitor = monitor
+        self.wrapped_optimizers = [LightningOptimizer(optimizer, self.step) for optimizer in optimizers]
+        self._automatic = automatic
+
+    def step(self, optimizer: Optimizer, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
+        """The real optimizer step behind `LightningOptimizer.step`."""
+        trainer = self._trainer
+        hooks = trainer._hooks
+
+        def before_step() -> None:
+            hooks.on_before_optimizer_step(optimizer)
+            if self._automatic:
+                config = trainer._config
+                hooks.configure_gradient_clipping(optimizer, config.gradient_clip_val, config.gradient_clip_algorithm)
+
+        output = trainer.strategy.optimizer_step(optimizer, closure or _no_closure, before_step, **kwargs)
+        if not self._automatic:
+            # Manual optimization counts every optimizer step (two optimizers: two per batch).
+            trainer._state.global_step += 1
+        return output
+
+    def manual_backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """Backward with hooks and precision scaling, for manual optimization."""
+        if self._trainer.lightning_module.automatic_optimization:
+            raise MisconfigurationException(
+                "`manual_backward` is for manual optimization; with automatic optimization return the loss from "
+                "`training_step` instead, or set `self.automatic_optimization = False`."
+            )
+        self.backward(loss, *args, **kwargs)
+
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        hooks = self._trainer._hooks
+        hooks.on_before_backward(loss)
+        self._trainer.strategy.backward(loss, hooks.backward, *args, **kwargs)
+        hooks.on_after_backward()
+
+    def clip_gradients(self, optimizer: Optimizer, clip_val: float | None, algorithm: str | None) -> None:
+        """Clip the gradients of `optimizer`'s parameters, reconciling arguments with the Trainer's flags."""
+        config = self._trainer._config
+        if clip_val is None:
+            clip_val = config.gradient_clip_val or 0.0
+        elif config.gradient_clip_val is not None and config.gradient_clip_val != clip_val:
+            raise MisconfigurationException(
+                f"`Trainer(gradient_clip_val={config.gradient_clip_val})` and `clip_gradients(gradient_clip_val="
+                f"{clip_val})` disagree; set the value in one place only."
+            )
+        if algorithm is None:
+            algorithm = config.gradient_clip_algorithm or "norm"
+        elif config.gradient_clip_algorithm is not None and config.gradient_clip_algorithm != algorithm:
+            raise MisconfigurationException(
+                f"`Trainer(gradient_clip_algorithm={config.gradient_clip_algorithm!r})` and `clip_gradients("
+                f"gradient_clip_algorithm={algorithm!r})` disagree; set the algorithm in one place only."
+            )
+        if not isinstance(clip_val, (int, float)):
+            raise TypeError(f"`gradient_clip_val` must be a number; received {type(clip_val).__name__}.")
+        if algorithm not in ("norm", "value"):
+            raise MisconfigurationException(f"`gradient_clip_algorithm={algorithm!r}` is invalid; use 'norm' or 'value'.")
+        if clip_val <= 0:
+            return
+        parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if algorithm == "value":
+            torch.nn.utils.clip_grad_value_(parameters, clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(parameters, clip_val)

@@ -1,0 +1,65 @@
+"""Checks made at the start of a run, before any hook: does the module have what the stage needs?"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fulmen.trainer.state import TrainerFn
+from fulmen.utilities.exceptions import MisconfigurationException
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
+_STEP_OF = {TrainerFn.VALIDATING: "validation_step", TrainerFn.TESTING: "test_step"}
+
+
+def check_run(trainer: Trainer, fn: TrainerFn) -> None:
+    """Raise a MisconfigurationException naming what is missing for `fn`, and how to add it."""
+    hooks = trainer._hooks
+    module = trainer.lightning_module
+    name = type(module).__name__
+    config = trainer._config
+    if fn == TrainerFn.FITTING:
+        if not hooks.module_defines("training_step"):
+            raise MisconfigurationException(
+                f"{name} has no `training_step()`; `Trainer.fit` needs one that returns the loss for a batch."
+            )
+        if not trainer._data.has_source("train"):
+            raise MisconfigurationException(
+                f"No training data: define `train_dataloader()` on {name} or on a LightningDataModule, or pass "
+                "`train_dataloaders=` to `Trainer.fit`."
+            )
+        if module.automatic_optimization and not hooks.module_defines("configure_optimizers"):
+            raise MisconfigurationException(
+                f"{name} has no `configure_optimizers()`; automatic optimization needs it to return an optimizer "
+                "(e.g. `return torch.optim.SGD(self.parameters(), lr=0.1)`)."
+            )
+        if not module.automatic_optimization:
+            if config.accumulate_grad_batches != 1:
+                raise MisconfigurationException(
+                    f"`Trainer(accumulate_grad_batches={config.accumulate_grad_batches})` does nothing under manual "
+                    "optimization; remove it and accumulate in `training_step`, or use automatic optimization."
+                )
+            if config.gradient_clip_val:
+                raise MisconfigurationException(
+                    f"`Trainer(gradient_clip_val={config.gradient_clip_val})` does nothing under manual optimization; "
+                    "call `self.clip_gradients(opt, gradient_clip_val=...)` in `training_step` instead."
+                )
+    elif fn in _STEP_OF:
+        step = _STEP_OF[fn]
+        if not hooks.module_defines(step):
+            raise MisconfigurationException(
+                f"{name} has no `{step}()`; `Trainer.{fn.value}` runs it on every batch. Define it."
+            )
+        stage = "validate" if fn == TrainerFn.VALIDATING else "test"
+        if not trainer._data.has_source(stage):
+            hook = "val_dataloader" if stage == "validate" else "test_dataloader"
+            raise MisconfigurationException(
+                f"No {stage} data: define `{hook}()` on {name} or on a LightningDataModule, or pass "
+                f"`dataloaders=` to `Trainer.{fn.value}`."
+            )
+    elif fn == TrainerFn.PREDICTING and not trainer._data.has_source("predict"):
+        raise MisconfigurationException(
+            f"No predict data: define `predict_dataloader()` on {name} or on a LightningDataModule, or pass "
+            "`dataloaders=` to `Trainer.predict`."
+        )

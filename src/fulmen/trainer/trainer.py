@@ -1,0 +1,562 @@
+"""Trainer: turns flags into collaborators once, then runs fit / validate / test / predict.
+
+Owns: building the config, strategy, callbacks and loggers; the sequence of a run (`_run`) and
+exception handling. The loops own what happens inside a stage.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+import torch
+
+from fulmen.callbacks.callback_list import build_trainer_callbacks, merge_module_callbacks
+from fulmen.core.datamodule import LightningDataModule
+from fulmen.core.module import LightningModule
+from fulmen.loops.evaluation_loop import EvaluationLoop
+from fulmen.loops.fit_loop import FitLoop
+from fulmen.loops.prediction_loop import PredictionLoop
+from fulmen.results.metrics_router import MetricsRouter
+from fulmen.strategies.select import select_strategy
+from fulmen.trainer.checkpointing import Checkpointing
+from fulmen.trainer.config import TrainerConfig
+from fulmen.trainer.data_source import DataSource
+from fulmen.trainer.hook_dispatch import HookDispatch
+from fulmen.loggers.selection import build_loggers
+from fulmen.trainer.optimization import Optimization
+from fulmen.trainer.run_checks import check_run
+from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+_STAGE_OF = {TrainerFn.FITTING: RunningStage.TRAINING, TrainerFn.VALIDATING: RunningStage.VALIDATING,
+             TrainerFn.TESTING: RunningStage.TESTING, TrainerFn.PREDICTING: RunningStage.PREDICTING}
+
+
+class Trainer:
+    """Runs a LightningModule's training, validation, test and prediction loops (Lightning 2.x flags)."""
+
+    def __init__(
+        self, *, accelerator: str = "auto", strategy: Any = "auto", devices: Any = "auto", num_nodes: int = 1,
+        precision: Any = None, logger: Any = None, callbacks: Any = None, fast_dev_run: int | bool = False,
+        max_epochs: int | None = None, min_epochs: int | None = None, max_steps: int = -1,
+        min_steps: int | None = None, max_time: Any = None, limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None, limit_test_batches: int | float | None = None,
+        limit_predict_batches: int | float | None = None, overfit_batches: int | float = 0.0,
+        val_check_interval: int | float | None = None, check_val_every_n_epoch: int | None = 1,
+        num_sanity_val_steps: int | None = None, log_every_n_steps: int | None = None,
+        enable_checkpointing: bool | None = None, enable_progress_bar: bool | None = None,
+        enable_model_summary: bool | None = None, accumulate_grad_batches: int = 1,
+        gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None,
+        deterministic: bool | str | None = None, benchmark: bool | None = None, inference_mode: bool = True,
+        use_distributed_sampler: bool = True, profiler: Any = None, detect_anomaly: bool = False,
+        barebones: bool = False, plugins: Any = None, sync_batchnorm: bool = False,
+        reload_dataloaders_every_n_epochs: int = 0, default_root_dir: str | os.PathLike | None = None,
+        enable_autolog_hparams: bool = True, model_registry: str | None = None,
+    ) -> None:
+        self._config = TrainerConfig.from_flags(
+            max_epochs=max_epochs, min_epochs=min_epochs, max_steps=max_steps, min_steps=min_steps,
+            max_time=max_time, limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
+            limit_test_batches=limit_test_batches, limit_predict_batches=limit_predict_batches,
+            overfit_batches=overfit_batches, val_check_interval=val_check_interval,
+            check_val_every_n_epoch=check_val_every_n_epoch, num_sanity_val_steps=num_sanity_val_steps,
+            fast_dev_run=fast_dev_run, accumulate_grad_batches=accumulate_grad_batches,
+            gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm,
+            log_every_n_steps=log_every_n_steps, reload_dataloaders_every_n_epochs=reload_dataloaders_every_n_epochs,
+            default_root_dir=default_root_dir, inference_mode=inference_mode, detect_anomaly=detect_anomaly,
+            deterministic=deterministic, benchmark=benchmark, barebones=barebones,
+        )
+        self.strategy = select_strategy(accelerator, devices, strategy, num_nodes, precision)
+        if barebones:
+            enable_checkpointing = enable_progress_bar = enable_model_summary = False
+            logger = False if logger is None else logger
+        quiet = bool(self._config.fast_dev_run)
+        self.callbacks = build_trainer_callbacks(
+            callbacks, enable_progress_bar is not False, enable_model_summary is not False,
+            enable_checkpointing is not False and not quiet,
+        )
+        self.loggers = [] if quiet else build_loggers(logger, self._config.default_root_dir)
+        self.enable_autolog_hparams = enable_autolog_hparams
+        self.use_distributed_sampler = use_distributed_sampler
+        _apply_determinism(deterministic, benchmark, self.strategy.root_device)
+        self._state = TrainerState()
+        self._hooks = HookDispatch(self)
+        self._metrics = MetricsRouter(self)
+        self._data = DataSource(self)
+        self._optimization = Optimization(self)
+        self._checkpointing = Checkpointing(self)
+        self._module: LightningModule | None = None
+        self.datamodule: LightningDataModule | None = None
+        self.num_training_batches: int | float = float("inf")
+        self.num_sanity_val_batches: list[int | float] = []
+        self.num_eval_batches: list[int | float] = []
+        self.num_predict_batches: list[int | float] = []
+        self.is_last_batch = False
+        self.ckpt_path: str | None = None
+        self.fit_loop: FitLoop | None = None
+
+    # -- entry points ---------------------------------------------------------------------------
+
+    def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
+            datamodule: LightningDataModule | None = None, ckpt_path: str | None = None,
+            weights_only: bool | None = None) -> None:
+        """Train `model` (with validation when it has a `validation_step` and validation data)."""
+        if isinstance(train_dataloaders, LightningDataModule):
+            datamodule, train_dataloaders = train_dataloaders, None
+        self._guard(TrainerFn.FITTING, model, datamodule, train_dataloaders, val_dataloaders)
+        self._run(TrainerFn.FITTING, model, datamodule, {"train": train_dataloaders, "validate": val_dataloaders},
+                  ckpt_path=ckpt_path, weights_only=weights_only)
+
+    def validate(self, model: LightningModule | None = None, dataloaders: Any = None, ckpt_path: str | None = None,
+                 verbose: bool = True, datamodule: LightningDataModule | None = None,
+                 weights_only: bool | None = None) -> list[dict[str, float]]:
+        """Run one validation epoch; return one metrics dict per dataloader."""
+        return self._evaluate(TrainerFn.VALIDATING, model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+
+    def test(self, model: LightningModule | None = None, dataloaders: Any = None, ckpt_path: str | None = None,
+             verbose: bool = True, datamodule: LightningDataModule | None = None,
+             weights_only: bool | None = None) -> list[dict[str, float]]:
+        """Run one test epoch; return one metrics dict per dataloader."""
+        return self._evaluate(TrainerFn.TESTING, model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+
+    def predict(self, model: LightningModule | None = None, dataloaders: Any = None,
+                datamodule: LightningDataModule | None = None, return_predictions: bool | None = None,
+                ckpt_path: str | None = None, weights_only: bool | None = None) -> Any:
+        """Run `predict_step` over the predict data; return the predictions (a list per dataloader if several)."""
+        if isinstance(dataloaders, LightningDataModule):
+            datamodule, dataloaders = dataloaders, None
+        model = self._guard(TrainerFn.PREDICTING, model, datamodule, dataloaders)
+        return self._run(TrainerFn.PREDICTING, model, datamodule, {"predict": dataloaders}, ckpt_path=ckpt_path,
+                         weights_only=weights_only, return_predictions=return_predictions is not False)
+
+    def _evaluate(self, fn: TrainerFn, model: Any, dataloaders: Any, ckpt_path: Any, verbose: bool,
+                  datamodule: Any, weights_only: Any) -> list[dict[str, float]]:
+        if isinstance(dataloaders, LightningDataModule):
+            datamodule, dataloaders = dataloaders, None
+        model = self._guard(fn, model, datamodule, dataloaders)
+        stage = "validate" if fn == TrainerFn.VALIDATING else "test"
+        results = self._run(fn, model, datamodule, {stage: dataloaders}, ckpt_path=ckpt_path,
+                            weights_only=weights_only)
+        if verbose and self.is_global_zero:
+            from fulmen.loops.results_table import print_results
+
+            print_results(results, stage)
+        return results
+
+    def _guard(self, fn: TrainerFn, model: Any, datamodule: Any, *loaders: Any) -> LightningModule:
+        if model is None and fn != TrainerFn.FITTING:
+            model = self._module
+            if model is None:
+                raise TypeError(f"`Trainer.{fn.value}()` needs a model: pass `model=` (no model was fitted before).")
+        if not isinstance(model, LightningModule):
+            raise TypeError(f"`Trainer.{fn.value}()` requires a `fulmen.LightningModule`; received "
+                            f"{type(model).__qualname__}. Wrap your nn.Module in a LightningModule.")
+        if datamodule is not None and any(loader is not None for loader in loaders):
+            raise ValueError(f"`Trainer.{fn.value}()` received both dataloaders and a datamodule; pass only one.")
+        if datamodule is not None and not isinstance(datamodule, LightningDataModule):
+            raise TypeError(f"`datamodule` must be a `fulmen.LightningDataModule`; received {type(datamodule).__name__}.")
+        return model
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def _run(self, fn: TrainerFn, model: LightningModule, datamodule: LightningDataModule | None,
+             given_loaders: dict[str, Any], ckpt_path: str | None = None, weights_only: bool | None = None,
+             return_predictions: bool = True) -> Any:
+        state = self._state
+        state.fn, state.stage, state.status, state.should_stop = fn, _STAGE_OF[fn], TrainerStatus.RUNNING, False
+        self._module, self.datamodule = model, datamodule
+        model.trainer = self
+        if datamodule is not None:
+            datamodule.trainer = self
+        self._data.set_given(**given_loaders)
+        self._metrics.clear()
+        self._metrics.active = None
+        stage_name = fn.value
+        hooks = self._hooks
+        try:
+            self._metrics.hook_name = "configure_callbacks"
+            run_callbacks = merge_module_callbacks(self.callbacks, model.configure_callbacks())
+            self.callbacks = run_callbacks
+            hooks.bind(model, run_callbacks, datamodule)
+            check_run(self, fn)
+            self.strategy.connect(model)
+            hooks.prepare_data()
+            hooks.setup(stage_name)
+            hooks.configure_sharded_model()
+            hooks.configure_model()
+            self.strategy.setup_module(model)
+            if fn == TrainerFn.FITTING:
+                self._optimization.setup(model.automatic_optimization)
+            self.ckpt_path = self._checkpointing.restore(ckpt_path, fn, weights_only)
+            if fn == TrainerFn.FITTING:
+                hooks.on_fit_start()
+            self._log_hyperparams(model, datamodule)
+            with torch.autograd.set_detect_anomaly(self._config.detect_anomaly):
+                results = self._run_stage(fn, return_predictions)
+            self.strategy.teardown()
+            if fn == TrainerFn.FITTING:
+                hooks.on_fit_end()
+            hooks.teardown(stage_name)
+            for logger in self.loggers:
+                logger.finalize("success")
+            state.status, state.stage = TrainerStatus.FINISHED, None
+            return results
+        except KeyboardInterrupt as error:
+            rank_zero_info("\nDetected KeyboardInterrupt, attempting graceful shutdown ...")
+            previous_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut shutdown
+            try:
+                self._interrupt(error)
+                hooks.teardown(stage_name)
+            finally:
+                signal.signal(signal.SIGINT, previous_handler)
+            sys.exit(1)
+        except BaseException as error:
+            self._interrupt(error)
+            state.stage = None
+            raise
+
+    def _interrupt(self, error: BaseException) -> None:
+        self._state.status = TrainerStatus.INTERRUPTED
+        if getattr(self._hooks, "_module", None) is not None:
+            self._hooks.on_exception(error)
+        for logger in self.loggers:
+            logger.finalize("failed")
+        self.strategy.teardown()
+
+    def _run_stage(self, fn: TrainerFn, return_predictions: bool) -> Any:
+        if fn == TrainerFn.FITTING:
+            return self._run_fit()
+        if fn == TrainerFn.PREDICTING:
+            loaders = self._data.request("predict")
+            self.num_predict_batches = [self._data.num_batches("predict", loader) for loader in loaders]
+            return PredictionLoop(self, return_predictions).run(loaders, self.num_predict_batches)
+        loop = EvaluationLoop(self, "validate" if fn == TrainerFn.VALIDATING else "test")
+        loop.setup_data()
+        if not any(loop.num_batches):
+            return []
+        return loop.run(loop.num_batches)
+
+    def _run_fit(self) -> None:
+        val_loop = EvaluationLoop(self, "validate")
+        self.fit_loop = fit_loop = FitLoop(self, val_loop)
+        val_loop.enabled = self._validation_enabled()
+        config = self._config
+        sanity_steps = config.num_sanity_val_steps
+        if val_loop.enabled and sanity_steps > 0:
+            self._state.stage = RunningStage.SANITY_CHECKING
+            val_loop.setup_data()
+            self.num_sanity_val_batches = [min(sanity_steps, count) for count in val_loop.num_batches]
+            self._hooks.on_sanity_check_start()
+            val_loop.run(self.num_sanity_val_batches, sanity_checking=True)
+            self._hooks.on_sanity_check_end()
+            self._metrics.clear()
+            self._state.stage = RunningStage.TRAINING
+        train_loader, num_batches = self._request_train_loader()
+        if val_loop.enabled and not val_loop.loaders:
+            val_loop.setup_data()
+        if val_loop.enabled and not any(val_loop.num_batches):
+            val_loop.enabled = False
+        if config.max_epochs is None and config.max_steps == -1 and config.max_time is None:
+            rank_zero_warn("`max_epochs` was not set; training stops after 1000 epochs. Set `max_epochs=-1` to "
+                           "train without an epoch limit.")
+        fit_loop.run(train_loader, num_batches)
+
+    def _request_train_loader(self) -> tuple[Any, int | float]:
+        loader = self._data.request("train")[0]
+        self.num_training_batches = self._data.num_batches("train", loader)
+        return loader, self.num_training_batches
+
+    def _validation_enabled(self) -> bool:
+        if self._config.limit_val_batches == 0:
+            return False
+        has_step = self._hooks.module_defines("validation_step")
+        has_data = self._data.has_source("validate")
+        if has_step and not has_data:
+            rank_zero_warn("The module defines `validation_step` but there is no validation data; validation "
+                           "is skipped. Define `val_dataloader()` or pass `val_dataloaders=` to fit.")
+        elif has_data and not has_step:
+            rank_zero_warn("Validation data was given but the module has no `validation_step`; validation is "
+                           "skipped. Define `validation_step` to validate.")
+        return has_step and has_data
+
+    def _log_hyperparams(self, model: LightningModule, datamodule: LightningDataModule | None) -> None:
+        if not self.loggers or not self.enable_autolog_hparams:
+            return
+        params: dict[str, Any] = {}
+        if getattr(model, "_log_hyperparams", False):
+            params.update(model.hparams_initial)
+        if datamodule is not None and getattr(datamodule, "_log_hyperparams", False):
+            params.update(datamodule.hparams_initial)
+        for logger in self.loggers:
+            logger.log_hyperparams(params)
+            logger.save()
+
+    def save_checkpoint(self, filepath: str | os.PathLike, weights_only: bool | None = None,
+                        storage_options: Any = None) -> None:
+        """Write a checkpoint of the current run to `filepath` (atomically)."""
+        self._checkpointing.save(filepath, bool(weights_only), storage_options)
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """`print` on global rank zero only."""
+        if self.is_global_zero:
+            print(*args, **kwargs)
+
+    # -- read-only views users and callbacks read ------------------------------------------------------
+
+    @property
+    def lightning_module(self) -> LightningModule:
+        return self._module  # type: ignore[return-value]
+
+    @property
+    def model(self) -> Any:
+        return self.strategy.model
+
+    @property
+    def state(self) -> TrainerState:
+        return self._state
+
+    @property
+    def current_epoch(self) -> int:
+        return self._state.current_epoch
+
+    @property
+    def global_step(self) -> int:
+        return self._state.global_step
+
+    @property
+    def should_stop(self) -> bool:
+        return self._state.should_stop
+
+    @should_stop.setter
+    def should_stop(self, value: bool) -> None:
+        self._state.should_stop = bool(value)
+
+    @property
+    def interrupted(self) -> bool:
+        return self._state.status == TrainerStatus.INTERRUPTED
+
+    def _stage_is(self, stage: RunningStage) -> bool:
+        return self._state.stage == stage
+
+    def _set_stage(self, stage: RunningStage, value: bool) -> None:
+        if value:
+            self._state.stage = stage
+        elif self._state.stage == stage:
+            self._state.stage = None
+
+    training = property(lambda self: self._stage_is(RunningStage.TRAINING),
+                        lambda self, value: self._set_stage(RunningStage.TRAINING, value))
+    validating = property(lambda self: self._stage_is(RunningStage.VALIDATING),
+                          lambda self, value: self._set_stage(RunningStage.VALIDATING, value))
+    testing = property(lambda self: self._stage_is(RunningStage.TESTING),
+                       lambda self, value: self._set_stage(RunningStage.TESTING, value))
+    predicting = property(lambda self: self._stage_is(RunningStage.PREDICTING),
+                          lambda self, value: self._set_stage(RunningStage.PREDICTING, value))
+    sanity_checking = property(lambda self: self._stage_is(RunningStage.SANITY_CHECKING),
+                               lambda self, value: self._set_stage(RunningStage.SANITY_CHECKING, value))
+
+    @property
+    def evaluating(self) -> bool:
+        return self._state.stage is not None and self._state.stage.evaluating
+
+    @property
+    def callback_metrics(self) -> dict[str, torch.Tensor]:
+        return self._metrics.callback_metrics
+
+    @property
+    def logged_metrics(self) -> dict[str, torch.Tensor]:
+        return self._metrics.logged_metrics
+
+    @property
+    def progress_bar_metrics(self) -> dict[str, float]:
+        return self._metrics.progress_bar_metrics
+
+    @property
+    def logger(self) -> Any:
+        return self.loggers[0] if self.loggers else None
+
+    @logger.setter
+    def logger(self, logger: Any) -> None:
+        self.loggers = [] if logger is None else [logger]
+
+    @property
+    def log_dir(self) -> str:
+        logger = self.logger
+        directory = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None) if logger else None
+        return os.fspath(directory) if directory is not None else self.default_root_dir
+
+    @property
+    def default_root_dir(self) -> str:
+        return self._config.default_root_dir
+
+    @property
+    def log_every_n_steps(self) -> int:
+        return self._config.log_every_n_steps
+
+    @property
+    def max_epochs(self) -> int | None:
+        return self._config.max_epochs
+
+    @property
+    def min_epochs(self) -> int | None:
+        return self._config.min_epochs
+
+    @property
+    def max_steps(self) -> int:
+        return self._config.max_steps
+
+    @property
+    def min_steps(self) -> int | None:
+        return self._config.min_steps
+
+    @property
+    def accumulate_grad_batches(self) -> int:
+        return self._config.accumulate_grad_batches
+
+    @property
+    def gradient_clip_val(self) -> float | None:
+        return self._config.gradient_clip_val
+
+    @property
+    def gradient_clip_algorithm(self) -> str | None:
+        return self._config.gradient_clip_algorithm
+
+    @property
+    def check_val_every_n_epoch(self) -> int | None:
+        return self._config.check_val_every_n_epoch
+
+    @property
+    def val_check_interval(self) -> int | float:
+        return self._config.val_check_interval
+
+    @property
+    def fast_dev_run(self) -> int:
+        return self._config.fast_dev_run
+
+    @property
+    def num_sanity_val_steps(self) -> int | float:
+        return self._config.num_sanity_val_steps
+
+    @property
+    def limit_train_batches(self) -> int | float:
+        return self._config.limit_train_batches
+
+    @property
+    def limit_val_batches(self) -> int | float:
+        return self._config.limit_val_batches
+
+    @property
+    def limit_test_batches(self) -> int | float:
+        return self._config.limit_test_batches
+
+    @property
+    def limit_predict_batches(self) -> int | float:
+        return self._config.limit_predict_batches
+
+    @property
+    def num_val_batches(self) -> list[int | float]:
+        return self.num_eval_batches
+
+    @property
+    def num_test_batches(self) -> list[int | float]:
+        return self.num_eval_batches
+
+    @property
+    def estimated_stepping_batches(self) -> int | float:
+        """Optimizer steps the whole fit will take, from max_steps, max_epochs and accumulation."""
+        if self.num_training_batches == float("inf") or self.fit_loop is None:
+            if self._config.max_steps != -1:
+                return self._config.max_steps
+            if self.num_training_batches == float("inf"):
+                return float("inf")
+        max_epochs = self._config.resolved_max_epochs()
+        per_epoch = -(-self.num_training_batches // self._config.accumulate_grad_batches)  # ceil
+        total = float("inf") if max_epochs == -1 else per_epoch * max_epochs
+        return min(total, self._config.max_steps) if self._config.max_steps != -1 else total
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return self._optimization.optimizers
+
+    @property
+    def lr_scheduler_configs(self) -> list[Any]:
+        return self._optimization.scheduler_configs
+
+    @property
+    def precision_plugin(self) -> Any:
+        return self.strategy.precision_plugin
+
+    @property
+    def precision(self) -> str:
+        return self.strategy.precision_plugin.name
+
+    @property
+    def world_size(self) -> int:
+        return self.strategy.world_size
+
+    @property
+    def global_rank(self) -> int:
+        return self.strategy.global_rank
+
+    @property
+    def local_rank(self) -> int:
+        return self.strategy.local_rank
+
+    @property
+    def node_rank(self) -> int:
+        return self.strategy.node_rank
+
+    @property
+    def num_nodes(self) -> int:
+        return self.strategy.num_nodes
+
+    @property
+    def num_devices(self) -> int:
+        return self.strategy.num_processes
+
+    @property
+    def device_ids(self) -> list[int]:
+        index = self.strategy.root_device.index
+        return [index if index is not None else 0]
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self.strategy.is_global_zero
+
+    @property
+    def progress_bar_callback(self) -> Any:
+        from fulmen.callbacks.progress_bar import ProgressBar
+
+        return next((cb for cb in self.callbacks if isinstance(cb, ProgressBar)), None)
+
+    @property
+    def checkpoint_callbacks(self) -> list[Any]:
+        return [cb for cb in self.callbacks if getattr(cb, "_is_checkpoint", False)]
+
+    @property
+    def checkpoint_callback(self) -> Any:
+        callbacks = self.checkpoint_callbacks
+        return callbacks[0] if callbacks else None
+
+    @property
+    def early_stopping_callbacks(self) -> list[Any]:
+        return [cb for cb in self.callbacks if getattr(cb, "_is_early_stopping", False)]
+
+    @property
+    def early_stopping_callback(self) -> Any:
+        callbacks = self.early_stopping_callbacks
+        return callbacks[0] if callbacks else None
+
+
+def _apply_determinism(deterministic: bool | str | None, benchmark: bool | None, device: torch.device) -> None:
+    if deterministic is not None:
+        torch.use_deterministic_algorithms(bool(deterministic), warn_only=deterministic == "warn")
+        if deterministic:
+            # cuBLAS needs a fixed workspace to be deterministic.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = bool(benchmark) if benchmark is not None else not deterministic
+        if deterministic:
+            torch.backends.cudnn.deterministic = True

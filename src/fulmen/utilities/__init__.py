@@ -1,0 +1,17 @@
+"""Public utilities, under Lightning's import paths."""
+
+from fulmen.utilities.apply_func import apply_to_collection, move_data_to_device
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_only, rank_zero_warn
+from fulmen.utilities.seed import seed_everything
+
+__all__ = [
+    "MisconfigurationException",
+    "apply_to_collection",
+    "move_data_to_device",
+    "rank_zero_debug",
+    "rank_zero_info",
+    "rank_zero_only",
+    "rank_zero_warn",
+    "seed_everything",
+]
