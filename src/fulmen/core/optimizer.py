@@ -33,8 +33,14 @@ class LightningOptimizer:
         """The wrapped torch optimizer."""
         return self._optimizer
 
-    def step(self, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
+    @property
+    def step(self) -> Callable[..., Any]:
         """Step through the strategy: closure, `on_before_optimizer_step`, clipping, then the real step."""
+        # A property (a data descriptor) wins over the shared instance dict, where LR schedulers
+        # install their own `step` wrapper on the optimizer.
+        return self._strategy_step
+
+    def _strategy_step(self, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
         return self._on_step(self._optimizer, closure, **kwargs)
 
     def zero_grad(self, set_to_none: bool = True) -> None:

@@ -246,9 +246,9 @@ class Trainer:
         sanity_steps = config.num_sanity_val_steps
         if val_loop.enabled and sanity_steps > 0:
             self._state.stage = RunningStage.SANITY_CHECKING
+            self._hooks.on_sanity_check_start()
             val_loop.setup_data()
             self.num_sanity_val_batches = [min(sanity_steps, count) for count in val_loop.num_batches]
-            self._hooks.on_sanity_check_start()
             val_loop.run(self.num_sanity_val_batches, sanity_checking=True)
             self._hooks.on_sanity_check_end()
             self._metrics.clear()
