@@ -35,6 +35,10 @@ class ProgressBar(Callback):
     def disable(self) -> None:
         """Turn the bar off."""
 
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """Print without disturbing the bar."""
+        print(*args, **kwargs)
+
     def enable(self) -> None:
         """Turn the bar on."""
 
@@ -60,6 +64,16 @@ class TQDMProgressBar(ProgressBar):
 
     def disable(self) -> None:
         self._enabled = False
+
+    def print(self, *args: Any, sep: str = " ", **kwargs: Any) -> None:
+        """Print above the active bars without breaking them."""
+        from tqdm.auto import tqdm
+
+        active = next((bar for bar in self._bars.values() if not bar.disable), None)
+        if active is None:
+            print(*args, sep=sep, **kwargs)
+        else:
+            tqdm.write(sep.join(map(str, args)), file=sys.stdout, **kwargs)
 
     def enable(self) -> None:
         self._enabled = True
@@ -108,8 +122,8 @@ class TQDMProgressBar(ProgressBar):
         if bar is None or self._leave:
             self._open("train", description, total, self._process_position, leave=True)
         else:
+            bar.set_description(description, refresh=False)
             bar.reset(total=None if total == float("inf") else int(total))
-            bar.set_description(description)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

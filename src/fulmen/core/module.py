@@ -152,9 +152,11 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
             )
 
     def print(self, *args: Any, **kwargs: Any) -> None:
-        """`print` on global rank zero only."""
-        if self._trainer is None or self._trainer.is_global_zero:
+        """`print` on global rank zero only, above the progress bar when one is shown."""
+        if self._trainer is None:
             print(*args, **kwargs)
+        else:
+            self._trainer.print(*args, **kwargs)
 
     # -- freezing ---------------------------------------------------------------------------------
 

@@ -299,9 +299,11 @@ class Trainer:
         self._checkpointing.save(filepath, bool(weights_only), storage_options)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
-        """`print` on global rank zero only."""
-        if self.is_global_zero:
-            print(*args, **kwargs)
+        """`print` on global rank zero only, above the progress bar when one is shown."""
+        if not self.is_global_zero:
+            return
+        bar = self.progress_bar_callback
+        (bar.print if bar is not None else print)(*args, **kwargs)
 
     # -- read-only views users and callbacks read ------------------------------------------------------
 
