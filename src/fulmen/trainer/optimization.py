@@ -65,6 +65,9 @@ class Optimization:
         self.monitor = monitor
         self.wrapped_optimizers = [LightningOptimizer(optimizer, self.step) for optimizer in optimizers]
         self._automatic = automatic
+        # Clipping runs through a user-overridable hook; skip the call chain when it cannot do anything.
+        self._clip_each_step = automatic and bool(
+            self._trainer._config.gradient_clip_val or hooks.module_defines("configure_gradient_clipping"))
 
     def step(self, optimizer: Optimizer, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
         """The real optimizer step behind `LightningOptimizer.step`."""
@@ -73,7 +76,7 @@ class Optimization:
 
         def before_step() -> None:
             hooks.on_before_optimizer_step(optimizer)
-            if self._automatic:
+            if self._clip_each_step:
                 config = trainer._config
                 hooks.configure_gradient_clipping(optimizer, config.gradient_clip_val, config.gradient_clip_algorithm)
 
