@@ -162,7 +162,8 @@ def test_unknown_name_raises():
             super().__init__()
             self.save_hyperparameters("nope")
 
-    with pytest.raises(ValueError):
+    # Lightning raises KeyError('nope'); fulmen raises a ValueError naming the real arguments.
+    with pytest.raises((KeyError, ValueError), match="nope"):
         Wrong()
 
 
@@ -186,13 +187,27 @@ def test_datamodule_save_hyperparameters():
     assert data.hparams_initial.batch_size == 8
 
 
-def test_datamodule_subclass_and_ignore():
+def test_datamodule_subclass_arguments_are_collected_by_the_parent_call():
+    class Child(_Data):
+        def __init__(self, extra=1, batch_size=4):
+            super().__init__(batch_size=batch_size)
+
+    assert dict(Child(extra=3).hparams) == {"batch_size": 4, "root": "/data", "extra": 3}
+
+
+@pytest.mark.xfail(reason="fulmen bug: core/hparams.py save_hyperparameters drops ignored names only from the newly "
+                          "collected dict and merges it into the saved hparams; Lightning also removes the ignored names "
+                          "from hparams a parent's earlier save_hyperparameters() call stored (remove_ignored_hparams)",
+                   strict=True)
+def test_child_ignore_removes_hparams_a_parent_already_saved():
     class Child(_Data):
         def __init__(self, extra=1, batch_size=4, secret="s"):
             super().__init__(batch_size=batch_size)
             self.save_hyperparameters(ignore=["secret"])
 
-    assert dict(Child(extra=3).hparams) == {"batch_size": 4, "root": "/data", "extra": 3}
+    child = Child(extra=3)
+    assert dict(child.hparams) == {"batch_size": 4, "root": "/data", "extra": 3}
+    assert "secret" not in child.hparams_initial
 
 
 def test_fit_with_datamodule_uses_its_dataloader(tmp_path):
@@ -220,6 +235,17 @@ def test_datamodule_from_datasets(tmp_path):
     assert trainer.global_step == 3
 
 
+@pytest.mark.xfail(reason="fulmen bug: LightningDataModule.from_datasets calls `cls()` with no arguments and sends extra "
+                          "kwargs to DataLoader; Lightning passes batch_size/num_workers (when __init__ accepts them) "
+                          "and the extra kwargs to the datamodule's __init__", strict=True)
+def test_from_datasets_forwards_arguments_to_the_subclass_init():
+    from torch.utils.data import TensorDataset
+
+    data = _Data.from_datasets(train_dataset=TensorDataset(torch.randn(12, 32)), batch_size=6, root="/elsewhere")
+    assert dict(data.hparams) == {"batch_size": 6, "root": "/elsewhere"}
+    assert len(data.train_dataloader()) == 2
+
+
 def test_dataloaders_and_datamodule_together_raise(tmp_path):
     with pytest.raises((ValueError, L.utilities.MisconfigurationException)):
         quiet_trainer(tmp_path).fit(LinearModule(), vector_loader(), datamodule=_Data())
@@ -229,4 +255,3 @@ def test_hparams_survive_deepcopy():
     model = _AllArgs(lr=0.3)
     clone = copy.deepcopy(model)
     assert clone.hparams == model.hparams and clone.hparams_initial.lr == 0.3
-    assert torch.equal(torch.tensor(1.0), torch.tensor(1.0))

@@ -22,6 +22,8 @@ _MIN_SECONDS_BETWEEN_REDRAWS = 0.1
 class ProgressBar(Callback):
     """Base class of progress bars; `get_metrics` gives what the bar shows next to the counts."""
 
+    _is_progress_bar = True
+
     def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
         """The logger version (`v_num`) and every value logged with `prog_bar=True`."""
         metrics: dict[str, Any] = {}

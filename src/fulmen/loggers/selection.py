@@ -25,3 +25,16 @@ def build_loggers(logger: Any, default_root_dir: str) -> list[Logger]:
                 raise TypeError(f"`logger` holds {type(item).__name__}, which is not a `fulmen.loggers.Logger`.")
         return loggers
     raise TypeError(f"`logger` must be a Logger, a list of loggers, True or False; received {type(logger).__name__}.")
+
+
+def log_hyperparameters(loggers: list[Logger], module: Any, datamodule: Any) -> None:
+    """Send the module's and datamodule's saved hyperparameters to every logger."""
+    if not loggers:
+        return
+    params: dict[str, Any] = {}
+    for owner in (module, datamodule):
+        if owner is not None and getattr(owner, "_log_hyperparams", False):
+            params.update(owner.hparams_initial)
+    for logger in loggers:
+        logger.log_hyperparams(params)
+        logger.save()

@@ -14,6 +14,7 @@ import torch
 
 from fulmen.loops.batch_iterator import iterate_batches
 from fulmen.loops.evaluation_loop import EvaluationLoop
+from fulmen.trainer.state import RunningStage
 from fulmen.utilities.apply_func import apply_to_collection
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -63,7 +64,50 @@ class FitLoop:
 
     # -- the loop -----------------------------------------------------------------------------------
 
-    def run(self, train_loader: Any, num_batches: int | float) -> None:
+    def run(self) -> None:
+        """Sanity-check validation, then train epoch by epoch until a stopping condition holds."""
+        trainer = self.trainer
+        self.val_loop.enabled = self._validation_enabled()
+        if self.val_loop.enabled and trainer._config.num_sanity_val_steps > 0:
+            self._sanity_check()
+        train_loader, num_batches = trainer._request_train_loader()
+        if self.val_loop.enabled and not self.val_loop.loaders:
+            self.val_loop.setup_data()
+        if self.val_loop.enabled and not any(self.val_loop.num_batches):
+            self.val_loop.enabled = False
+        if trainer._config.max_epochs is None and self.max_epochs == 1000:
+            rank_zero_warn("`max_epochs` was not set; training stops after 1000 epochs. Set `max_epochs=-1` to "
+                           "train without an epoch limit.")
+        self._train(train_loader, num_batches)
+
+    def _sanity_check(self) -> None:
+        """Run a few validation batches before training so a broken `validation_step` fails fast."""
+        trainer = self.trainer
+        trainer._state.stage = RunningStage.SANITY_CHECKING
+        trainer._hooks.on_sanity_check_start()
+        self.val_loop.setup_data()
+        steps = trainer._config.num_sanity_val_steps
+        trainer.num_sanity_val_batches = [min(steps, count) for count in self.val_loop.num_batches]
+        self.val_loop.run(trainer.num_sanity_val_batches, sanity_checking=True)
+        trainer._hooks.on_sanity_check_end()
+        trainer._metrics.clear()  # nothing logged while sanity checking survives it
+        trainer._state.stage = RunningStage.TRAINING
+
+    def _validation_enabled(self) -> bool:
+        trainer = self.trainer
+        if trainer._config.limit_val_batches == 0:
+            return False
+        has_step = trainer._hooks.module_defines("validation_step")
+        has_data = trainer._data.has_source("validate")
+        if has_step and not has_data:
+            rank_zero_warn("The module defines `validation_step` but there is no validation data; validation "
+                           "is skipped. Define `val_dataloader()` or pass `val_dataloaders=` to fit.")
+        elif has_data and not has_step:
+            rank_zero_warn("Validation data was given but the module has no `validation_step`; validation is "
+                           "skipped. Define `validation_step` to validate.")
+        return has_step and has_data
+
+    def _train(self, train_loader: Any, num_batches: int | float) -> None:
         trainer = self.trainer
         state, hooks, metrics, config = trainer._state, trainer._hooks, trainer._metrics, trainer._config
         optimization = trainer._optimization

@@ -5,6 +5,7 @@ Owns: every check and error about those flags, in one place.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -112,3 +113,16 @@ def select_strategy(accelerator: Any = "auto", devices: Any = "auto", strategy: 
         )
     device = torch.device(device_type, indices[0]) if device_type == "cuda" else torch.device(device_type)
     return SingleDeviceStrategy(device, precision_plugin=select_precision(precision, device_type))
+
+
+def apply_determinism(deterministic: bool | str | None, benchmark: bool | None, device: torch.device) -> None:
+    """Apply `Trainer(deterministic=..., benchmark=...)` to torch and cuDNN."""
+    if deterministic is not None:
+        torch.use_deterministic_algorithms(bool(deterministic), warn_only=deterministic == "warn")
+        if deterministic:
+            # cuBLAS needs a fixed workspace to be deterministic.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = bool(benchmark) if benchmark is not None else not deterministic
+        if deterministic:
+            torch.backends.cudnn.deterministic = True

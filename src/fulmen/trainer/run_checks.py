@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from fulmen.core.datamodule import LightningDataModule
+from fulmen.core.module import LightningModule
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException
 
@@ -63,3 +65,20 @@ def check_run(trainer: Trainer, fn: TrainerFn) -> None:
             f"No predict data: define `predict_dataloader()` on {name} or on a LightningDataModule, or pass "
             "`dataloaders=` to `Trainer.predict`."
         )
+
+
+def check_entry_arguments(trainer: Trainer, fn: TrainerFn, model: Any, datamodule: Any,
+                          *loaders: Any) -> LightningModule:
+    """Check the arguments of fit/validate/test/predict; return the model to run (the last one if None)."""
+    if model is None and fn != TrainerFn.FITTING:
+        model = trainer._module
+        if model is None:
+            raise TypeError(f"`Trainer.{fn.value}()` needs a model: pass `model=` (no model was fitted before).")
+    if not isinstance(model, LightningModule):
+        raise TypeError(f"`Trainer.{fn.value}()` requires a `fulmen.LightningModule`; received "
+                        f"{type(model).__qualname__}. Wrap your nn.Module in a LightningModule.")
+    if datamodule is not None and any(loader is not None for loader in loaders):
+        raise ValueError(f"`Trainer.{fn.value}()` received both dataloaders and a datamodule; pass only one.")
+    if datamodule is not None and not isinstance(datamodule, LightningDataModule):
+        raise TypeError(f"`datamodule` must be a `fulmen.LightningDataModule`; received {type(datamodule).__name__}.")
+    return model

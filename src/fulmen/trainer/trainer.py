@@ -20,16 +20,33 @@ from fulmen.loops.evaluation_loop import EvaluationLoop
 from fulmen.loops.fit_loop import FitLoop
 from fulmen.loops.prediction_loop import PredictionLoop
 from fulmen.results.metrics_router import MetricsRouter
-from fulmen.strategies.select import select_strategy
+from fulmen.strategies.select import apply_determinism, select_strategy
 from fulmen.trainer.checkpointing import Checkpointing
 from fulmen.trainer.config import TrainerConfig
 from fulmen.trainer.data_source import DataSource
 from fulmen.trainer.hook_dispatch import HookDispatch
-from fulmen.loggers.selection import build_loggers
+from fulmen.loggers.selection import build_loggers, log_hyperparameters
 from fulmen.trainer.optimization import Optimization
-from fulmen.trainer.run_checks import check_run
+from fulmen.trainer.run_checks import check_entry_arguments, check_run
 from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+class _FromConfig:
+    """A read-only Trainer attribute that shows the parsed value of the flag of the same name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, trainer: Any, owner: type | None = None) -> Any:
+        return self if trainer is None else getattr(trainer._config, self._name)
+
+
+class _FromStrategy(_FromConfig):
+    """A read-only Trainer attribute answered by the strategy (ranks, world size)."""
+
+    def __get__(self, trainer: Any, owner: type | None = None) -> Any:
+        return self if trainer is None else getattr(trainer.strategy, self._name)
+
 
 _STAGE_OF = {TrainerFn.FITTING: RunningStage.TRAINING, TrainerFn.VALIDATING: RunningStage.VALIDATING,
              TrainerFn.TESTING: RunningStage.TESTING, TrainerFn.PREDICTING: RunningStage.PREDICTING}
@@ -80,7 +97,7 @@ class Trainer:
         self.loggers = [] if quiet else build_loggers(logger, self._config.default_root_dir)
         self.enable_autolog_hparams = enable_autolog_hparams
         self.use_distributed_sampler = use_distributed_sampler
-        _apply_determinism(deterministic, benchmark, self.strategy.root_device)
+        apply_determinism(deterministic, benchmark, self.strategy.root_device)
         self._state = TrainerState()
         self._hooks = HookDispatch(self)
         self._metrics = MetricsRouter(self)
@@ -105,7 +122,7 @@ class Trainer:
         """Train `model` (with validation when it has a `validation_step` and validation data)."""
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
-        self._guard(TrainerFn.FITTING, model, datamodule, train_dataloaders, val_dataloaders)
+        check_entry_arguments(self, TrainerFn.FITTING, model, datamodule, train_dataloaders, val_dataloaders)
         self._run(TrainerFn.FITTING, model, datamodule, {"train": train_dataloaders, "validate": val_dataloaders},
                   ckpt_path=ckpt_path, weights_only=weights_only)
 
@@ -127,7 +144,7 @@ class Trainer:
         """Run `predict_step` over the predict data; return the predictions (a list per dataloader if several)."""
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
-        model = self._guard(TrainerFn.PREDICTING, model, datamodule, dataloaders)
+        model = check_entry_arguments(self, TrainerFn.PREDICTING, model, datamodule, dataloaders)
         return self._run(TrainerFn.PREDICTING, model, datamodule, {"predict": dataloaders}, ckpt_path=ckpt_path,
                          weights_only=weights_only, return_predictions=return_predictions is not False)
 
@@ -135,7 +152,7 @@ class Trainer:
                   datamodule: Any, weights_only: Any) -> list[dict[str, float]]:
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
-        model = self._guard(fn, model, datamodule, dataloaders)
+        model = check_entry_arguments(self, fn, model, datamodule, dataloaders)
         stage = "validate" if fn == TrainerFn.VALIDATING else "test"
         results = self._run(fn, model, datamodule, {stage: dataloaders}, ckpt_path=ckpt_path,
                             weights_only=weights_only)
@@ -144,20 +161,6 @@ class Trainer:
 
             print_results(results, stage)
         return results
-
-    def _guard(self, fn: TrainerFn, model: Any, datamodule: Any, *loaders: Any) -> LightningModule:
-        if model is None and fn != TrainerFn.FITTING:
-            model = self._module
-            if model is None:
-                raise TypeError(f"`Trainer.{fn.value}()` needs a model: pass `model=` (no model was fitted before).")
-        if not isinstance(model, LightningModule):
-            raise TypeError(f"`Trainer.{fn.value}()` requires a `fulmen.LightningModule`; received "
-                            f"{type(model).__qualname__}. Wrap your nn.Module in a LightningModule.")
-        if datamodule is not None and any(loader is not None for loader in loaders):
-            raise ValueError(f"`Trainer.{fn.value}()` received both dataloaders and a datamodule; pass only one.")
-        if datamodule is not None and not isinstance(datamodule, LightningDataModule):
-            raise TypeError(f"`datamodule` must be a `fulmen.LightningDataModule`; received {type(datamodule).__name__}.")
-        return model
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -192,7 +195,8 @@ class Trainer:
             self.ckpt_path = self._checkpointing.restore(ckpt_path, fn, weights_only)
             if fn == TrainerFn.FITTING:
                 hooks.on_fit_start()
-            self._log_hyperparams(model, datamodule)
+            if self.enable_autolog_hparams:
+                log_hyperparameters(self.loggers, model, datamodule)
             with torch.autograd.set_detect_anomaly(self._config.detect_anomaly):
                 results = self._run_stage(fn, return_predictions)
             self.strategy.teardown()
@@ -239,59 +243,13 @@ class Trainer:
         return loop.run(loop.num_batches)
 
     def _run_fit(self) -> None:
-        val_loop = EvaluationLoop(self, "validate")
-        self.fit_loop = fit_loop = FitLoop(self, val_loop)
-        val_loop.enabled = self._validation_enabled()
-        config = self._config
-        sanity_steps = config.num_sanity_val_steps
-        if val_loop.enabled and sanity_steps > 0:
-            self._state.stage = RunningStage.SANITY_CHECKING
-            self._hooks.on_sanity_check_start()
-            val_loop.setup_data()
-            self.num_sanity_val_batches = [min(sanity_steps, count) for count in val_loop.num_batches]
-            val_loop.run(self.num_sanity_val_batches, sanity_checking=True)
-            self._hooks.on_sanity_check_end()
-            self._metrics.clear()
-            self._state.stage = RunningStage.TRAINING
-        train_loader, num_batches = self._request_train_loader()
-        if val_loop.enabled and not val_loop.loaders:
-            val_loop.setup_data()
-        if val_loop.enabled and not any(val_loop.num_batches):
-            val_loop.enabled = False
-        if config.max_epochs is None and config.max_steps == -1 and config.max_time is None:
-            rank_zero_warn("`max_epochs` was not set; training stops after 1000 epochs. Set `max_epochs=-1` to "
-                           "train without an epoch limit.")
-        fit_loop.run(train_loader, num_batches)
+        self.fit_loop = FitLoop(self, EvaluationLoop(self, "validate"))
+        self.fit_loop.run()
 
     def _request_train_loader(self) -> tuple[Any, int | float]:
         loader = self._data.request("train")[0]
         self.num_training_batches = self._data.num_batches("train", loader)
         return loader, self.num_training_batches
-
-    def _validation_enabled(self) -> bool:
-        if self._config.limit_val_batches == 0:
-            return False
-        has_step = self._hooks.module_defines("validation_step")
-        has_data = self._data.has_source("validate")
-        if has_step and not has_data:
-            rank_zero_warn("The module defines `validation_step` but there is no validation data; validation "
-                           "is skipped. Define `val_dataloader()` or pass `val_dataloaders=` to fit.")
-        elif has_data and not has_step:
-            rank_zero_warn("Validation data was given but the module has no `validation_step`; validation is "
-                           "skipped. Define `validation_step` to validate.")
-        return has_step and has_data
-
-    def _log_hyperparams(self, model: LightningModule, datamodule: LightningDataModule | None) -> None:
-        if not self.loggers or not self.enable_autolog_hparams:
-            return
-        params: dict[str, Any] = {}
-        if getattr(model, "_log_hyperparams", False):
-            params.update(model.hparams_initial)
-        if datamodule is not None and getattr(datamodule, "_log_hyperparams", False):
-            params.update(datamodule.hparams_initial)
-        for logger in self.loggers:
-            logger.log_hyperparams(params)
-            logger.save()
 
     def save_checkpoint(self, filepath: str | os.PathLike, weights_only: bool | None = None,
                         storage_options: Any = None) -> None:
@@ -393,69 +351,22 @@ class Trainer:
     def default_root_dir(self) -> str:
         return self._config.default_root_dir
 
-    @property
-    def log_every_n_steps(self) -> int:
-        return self._config.log_every_n_steps
-
-    @property
-    def max_epochs(self) -> int | None:
-        return self._config.max_epochs
-
-    @property
-    def min_epochs(self) -> int | None:
-        return self._config.min_epochs
-
-    @property
-    def max_steps(self) -> int:
-        return self._config.max_steps
-
-    @property
-    def min_steps(self) -> int | None:
-        return self._config.min_steps
-
-    @property
-    def accumulate_grad_batches(self) -> int:
-        return self._config.accumulate_grad_batches
-
-    @property
-    def gradient_clip_val(self) -> float | None:
-        return self._config.gradient_clip_val
-
-    @property
-    def gradient_clip_algorithm(self) -> str | None:
-        return self._config.gradient_clip_algorithm
-
-    @property
-    def check_val_every_n_epoch(self) -> int | None:
-        return self._config.check_val_every_n_epoch
-
-    @property
-    def val_check_interval(self) -> int | float:
-        return self._config.val_check_interval
-
-    @property
-    def fast_dev_run(self) -> int:
-        return self._config.fast_dev_run
-
-    @property
-    def num_sanity_val_steps(self) -> int | float:
-        return self._config.num_sanity_val_steps
-
-    @property
-    def limit_train_batches(self) -> int | float:
-        return self._config.limit_train_batches
-
-    @property
-    def limit_val_batches(self) -> int | float:
-        return self._config.limit_val_batches
-
-    @property
-    def limit_test_batches(self) -> int | float:
-        return self._config.limit_test_batches
-
-    @property
-    def limit_predict_batches(self) -> int | float:
-        return self._config.limit_predict_batches
+    log_every_n_steps = _FromConfig()
+    max_epochs = _FromConfig()
+    min_epochs = _FromConfig()
+    max_steps = _FromConfig()
+    min_steps = _FromConfig()
+    accumulate_grad_batches = _FromConfig()
+    gradient_clip_val = _FromConfig()
+    gradient_clip_algorithm = _FromConfig()
+    check_val_every_n_epoch = _FromConfig()
+    val_check_interval = _FromConfig()
+    fast_dev_run = _FromConfig()
+    num_sanity_val_steps = _FromConfig()
+    limit_train_batches = _FromConfig()
+    limit_val_batches = _FromConfig()
+    limit_test_batches = _FromConfig()
+    limit_predict_batches = _FromConfig()
 
     @property
     def num_val_batches(self) -> list[int | float]:
@@ -494,25 +405,12 @@ class Trainer:
     def precision(self) -> str:
         return self.strategy.precision_plugin.name
 
-    @property
-    def world_size(self) -> int:
-        return self.strategy.world_size
-
-    @property
-    def global_rank(self) -> int:
-        return self.strategy.global_rank
-
-    @property
-    def local_rank(self) -> int:
-        return self.strategy.local_rank
-
-    @property
-    def node_rank(self) -> int:
-        return self.strategy.node_rank
-
-    @property
-    def num_nodes(self) -> int:
-        return self.strategy.num_nodes
+    world_size = _FromStrategy()
+    global_rank = _FromStrategy()
+    local_rank = _FromStrategy()
+    node_rank = _FromStrategy()
+    num_nodes = _FromStrategy()
+    is_global_zero = _FromStrategy()
 
     @property
     def num_devices(self) -> int:
@@ -524,41 +422,24 @@ class Trainer:
         return [index if index is not None else 0]
 
     @property
-    def is_global_zero(self) -> bool:
-        return self.strategy.is_global_zero
-
-    @property
     def progress_bar_callback(self) -> Any:
-        from fulmen.callbacks.progress_bar import ProgressBar
-
-        return next((cb for cb in self.callbacks if isinstance(cb, ProgressBar)), None)
+        return next(iter(self._callbacks_marked("_is_progress_bar")), None)
 
     @property
     def checkpoint_callbacks(self) -> list[Any]:
-        return [cb for cb in self.callbacks if getattr(cb, "_is_checkpoint", False)]
+        return self._callbacks_marked("_is_checkpoint")
 
     @property
     def checkpoint_callback(self) -> Any:
-        callbacks = self.checkpoint_callbacks
-        return callbacks[0] if callbacks else None
+        return next(iter(self.checkpoint_callbacks), None)
 
     @property
     def early_stopping_callbacks(self) -> list[Any]:
-        return [cb for cb in self.callbacks if getattr(cb, "_is_early_stopping", False)]
+        return self._callbacks_marked("_is_early_stopping")
 
     @property
     def early_stopping_callback(self) -> Any:
-        callbacks = self.early_stopping_callbacks
-        return callbacks[0] if callbacks else None
+        return next(iter(self.early_stopping_callbacks), None)
 
-
-def _apply_determinism(deterministic: bool | str | None, benchmark: bool | None, device: torch.device) -> None:
-    if deterministic is not None:
-        torch.use_deterministic_algorithms(bool(deterministic), warn_only=deterministic == "warn")
-        if deterministic:
-            # cuBLAS needs a fixed workspace to be deterministic.
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(benchmark) if benchmark is not None else not deterministic
-        if deterministic:
-            torch.backends.cudnn.deterministic = True
+    def _callbacks_marked(self, marker: str) -> list[Any]:
+        return [callback for callback in self.callbacks if getattr(callback, marker, False)]
