@@ -87,6 +87,11 @@ class TinyModule(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.lr)
 
 
+def _plain(value):
+    """A stage may arrive as a str-Enum; keep its value so f-strings read "fit" on every Python."""
+    return getattr(value, "value", value)
+
+
 class RecordingCallback(L.Callback):
     """Records `(hook, trainer.current_epoch, trainer.global_step)` for the coarse hooks, and exceptions."""
 
@@ -105,10 +110,10 @@ class RecordingCallback(L.Callback):
         return self.names().count(name)
 
     def setup(self, trainer, pl_module, stage):
-        self._record(f"setup:{stage}", trainer)
+        self._record(f"setup:{_plain(stage)}", trainer)
 
     def teardown(self, trainer, pl_module, stage):
-        self._record(f"teardown:{stage}", trainer)
+        self._record(f"teardown:{_plain(stage)}", trainer)
 
     def on_sanity_check_start(self, trainer, pl_module):
         self._record("on_sanity_check_start", trainer)

@@ -57,7 +57,11 @@ def test_limit_val_batches_zero_turns_validation_off(tmp_path):
     assert module.calls["training_step"] == 4
 
 
-@pytest.mark.parametrize(("limit", "expected"), [(3, 3), (0.25, 2), (1.0, 8)])
+@pytest.mark.parametrize(("limit", "expected"), [
+    (3, 3), (0.25, 2), (1.0, 8),
+    # a float with a whole value above 1 is a number of batches
+    (2.0, 2),
+])
 def test_limit_test_batches_counts_test_steps(tmp_path, limit, expected):
     module = TinyModule()
     trainer = quiet_trainer(tmp_path, limit_test_batches=limit)

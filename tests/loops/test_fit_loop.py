@@ -145,7 +145,6 @@ def test_min_steps_keeps_training_after_should_stop(tmp_path):
     assert trainer.current_epoch == 2
 
 
-@pytest.mark.xfail(reason="fulmen bug: min_steps alone does not imply min_epochs=1", strict=True)
 def test_min_steps_alone_also_finishes_the_first_epoch(tmp_path):
     # Lightning sets min_epochs=1 when only min_steps is given: min_steps=2 is met mid-epoch 0,
     # but the stop waits for epoch 0 to end
@@ -161,7 +160,6 @@ def test_max_time_zero_stops_early(tmp_path):
     assert trainer.state.status == "finished"
 
 
-@pytest.mark.xfail(reason="fulmen bug: max_time is first checked after a batch, not at fit start", strict=True)
 def test_max_time_already_spent_at_fit_start_trains_no_batch(tmp_path):
     trainer, module = _fit(tmp_path, max_epochs=5, max_time={"seconds": 0})
     assert module.calls["training_step"] == 0

@@ -31,7 +31,8 @@ class FitLoop:
         self.val_loop = val_loop
         config = trainer._config
         self.max_epochs = config.resolved_max_epochs()
-        self.min_epochs = config.min_epochs or 0
+        # With only `min_steps`, Lightning still finishes the first epoch before honouring `should_stop`.
+        self.min_epochs = config.min_epochs if config.min_epochs is not None else (1 if config.min_steps else 0)
         self.max_steps = config.max_steps
         self.min_steps = config.min_steps or 0
         self.accumulate = config.accumulate_grad_batches
@@ -114,6 +115,8 @@ class FitLoop:
         automatic = trainer.lightning_module.automatic_optimization
         precision = trainer.strategy.precision_plugin
         deadline = None if config.max_time is None else time.monotonic() + config.max_time.total_seconds()
+        if deadline is not None and time.monotonic() >= deadline:
+            state.should_stop = True  # a time budget already spent (e.g. max_time=0) trains nothing
         if num_batches == 0 or self.done():
             if num_batches == 0:
                 rank_zero_info("`Trainer.fit` stopped: no training batches (`limit_train_batches=0`).")
@@ -124,7 +127,7 @@ class FitLoop:
         while not self.done():
             epoch = state.current_epoch
             if self._reload_due(epoch):
-                train_loader, num_batches = trainer._request_train_loader()
+                train_loader, num_batches = trainer._request_train_loader(reload=True)
                 self._set_val_check_batch(num_batches)
             _set_sampler_epoch(train_loader, epoch)
             trainer.num_training_batches = num_batches

@@ -108,9 +108,7 @@ def select_strategy(accelerator: Any = "auto", devices: Any = "auto", strategy: 
             "strategy='auto' or 'single_device'."
         )
     if strategy not in ("auto", "single_device"):
-        raise MisconfigurationException(
-            f"`strategy={strategy!r}` is not a known strategy; use 'auto' or 'single_device'."
-        )
+        raise ValueError(f"`strategy={strategy!r}` is not a known strategy; use 'auto' or 'single_device'.")
     device = torch.device(device_type, indices[0]) if device_type == "cuda" else torch.device(device_type)
     return SingleDeviceStrategy(device, precision_plugin=select_precision(precision, device_type))
 

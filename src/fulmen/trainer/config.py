@@ -161,6 +161,8 @@ def _parse_limit(name: str, value: int | float | None) -> int | float:
         if value < 0:
             raise MisconfigurationException(f"`{name}` must not be negative; received {value}.")
         return value
+    if value > 1.0 and value.is_integer():
+        return int(value)  # Lightning reads 2.0 as two batches
     if not 0.0 <= value <= 1.0:
         raise MisconfigurationException(
             f"`{name}={value}` is invalid: a float limit is a fraction of the dataloader and must be in "

@@ -78,7 +78,8 @@ def check_entry_arguments(trainer: Trainer, fn: TrainerFn, model: Any, datamodul
         raise TypeError(f"`Trainer.{fn.value}()` requires a `fulmen.LightningModule`; received "
                         f"{type(model).__qualname__}. Wrap your nn.Module in a LightningModule.")
     if datamodule is not None and any(loader is not None for loader in loaders):
-        raise ValueError(f"`Trainer.{fn.value}()` received both dataloaders and a datamodule; pass only one.")
+        raise MisconfigurationException(
+            f"`Trainer.{fn.value}()` received both dataloaders and a datamodule; pass only one of them.")
     if datamodule is not None and not isinstance(datamodule, LightningDataModule):
         raise TypeError(f"`datamodule` must be a `fulmen.LightningDataModule`; received {type(datamodule).__name__}.")
     return model

@@ -113,6 +113,7 @@ class Trainer:
         self.is_last_batch = False
         self.ckpt_path: str | None = None
         self.fit_loop: FitLoop | None = None
+        self._train_source: tuple[Any, int | float] | None = None
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -174,6 +175,7 @@ class Trainer:
         if datamodule is not None:
             datamodule.trainer = self
         self._data.set_given(**given_loaders)
+        self._train_source = None
         self._metrics.clear()
         self._metrics.active = None
         stage_name = fn.value
@@ -212,7 +214,6 @@ class Trainer:
             previous_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut shutdown
             try:
                 self._interrupt(error)
-                hooks.teardown(stage_name)
             finally:
                 signal.signal(signal.SIGINT, previous_handler)
             sys.exit(1)
@@ -246,10 +247,13 @@ class Trainer:
         self.fit_loop = FitLoop(self, EvaluationLoop(self, "validate"))
         self.fit_loop.run()
 
-    def _request_train_loader(self) -> tuple[Any, int | float]:
-        loader = self._data.request("train")[0]
-        self.num_training_batches = self._data.num_batches("train", loader)
-        return loader, self.num_training_batches
+    def _request_train_loader(self, reload: bool = False) -> tuple[Any, int | float]:
+        """The training dataloader and its batch count, requested once per run unless reloading."""
+        if self._train_source is None or reload:
+            loader = self._data.request("train")[0]
+            self._train_source = (loader, self._data.num_batches("train", loader))
+        self.num_training_batches = self._train_source[1]
+        return self._train_source
 
     def save_checkpoint(self, filepath: str | os.PathLike, weights_only: bool | None = None,
                         storage_options: Any = None) -> None:
@@ -378,16 +382,22 @@ class Trainer:
 
     @property
     def estimated_stepping_batches(self) -> int | float:
-        """Optimizer steps the whole fit will take, from max_steps, max_epochs and accumulation."""
-        if self.num_training_batches == float("inf") or self.fit_loop is None:
-            if self._config.max_steps != -1:
-                return self._config.max_steps
-            if self.num_training_batches == float("inf"):
-                return float("inf")
-        max_epochs = self._config.resolved_max_epochs()
-        per_epoch = -(-self.num_training_batches // self._config.accumulate_grad_batches)  # ceil
-        total = float("inf") if max_epochs == -1 else per_epoch * max_epochs
-        return min(total, self._config.max_steps) if self._config.max_steps != -1 else total
+        """Optimizer steps the whole fit will take, from max_steps, max_epochs and accumulation.
+
+        Read in `configure_optimizers` (e.g. to size a OneCycleLR), it requests the training dataloader early.
+        """
+        config = self._config
+        max_epochs = config.resolved_max_epochs()
+        if max_epochs == -1:
+            return float("inf") if config.max_steps == -1 else config.max_steps
+        if self._train_source is None and self._state.fn == TrainerFn.FITTING:
+            rank_zero_info("Loading `train_dataloader` to estimate the number of stepping batches.")
+            self._request_train_loader()
+        total_batches = self.num_training_batches
+        if total_batches == float("inf"):
+            return config.max_steps
+        estimate = -(-total_batches // config.accumulate_grad_batches) * max(max_epochs, 1)  # ceil per epoch
+        return min(estimate, config.max_steps) if config.max_steps != -1 else estimate
 
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
