@@ -14,6 +14,7 @@ from torch import nn
 
 from fulmen.utilities.apply_func import apply_to_collection
 from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
 
 _ALIASES = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 PRECISION_NAMES = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
@@ -143,10 +144,9 @@ def select_precision(value: Any, device_type: str) -> Precision:
     if name == "bf16-true":
         return HalfPrecision(torch.bfloat16)
     if name == "16-mixed" and device_type == "cpu":
-        raise MisconfigurationException(
-            "`precision='16-mixed'` needs a CUDA device (float16 autocast with loss scaling). On CPU use "
-            "`precision='bf16-mixed'`."
-        )
+        rank_zero_warn("`precision='16-mixed'` (float16 autocast with loss scaling) needs a CUDA device; on CPU "
+                       "fulmen uses `precision='bf16-mixed'` instead, as Lightning does.")
+        name = "bf16-mixed"
     return MixedPrecision(name, device_type)
 
 

@@ -133,9 +133,6 @@ def test_summary_only_at_fit_not_validate(caplog, tmp_path):
     assert "Trainable params" not in caplog.text
 
 
-@pytest.mark.xfail(reason="fulmen bug: callbacks/model_summary.human_readable_count prints one decimal for every "
-                          "count >= 1000; Lightning prints an integer once the scaled number is >= 100 "
-                          "(123,136 -> '123 K', total 125,938 -> '125 K')", strict=True)
 def test_large_counts_drop_the_decimal(caplog, tmp_path):
     model = _EncoderHead()
     model.big = nn.Linear(480, 256)
@@ -144,9 +141,6 @@ def test_large_counts_drop_the_decimal(caplog, tmp_path):
     assert _footer(lines, "Total params") == "125 K"
 
 
-@pytest.mark.xfail(reason="fulmen bug: callbacks/model_summary.summarize ignores example_input_array; Lightning runs it "
-                          "through the model and adds 'In sizes' / 'Out sizes' columns ([4, 32] -> [4, 80])",
-                   strict=True)
 def test_example_input_array_adds_in_and_out_sizes(caplog, tmp_path):
     model = _EncoderHead()
     model.example_input_array = torch.zeros(4, 32)

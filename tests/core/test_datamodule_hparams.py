@@ -195,10 +195,6 @@ def test_datamodule_subclass_arguments_are_collected_by_the_parent_call():
     assert dict(Child(extra=3).hparams) == {"batch_size": 4, "root": "/data", "extra": 3}
 
 
-@pytest.mark.xfail(reason="fulmen bug: core/hparams.py save_hyperparameters drops ignored names only from the newly "
-                          "collected dict and merges it into the saved hparams; Lightning also removes the ignored names "
-                          "from hparams a parent's earlier save_hyperparameters() call stored (remove_ignored_hparams)",
-                   strict=True)
 def test_child_ignore_removes_hparams_a_parent_already_saved():
     class Child(_Data):
         def __init__(self, extra=1, batch_size=4, secret="s"):
@@ -235,9 +231,6 @@ def test_datamodule_from_datasets(tmp_path):
     assert trainer.global_step == 3
 
 
-@pytest.mark.xfail(reason="fulmen bug: LightningDataModule.from_datasets calls `cls()` with no arguments and sends extra "
-                          "kwargs to DataLoader; Lightning passes batch_size/num_workers (when __init__ accepts them) "
-                          "and the extra kwargs to the datamodule's __init__", strict=True)
 def test_from_datasets_forwards_arguments_to_the_subclass_init():
     from torch.utils.data import TensorDataset
 

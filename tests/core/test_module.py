@@ -150,6 +150,21 @@ def test_log_outside_trainer_warns_and_drops_the_value():
         model.trainer
 
 
+def test_step_logged_value_reaches_callback_metrics_without_a_progress_bar(tmp_path):
+    seen_at_epoch_end = []
+
+    class Peek(Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            seen_at_epoch_end.extend(trainer.callback_metrics)
+
+    trainer = quiet_trainer(tmp_path, callbacks=[Peek()])
+    trainer.fit(LinearModule(), vector_loader())
+    assert "loss" in seen_at_epoch_end
+    assert set(trainer.callback_metrics) == {"loss"}
+    assert set(trainer.logged_metrics) == {"loss"}
+    assert set(trainer.progress_bar_metrics) == {"loss"}
+
+
 def test_optimizers_in_training_step_is_the_wrapped_optimizer(tmp_path):
     seen = {}
 
@@ -254,9 +269,6 @@ def test_configure_callbacks_replaces_the_default_progress_bar(tmp_path, capsys)
     assert trainer.progress_bar_callback is module_bar
 
 
-@pytest.mark.xfail(reason="fulmen bug: callback_list.merge_module_callbacks replaces only callbacks of exactly the "
-                          "same type; Lightning also replaces trainer callbacks whose type is a base class of the "
-                          "returned callback's type (issubclass)", strict=True)
 def test_configure_callbacks_subclass_replaces_base_class_callback(tmp_path):
     class MyBar(TQDMProgressBar):
         pass

@@ -88,10 +88,7 @@ def test_unknown_precision_raises_value_error(value):
 
 
 @no_cuda
-@pytest.mark.xfail(reason="fulmen bug: precision.select_precision raises MisconfigurationException for '16-mixed' on "
-                          "CPU; Lightning warns \"AMP with fp16 is not supported on CPU. Using "
-                          "`precision='bf16-mixed'` instead\" and runs in bf16-mixed", strict=True)
-@pytest.mark.parametrize("value", ["16-mixed", 16, "16"])
+@pytest.mark.parametrize("value", ["16-mixed", 16, "16"], ids=["16-mixed", "int-16", "str-16"])
 def test_16_mixed_on_cpu_falls_back_to_bf16_mixed(value):
     with pytest.warns(UserWarning, match="bf16-mixed"):
         trainer = _trainer(accelerator="cpu", precision=value)
@@ -105,6 +102,7 @@ class _PrecisionProbe(LinearModule):
     def __init__(self):
         super().__init__()
         self.seen = []
+        self.losses = []
 
     def training_step(self, batch, batch_idx):
         output = self(batch)
@@ -116,7 +114,8 @@ class _PrecisionProbe(LinearModule):
             "default_dtype": torch.get_default_dtype(),
         })
         loss = output.float().sum()
-        self.log("loss", loss)
+        self.log("epoch_loss", loss, on_step=False, on_epoch=True)
+        self.losses.append(loss.detach())
         return loss
 
 
@@ -125,16 +124,13 @@ def test_bf16_mixed_fit_trains_with_finite_loss(tmp_path):
     before = model.layer.weight.detach().clone()
     trainer = quiet_trainer(tmp_path, precision="bf16-mixed")
     trainer.fit(model, vector_loader())
-    assert torch.isfinite(trainer.callback_metrics["loss"])
+    assert torch.isfinite(torch.stack(model.losses)).all()
+    assert torch.isfinite(trainer.callback_metrics["epoch_loss"])
     assert not torch.equal(before, model.layer.weight)
     assert model.layer.weight.dtype == torch.float32
     assert model.seen[0]["batch_dtype"] == torch.float32
 
 
-@pytest.mark.xfail(reason="fulmen bug: trainer/hook_dispatch.bind binds training_step/validation_step/test_step/"
-                          "predict_step straight to the module, so Strategy.training_step (which enters "
-                          "precision_plugin.forward_context(), i.e. torch.autocast) is never used; Lightning runs "
-                          "training_step under CPU bf16 autocast", strict=True)
 def test_bf16_mixed_runs_training_step_under_autocast(tmp_path):
     model = _PrecisionProbe()
     quiet_trainer(tmp_path, precision="bf16-mixed").fit(model, vector_loader())
@@ -142,9 +138,6 @@ def test_bf16_mixed_runs_training_step_under_autocast(tmp_path):
     assert model.seen[0]["output_dtype"] == torch.bfloat16
 
 
-@pytest.mark.xfail(reason="fulmen bug: predict_step is not run under the precision's autocast (hook_dispatch.bind "
-                          "bypasses Strategy.predict_step); Lightning's bf16-mixed predictions are bfloat16",
-                   strict=True)
 def test_bf16_mixed_predictions_are_bfloat16(tmp_path):
     predictions = quiet_trainer(tmp_path, precision="bf16-mixed").predict(LinearModule(), vector_loader())
     assert predictions[0].dtype == torch.bfloat16
@@ -165,7 +158,7 @@ def test_64_true_fit_makes_parameters_and_float_batches_double(tmp_path):
     assert all(p.dtype == torch.float64 for p in model.parameters())
     assert model.seen[0]["batch_dtype"] == torch.float64
     assert model.seen[0]["param_dtype"] == torch.float64
-    assert torch.isfinite(trainer.callback_metrics["loss"])
+    assert torch.isfinite(trainer.callback_metrics["epoch_loss"])
 
 
 def test_64_true_predictions_are_double(tmp_path):
@@ -173,9 +166,6 @@ def test_64_true_predictions_are_double(tmp_path):
     assert predictions[0].dtype == torch.float64
 
 
-@pytest.mark.xfail(reason="fulmen bug: the 64-true default-dtype context (precision.DoublePrecision.forward_context) "
-                          "is never entered because hook_dispatch.bind bypasses Strategy.training_step; in Lightning "
-                          "torch.get_default_dtype() is float64 inside training_step", strict=True)
 def test_64_true_sets_the_default_dtype_inside_training_step(tmp_path):
     model = _PrecisionProbe()
     quiet_trainer(tmp_path, precision="64-true").fit(model, vector_loader())

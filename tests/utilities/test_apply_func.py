@@ -78,9 +78,6 @@ def test_apply_to_collection_keeps_defaultdict_and_none():
     assert apply_to_collection({"a": None, "b": 1}, torch.Tensor, lambda t: t) == {"a": None, "b": 1}
 
 
-@pytest.mark.xfail(reason="fulmen bug: apply_func._rebuild rebuilds dataclasses with dataclasses.replace, which resets "
-                          "init=False fields to their default (and reruns __post_init__); Lightning copies the instance "
-                          "and keeps the current value of init=False fields", strict=True)
 def test_apply_to_collection_keeps_init_false_dataclass_fields():
     @dataclasses.dataclass
     class WithDerived:
@@ -118,9 +115,6 @@ def test_move_data_to_device_calls_to_on_custom_objects():
     assert out[0] is item and item.moved_to == "cpu"
 
 
-@pytest.mark.xfail(reason="fulmen bug: apply_func.move_data_to_device returns what a custom `.to()` returns even when it "
-                          "is None; Lightning keeps the original object when `.to()` returns None (an in-place to)",
-                   strict=True)
 def test_move_data_to_device_keeps_object_whose_to_returns_none():
     class InPlace:
         def to(self, device):
@@ -130,9 +124,6 @@ def test_move_data_to_device_keeps_object_whose_to_returns_none():
     assert move_data_to_device([item], "cpu")[0] is item
 
 
-@pytest.mark.xfail(reason="fulmen bug: apply_func.move_data_to_device never calls `.to()` on dataclass instances and "
-                          "recurses into their fields instead; Lightning calls a dataclass's own `to(device)`",
-                   strict=True)
 def test_move_data_to_device_uses_a_dataclass_own_to():
     @dataclasses.dataclass
     class Custom:
@@ -231,7 +222,7 @@ class _TransferHooks(LinearModule):
 
 def test_transfer_hooks_run_in_order_and_their_results_reach_training_step(tmp_path):
     model = _TransferHooks()
-    quiet_trainer(tmp_path, limit_train_batches=1).fit(model, vector_loader())
+    quiet_trainer(tmp_path, limit_train_batches=1, limit_val_batches=0).fit(model, vector_loader())
     assert model.calls == [("before", 0), ("transfer", "cpu", 0), ("after", 0)]
     assert model.seen == [("train", ["before", "transfer", "after"], 0.0)]
 
@@ -256,15 +247,11 @@ def test_datamodule_transfer_hook_wins_over_the_module(tmp_path):
             return batch
 
     model = _TransferHooks()
-    quiet_trainer(tmp_path, limit_train_batches=1).fit(model, datamodule=Data())
+    quiet_trainer(tmp_path, limit_train_batches=1, limit_val_batches=0).fit(model, datamodule=Data())
     assert model.calls == [("before", 0), ("transfer", "cpu", 0)]
     assert model.seen[0][1] == ["before", "transfer", "datamodule-after"]
 
 
-@pytest.mark.xfail(reason="fulmen bug: hook_dispatch._data_owner silently prefers the datamodule; Lightning warns "
-                          "'You have overridden `on_after_batch_transfer` in both `LightningModule` and "
-                          "`LightningDataModule`. It will use the implementation from `LightningDataModule` instance.'",
-                   strict=True)
 def test_transfer_hook_overridden_in_both_warns(tmp_path):
     class Data(L.LightningDataModule):
         def train_dataloader(self):
@@ -274,7 +261,7 @@ def test_transfer_hook_overridden_in_both_warns(tmp_path):
             return batch
 
     with pytest.warns(UserWarning, match="overridden `on_after_batch_transfer` in both"):
-        quiet_trainer(tmp_path, limit_train_batches=1).fit(_TransferHooks(), datamodule=Data())
+        quiet_trainer(tmp_path, limit_train_batches=1, limit_val_batches=0).fit(_TransferHooks(), datamodule=Data())
 
 
 def test_predict_also_runs_the_transfer_hooks(tmp_path):

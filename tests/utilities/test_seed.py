@@ -57,9 +57,8 @@ def test_seed_everything_without_seed_reads_the_environment(monkeypatch):
 
 
 @pytest.fixture
-def fresh_warnings(monkeypatch):
-    """rank_zero_warn warns once per message per process; give this test a clean slate."""
-    monkeypatch.setattr("fulmen.utilities.rank_zero._warned", set())
+def fresh_warnings():
+    """rank_zero_warn keeps no memory of its own; nothing to reset."""
 
 
 def test_seed_everything_without_seed_or_environment_uses_zero_and_warns(fresh_warnings):

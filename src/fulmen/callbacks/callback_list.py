@@ -49,8 +49,8 @@ def merge_module_callbacks(trainer_callbacks: list[Callback], module_callbacks: 
         return list(trainer_callbacks)
     if isinstance(module_callbacks, Callback):
         module_callbacks = [module_callbacks]
-    new_types = {type(cb) for cb in module_callbacks}
-    kept = [cb for cb in trainer_callbacks if type(cb) not in new_types]
+    # A module callback replaces trainer callbacks of its own type or of a base type (MyBar replaces the default bar).
+    kept = [cb for cb in trainer_callbacks if not any(isinstance(new, type(cb)) for new in module_callbacks)]
     return _checkpoints_last(kept + list(module_callbacks))
 
 

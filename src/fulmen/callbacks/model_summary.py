@@ -34,23 +34,29 @@ def human_readable_count(number: float) -> str:
     while abs(number) >= 1000 and index < len(labels) - 1:
         number /= 1000
         index += 1
-    return f"{int(number):,d}" if index == 0 else f"{number:,.1f} {labels[index]}"
+    if index == 0:
+        return f"{int(number):,d}"
+    # Three significant figures are enough: "2.8 K", but "123 K" rather than "123.1 K".
+    return f"{int(number):,d} {labels[index]}" if number >= 100 else f"{number:,.1f} {labels[index]}"
 
 
 def summarize(module: nn.Module, max_depth: int = 1, bytes_per_parameter: float = 4.0) -> str:
     """Return the summary table of `module` as text."""
+    layers = [(name, submodule) for name, submodule in module.named_modules()
+              if name and (max_depth == -1 or name.count(".") + 1 <= max_depth)]
     rows = []
-    for name, submodule in module.named_modules():
-        depth = name.count(".") + 1
-        if not name or (max_depth != -1 and depth > max_depth):
-            continue
+    for name, submodule in layers:
         params = sum(p.numel() for p in submodule.parameters())
         mode = "train" if submodule.training else "eval"
         rows.append((name, type(submodule).__name__, human_readable_count(params), mode))
-    headers = ("Name", "Type", "Params", "Mode")
+    headers: tuple[str, ...] = ("Name", "Type", "Params", "Mode")
+    sizes = _in_out_sizes(module, layers)
+    if sizes is not None:
+        headers += ("In sizes", "Out sizes")
+        rows = [row + sizes.get(name, ("?", "?")) for row, (name, _) in zip(rows, layers)]
     index_width = len(str(len(rows) - 1)) if rows else 1
     widths = [max(len(headers[col]), *(len(row[col]) for row in rows)) if rows else len(headers[col])
-              for col in range(4)]
+              for col in range(len(headers))]
 
     def line(index: str, cells: tuple[str, ...]) -> str:
         return f"{index:<{index_width}} | " + " | ".join(f"{cell:<{width}}" for cell, width in zip(cells, widths))
@@ -72,6 +78,50 @@ def summarize(module: nn.Module, max_depth: int = 1, bytes_per_parameter: float 
         f"{len(submodules) - in_train:<10}Modules in eval mode",
     ]
     return "\n".join([header, rule, *body, rule, *footer])
+
+
+def _in_out_sizes(module: nn.Module, layers: list[tuple[str, nn.Module]]) -> dict[str, tuple[str, str]] | None:
+    """Run `example_input_array` through the module once and record each layer's input/output shapes."""
+    example = getattr(module, "example_input_array", None)
+    if example is None:
+        return None
+    from fulmen.utilities.apply_func import move_data_to_device
+
+    sizes: dict[str, tuple[str, str]] = {}
+
+    def recorder(name: str):  # noqa: ANN202 - returns a forward hook
+        def hook(_: nn.Module, inputs: Any, output: Any) -> None:
+            inputs = inputs[0] if len(inputs) == 1 else inputs
+            sizes.setdefault(name, (_shape(inputs), _shape(output)))
+        return hook
+
+    handles = [submodule.register_forward_hook(recorder(name)) for name, submodule in layers]
+    modes = {submodule: submodule.training for submodule in module.modules()}
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    try:
+        module.eval()
+        with torch.no_grad():
+            example = move_data_to_device(example, device)
+            if isinstance(example, (list, tuple)):
+                module(*example)
+            elif isinstance(example, dict):
+                module(**example)
+            else:
+                module(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for submodule, training in modes.items():
+            submodule.training = training
+    return sizes
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return str(list(value.shape))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_shape(item) for item in value) + "]"
+    return "?"
 
 
 def _bytes_per_parameter(trainer: Trainer) -> float:

@@ -207,4 +207,16 @@ class TQDMProgressBar(ProgressBar):
 
 
 def _format_metrics(metrics: dict[str, Any]) -> dict[str, str]:
-    return {key: f"{value:.3f}" if isinstance(value, float) else str(value) for key, value in metrics.items()}
+    return {key: _format_number(value) for key, value in metrics.items()}
+
+
+def _format_number(value: Any) -> str:
+    """Three significant digits, zero-padded to five characters so the bar does not jitter: 1.02 -> "1.020"."""
+    if not isinstance(value, float):
+        return str(value)
+    text = f"{value:.3g}".replace("e+0", "e+").replace("e-0", "e-")
+    if "e" in text or "inf" in text or "nan" in text:
+        return text
+    if "." not in text and len(text) < 5:
+        text += "."
+    return text.ljust(5, "0")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -23,14 +25,22 @@ class LightningDataModule(HyperparametersMixin, DataHooks, CheckpointHooks):
     @classmethod
     def from_datasets(
         cls, train_dataset: Any = None, val_dataset: Any = None, test_dataset: Any = None,
-        predict_dataset: Any = None, batch_size: int = 1, num_workers: int = 0, **dataloader_kwargs: Any,
+        predict_dataset: Any = None, batch_size: int = 1, num_workers: int = 0, **datamodule_kwargs: Any,
     ) -> LightningDataModule:
-        """Build a datamodule whose dataloaders wrap the given datasets (or mappings/lists of them)."""
+        """Build a datamodule whose dataloaders wrap the given datasets (or mappings/lists of them).
+
+        `batch_size` and `num_workers` (when `__init__` accepts them) and `datamodule_kwargs` go to `__init__`.
+        """
+        accepted = inspect.signature(cls.__init__).parameters
+        takes_any = any(p.kind == p.VAR_KEYWORD for p in accepted.values())
+        init_kwargs = {key: value for key, value in (("batch_size", batch_size), ("num_workers", num_workers))
+                       if key in accepted or takes_any}
+        datamodule = cls(**init_kwargs, **datamodule_kwargs)
 
         def loaders(datasets: Any, shuffle: bool) -> Any:
             def make(dataset: Dataset) -> DataLoader:
                 return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                                  shuffle=shuffle and not isinstance(dataset, IterableDataset), **dataloader_kwargs)
+                                  shuffle=shuffle and not isinstance(dataset, IterableDataset))
 
             if isinstance(datasets, Mapping):
                 return {key: make(ds) for key, ds in datasets.items()}
@@ -38,15 +48,12 @@ class LightningDataModule(HyperparametersMixin, DataHooks, CheckpointHooks):
                 return [make(ds) for ds in datasets]
             return make(datasets)
 
-        datamodule = cls()
-        if train_dataset is not None:
-            datamodule.train_dataloader = lambda: loaders(train_dataset, shuffle=True)  # type: ignore[method-assign]
-        if val_dataset is not None:
-            datamodule.val_dataloader = lambda: loaders(val_dataset, shuffle=False)  # type: ignore[method-assign]
-        if test_dataset is not None:
-            datamodule.test_dataloader = lambda: loaders(test_dataset, shuffle=False)  # type: ignore[method-assign]
-        if predict_dataset is not None:
-            datamodule.predict_dataloader = lambda: loaders(predict_dataset, shuffle=False)  # type: ignore[method-assign]
+        for name, datasets, shuffle in (("train_dataloader", train_dataset, True),
+                                        ("val_dataloader", val_dataset, False),
+                                        ("test_dataloader", test_dataset, False),
+                                        ("predict_dataloader", predict_dataset, False)):
+            if datasets is not None:
+                setattr(datamodule, name, functools.partial(loaders, datasets, shuffle))
         return datamodule
 
     def state_dict(self) -> dict[str, Any]:

@@ -79,6 +79,8 @@ class HyperparametersMixin:
                     f"It is recommended to ignore them using `self.save_hyperparameters(ignore=[{name!r}])`."
                 )
         self._set_hparams(hparams)
+        for name in ignored:  # also forget what an earlier (parent) call saved under an ignored name
+            self._hparams.pop(name, None)
         self._hparams_initial = copy.deepcopy(self._hparams)
 
     def _set_hparams(self, hparams: Mapping[str, Any]) -> None:

@@ -87,13 +87,16 @@ class MetricsRouter:
 
     def _refresh(self) -> None:
         results = self.active
-        if results is None:
-            return
-        callback, logged, progress_bar = results.views(
-            on_step=not results.epoch_end_reached, reduce_across_processes=self._reduce)
-        self._callback.update(callback)
-        self._logged.update(logged)
-        self._progress_bar.update(progress_bar)
+        if results is not None:
+            self._fold(results, epoch=results.epoch_end_reached)
+
+    def _fold(self, results: ResultCollection, epoch: bool) -> None:
+        """Copy the latest step values (and, at epoch end, the epoch values over them) into the dicts."""
+        for on_step in ((True, False) if epoch else (True,)):
+            callback, logged, progress_bar = results.views(on_step=on_step, reduce_across_processes=self._reduce)
+            self._callback.update(callback)
+            self._logged.update(logged)
+            self._progress_bar.update(progress_bar)
 
     def _reduce(self, value: torch.Tensor, reduce: str, group: Any) -> torch.Tensor:
         return self._trainer.strategy.reduce(value, group=group, reduce_op=reduce)
@@ -133,10 +136,8 @@ class MetricsRouter:
     def train_epoch_done(self, step: int) -> None:
         """After `on_train_epoch_end`: publish epoch values and send them to the loggers."""
         results = self.train_results
-        callback, logged, progress_bar = results.views(on_step=False, reduce_across_processes=self._reduce)
-        self._callback.update(callback)
-        self._logged.update(logged)
-        self._progress_bar.update(progress_bar)
+        self._fold(results, epoch=True)
+        _, logged, _ = results.views(on_step=False, reduce_across_processes=self._reduce)
         self.send_to_loggers(logged, step)
 
     def start_evaluation(self) -> None:
@@ -160,12 +161,10 @@ class MetricsRouter:
         """Reduce the evaluation epoch, publish it, and return one metrics dict per dataloader."""
         results = self.eval_results
         results.epoch_end_reached = True
-        callback, logged, progress_bar = results.views(on_step=False, reduce_across_processes=self._reduce)
         if sanity_checking:
             return []
-        self._callback.update(callback)
-        self._logged.update(logged)
-        self._progress_bar.update(progress_bar)
+        self._fold(results, epoch=True)
+        _, logged, _ = results.views(on_step=False, reduce_across_processes=self._reduce)
         self.send_to_loggers(logged, step)
         per_dataloader = []
         for idx in range(num_dataloaders):

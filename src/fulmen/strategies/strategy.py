@@ -89,21 +89,18 @@ class Strategy:
 
     # -- the step ---------------------------------------------------------------------------------
 
-    def training_step(self, *args: Any) -> Any:
-        with self.precision_plugin.forward_context():
-            return self._module.training_step(*args)  # type: ignore[union-attr]
+    def step_function(self, name: str) -> Callable[..., Any]:
+        """The callable that runs the module's `name` step (training_step, ...) under the precision's context."""
+        module_step = getattr(self._module, name)
+        precision = self.precision_plugin
+        if type(precision).forward_context is Precision.forward_context:
+            return module_step  # full precision: no context to enter, call the module directly
 
-    def validation_step(self, *args: Any) -> Any:
-        with self.precision_plugin.forward_context():
-            return self._module.validation_step(*args)  # type: ignore[union-attr]
+        def step_in_context(*args: Any) -> Any:
+            with precision.forward_context():
+                return module_step(*args)
 
-    def test_step(self, *args: Any) -> Any:
-        with self.precision_plugin.forward_context():
-            return self._module.test_step(*args)  # type: ignore[union-attr]
-
-    def predict_step(self, *args: Any) -> Any:
-        with self.precision_plugin.forward_context():
-            return self._module.predict_step(*args)  # type: ignore[union-attr]
+        return step_in_context
 
     def backward(self, loss: torch.Tensor, module_backward: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         """Scale the loss for the precision, then run the module's `backward` hook on it."""

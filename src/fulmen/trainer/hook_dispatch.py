@@ -13,6 +13,7 @@ from fulmen.callbacks.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hooks import is_overridden
 from fulmen.core.module import LightningModule
+from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
@@ -79,8 +80,12 @@ class HookDispatch:
             setattr(self, name, self._build_event(name, self._overriding_callbacks(name), None))
         for name in _MODULE_ONLY:
             setattr(self, name, self._build_event(name, [], self._module_hook(name)))
-        for name in _MODULE_ACTING + _STEP_METHODS:
+        for name in _MODULE_ACTING:
             setattr(self, name, self._build_event(name, [], getattr(module, name)))
+        strategy = self._trainer.strategy
+        for name in _STEP_METHODS:
+            # Step methods run through the strategy: precision contexts, and (DDP) the wrapped forward.
+            setattr(self, name, self._build_event(name, [], strategy.step_function(name)))
         monitoring = [cb for cb in callbacks if getattr(cb, "_monitors_metrics", False)]
         others = [cb for cb in callbacks if not getattr(cb, "_monitors_metrics", False)]
         # Monitoring callbacks (checkpointing, early stopping) run after the module at epoch end so
@@ -127,6 +132,9 @@ class HookDispatch:
 
         def chosen(name: str) -> Callable | None:
             owner = self._data_owner(name)
+            if owner is self._datamodule and is_overridden(name, module, LightningModule):
+                rank_zero_warn(f"You have overridden `{name}` in both the LightningModule and the "
+                               "LightningDataModule; the datamodule's is used.")
             if owner is module and not is_overridden(name, module, LightningModule):
                 return None
             return getattr(owner, name)
@@ -263,15 +271,17 @@ def _chain(first: Callable, second: Callable) -> Callable:
 
 def _check_removed_hooks(module: LightningModule) -> None:
     for removed, replacement in _REMOVED_HOOKS.items():
-        if callable(getattr(module, removed, None)):
-            raise NotImplementedError(
-                f"`{type(module).__name__}.{removed}` was removed in Lightning 2.0 and fulmen never calls it. "
-                f"Move its code to `{replacement}`; to use step outputs there, keep them in a list on the module."
-            )
+        if not callable(getattr(module, removed, None)):
+            continue
+        message = (f"`{type(module).__name__}.{removed}` was removed in Lightning 2.0 and fulmen never calls it. "
+                   f"Move its code to `{replacement}`; to use step outputs there, keep them in a list on the module.")
+        if removed in ("training_epoch_end", "validation_epoch_end", "test_epoch_end"):
+            raise NotImplementedError(message)
+        rank_zero_warn(message)
 
 
 HOOK_NAMES = frozenset(_CALLBACK_THEN_MODULE + _CALLBACK_ONLY + _MODULE_ONLY + _MODULE_ACTING + _DATA_HOOKS
                        + _STEP_METHODS + tuple(_MODEL_EVAL.values()) + tuple(_MODEL_TRAIN.values())
-                       + ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer",
+                       + ("on_train_epoch_end", "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer",
                           "prepare_data", "setup", "teardown", "on_exception", "on_save_checkpoint",
                           "on_load_checkpoint"))

@@ -184,9 +184,9 @@ class Trainer:
             self._metrics.hook_name = "configure_callbacks"
             run_callbacks = merge_module_callbacks(self.callbacks, model.configure_callbacks())
             self.callbacks = run_callbacks
+            self.strategy.connect(model)
             hooks.bind(model, run_callbacks, datamodule)
             check_run(self, fn)
-            self.strategy.connect(model)
             hooks.prepare_data()
             hooks.setup(stage_name)
             hooks.configure_sharded_model()

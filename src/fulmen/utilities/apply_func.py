@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
@@ -37,8 +38,12 @@ def _rebuild(data: Any, recurse: Callable[[Any], Any]) -> Any:
         items = [recurse(value) for value in data]
         return items if isinstance(data, list) else type(data)(items)
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        changes = {field.name: recurse(getattr(data, field.name)) for field in dataclasses.fields(data) if field.init}
-        return dataclasses.replace(data, **changes)
+        # Copy rather than re-construct: `__post_init__` must not run again and `init=False` fields keep values.
+        result = copy.copy(data)
+        for field in dataclasses.fields(data):
+            if hasattr(data, field.name):
+                object.__setattr__(result, field.name, recurse(getattr(data, field.name)))
+        return result
     return data
 
 
@@ -53,11 +58,10 @@ def move_data_to_device(batch: Any, device: torch.device | str) -> Any:
     def move(value: Any) -> Any:
         if isinstance(value, torch.Tensor):
             return value if value.device == device else value.to(device, non_blocking=non_blocking)
-        if isinstance(value, torch.nn.Module):
-            return value.to(device)
         mover = getattr(value, "to", None)
-        if callable(mover) and not isinstance(value, (str, bytes, type)) and not dataclasses.is_dataclass(value):
-            return mover(device)
+        if callable(mover) and not isinstance(value, (str, bytes, type)):
+            moved = mover(device)
+            return value if moved is None else moved  # an in-place `to()` that returns None keeps the object
         return _rebuild(value, move)
 
     return move(batch)

@@ -13,7 +13,7 @@ _T = TypeVar("_T")
 
 
 def _rank_from_env() -> int:
-    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         value = os.environ.get(key)
         if value is not None:
             return int(value)
@@ -34,15 +34,9 @@ def rank_zero_only(fn: Callable[..., _T]) -> Callable[..., _T | None]:
 
 rank_zero_only.rank = _rank_from_env()  # type: ignore[attr-defined]
 
-_warned: set[str] = set()
-
-
 @rank_zero_only
 def rank_zero_warn(message: str, category: type[Warning] = UserWarning, stacklevel: int = 3) -> None:
-    """Warn once per distinct message, on rank zero only."""
-    if message in _warned:
-        return
-    _warned.add(message)
+    """Warn on rank zero only; Python's warning filters show each message once per place by default."""
     warnings.warn(message, category, stacklevel=stacklevel)
 
 

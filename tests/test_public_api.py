@@ -1,0 +1,93 @@
+"""The public import surface (Lightning's names) and the cost of `import fulmen`."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import fulmen as L
+
+
+@pytest.mark.parametrize("name", ["LightningModule", "Trainer", "LightningDataModule", "Callback", "seed_everything"])
+def test_top_level_names(name):
+    assert getattr(L, name) is not None
+    assert name in dir(L)
+
+
+def test_top_level_names_are_the_subpackage_objects():
+    from fulmen.callbacks import Callback
+    from fulmen.core import LightningDataModule, LightningModule
+    from fulmen.utilities import seed_everything
+
+    assert L.LightningModule is LightningModule
+    assert L.LightningDataModule is LightningDataModule
+    assert L.Callback is Callback
+    assert L.seed_everything is seed_everything
+    assert isinstance(L.__version__, str)
+
+
+def test_unknown_top_level_name_raises_attribute_error():
+    with pytest.raises(AttributeError, match="no_such_name"):
+        L.no_such_name
+
+
+def test_callbacks_package():
+    from fulmen.callbacks import Callback, ModelSummary, ProgressBar, TQDMProgressBar
+
+    assert issubclass(ModelSummary, Callback)
+    assert issubclass(TQDMProgressBar, ProgressBar) and issubclass(ProgressBar, Callback)
+
+
+def test_loggers_package():
+    from fulmen.loggers import CSVLogger, Logger
+
+    assert issubclass(CSVLogger, Logger)
+
+
+def test_strategies_package():
+    from fulmen.strategies import SingleDeviceStrategy, Strategy
+
+    assert issubclass(SingleDeviceStrategy, Strategy)
+
+
+def test_utilities_package():
+    from fulmen.utilities import (
+        MisconfigurationException,
+        rank_zero_info,
+        rank_zero_only,
+        rank_zero_warn,
+        seed_everything,
+    )
+    from fulmen.utilities.exceptions import MisconfigurationException as from_exceptions
+
+    assert MisconfigurationException is from_exceptions
+    assert all(callable(f) for f in (rank_zero_info, rank_zero_only, rank_zero_warn, seed_everything))
+
+
+def test_subpackages_are_reachable_as_attributes():
+    assert L.callbacks.ModelSummary is not None
+    assert L.loggers.CSVLogger is not None
+    assert L.strategies.Strategy is not None
+    assert L.utilities.rank_zero_only is not None
+
+
+_PROBE = """
+import json, sys
+import fulmen
+watched = ["fulmen.trainer", "fulmen.trainer.trainer", "torch._dynamo", "sympy", "tensorboard", "tqdm", "yaml"]
+print(json.dumps({name: name in sys.modules for name in watched}))
+"""
+
+
+@pytest.fixture(scope="module")
+def modules_after_import():
+    result = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "module", ["fulmen.trainer", "fulmen.trainer.trainer", "torch._dynamo", "sympy", "tensorboard", "tqdm", "yaml"]
+)
+def test_import_fulmen_stays_light(modules_after_import, module):
+    assert modules_after_import[module] is False
