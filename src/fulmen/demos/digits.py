@@ -130,8 +130,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     elapsed = time.perf_counter() - started
     print(f"\nTest accuracy: {results['test_acc']:.4f} (chance: 0.10) in {elapsed:.1f} s")
     print(f"Run directory: {os.path.abspath(run_dir)}")
-    print(f"  metrics:    {os.path.join(run_dir, 'metrics.csv')}")
-    print(f"  checkpoint: {checkpoint_path}")
+    for entry in sorted(os.listdir(run_dir)):
+        print(f"  {entry}")
+    print(f"Plot the curves with: python -m fulmen plot {run_dir}   (needs matplotlib)")
     return results
 
 

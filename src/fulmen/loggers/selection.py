@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +14,11 @@ def build_loggers(logger: Any, default_root_dir: str) -> list[Logger]:
     if logger is False:
         return []
     if logger is None or logger is True:
+        # Lightning's default: TensorBoard when the package is installed, else CSV files.
+        if importlib.util.find_spec("tensorboard") is not None:
+            from fulmen.loggers.tensorboard import TensorBoardLogger
+
+            return [TensorBoardLogger(save_dir=default_root_dir)]
         from fulmen.loggers.csv_logger import CSVLogger
 
         return [CSVLogger(save_dir=default_root_dir)]
@@ -28,13 +34,24 @@ def build_loggers(logger: Any, default_root_dir: str) -> list[Logger]:
 
 
 def log_hyperparameters(loggers: list[Logger], module: Any, datamodule: Any) -> None:
-    """Send the module's and datamodule's saved hyperparameters to every logger."""
+    """Send saved hyperparameters (if `save_hyperparameters` was called) and the model graph to every logger."""
     if not loggers:
         return
-    params: dict[str, Any] = {}
-    for owner in (module, datamodule):
-        if owner is not None and getattr(owner, "_log_hyperparams", False):
-            params.update(owner.hparams_initial)
+    owners = [owner for owner in (module, datamodule) if owner is not None and getattr(owner, "_log_hyperparams", False)]
+    params: dict[str, Any] | None = None
+    if owners:
+        params = {}
+        for owner in owners:
+            hparams = owner.hparams_initial
+            clashes = [key for key in hparams if key in params and params[key] != hparams[key]]
+            if clashes:
+                raise RuntimeError(
+                    f"The LightningModule and LightningDataModule both save hyperparameters {clashes} with different "
+                    "values; rename one of them so the logged hyperparameters are unambiguous."
+                )
+            params.update(hparams)
     for logger in loggers:
-        logger.log_hyperparams(params)
+        if params is not None:
+            logger.log_hyperparams(params)
+        logger.log_graph(module)
         logger.save()

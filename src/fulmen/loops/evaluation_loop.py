@@ -32,6 +32,9 @@ class EvaluationLoop:
         trainer = self.trainer
         self.loaders = trainer._data.request(self.stage)
         self.num_batches = [trainer._data.num_batches(self.stage, loader) for loader in self.loaders]
+        # Loggers see evaluation step values at a per-dataloader batch count that runs on across the
+        # validations of one fit (it restarts only when the dataloaders are requested again).
+        self.logged_steps = [0] * len(self.loaders)
 
     def run_in_fit(self) -> list[dict[str, float]]:
         """Validate during fit; the stage switches back to training afterwards."""
@@ -75,7 +78,9 @@ class EvaluationLoop:
                     on_batch_start(*args)
                     output = step(*args)
                     on_batch_end(output, *args)
-                    metrics.eval_step_done(sanity_checking)
+                    if not sanity_checking:
+                        metrics.eval_step_done(self.logged_steps[dataloader_idx])
+                        self.logged_steps[dataloader_idx] += 1
             metrics.dataloader_idx = None
             metrics.eval_results.epoch_end_reached = True
             on_epoch_end()

@@ -9,6 +9,7 @@ so logging costs no device sync unless someone looks.
 from __future__ import annotations
 
 import numbers
+import sys
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -34,7 +35,6 @@ class MetricsRouter:
         self._callback: dict[str, torch.Tensor] = {}
         self._logged: dict[str, torch.Tensor] = {}
         self._progress_bar: dict[str, torch.Tensor] = {}
-        self._num_eval_steps_logged = 0
 
     # -- the self.log front end -------------------------------------------------------------------
 
@@ -55,7 +55,8 @@ class MetricsRouter:
                 f"`self.log({name!r}, ...)`: the key must not contain '/dataloader_idx_'; fulmen appends it "
                 "itself when there are several dataloaders."
             )
-        value = _as_tensor(name, value, module)
+        if not _is_torchmetric(value):
+            value = _as_tensor(name, value, module)
         dataloader_idx = self.dataloader_idx
         if dataloader_idx is not None and add_dataloader_idx:
             name = f"{name}/dataloader_idx_{dataloader_idx}"
@@ -124,7 +125,8 @@ class MetricsRouter:
         trainer = self._trainer
         if accumulating or not trainer.loggers:
             return
-        if (step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop:
+        every = trainer.log_every_n_steps
+        if every and ((step + 1) % every == 0 or trainer.should_stop):
             _, logged, _ = self.train_results.views(on_step=True)
             self._logged.update(logged)
             self.send_to_loggers(logged, step)
@@ -144,44 +146,49 @@ class MetricsRouter:
         self._refresh()
         self.eval_results.reset()
         self.active = self.eval_results
-        self._num_eval_steps_logged = 0
 
-    def eval_step_done(self, sanity_checking: bool) -> None:
-        """After an evaluation batch: send values logged with on_step=True to the loggers."""
-        trainer = self._trainer
-        if sanity_checking or not trainer.loggers:
+    def eval_step_done(self, step: int) -> None:
+        """After an evaluation batch: send values logged with on_step=True to the loggers at `step`."""
+        if not self._trainer.loggers:
             return
         _, logged, _ = self.eval_results.views(on_step=True, dataloader_idx=self.dataloader_idx)
         if logged:
             self._logged.update(logged)
-            self.send_to_loggers(logged, self._num_eval_steps_logged)
-            self._num_eval_steps_logged += 1
+            self.send_to_loggers(logged, step, add_epoch=False)
 
     def evaluation_done(self, num_dataloaders: int, step: int, sanity_checking: bool) -> list[dict[str, float]]:
-        """Reduce the evaluation epoch, publish it, and return one metrics dict per dataloader."""
+        """Reduce the evaluation epoch, publish it, and return one dict of logged values per dataloader."""
         results = self.eval_results
         results.epoch_end_reached = True
         if sanity_checking:
             return []
         self._fold(results, epoch=True)
-        _, logged, _ = results.views(on_step=False, reduce_across_processes=self._reduce)
-        self.send_to_loggers(logged, step)
         per_dataloader = []
         for idx in range(num_dataloaders):
-            values, _, _ = results.views(
-                on_step=False, dataloader_idx=idx if num_dataloaders > 1 else None,
-                reduce_across_processes=self._reduce)
-            per_dataloader.append({key: _to_number(value) for key, value in values.items()})
-        return per_dataloader
+            _, logged, _ = results.views(on_step=False, dataloader_idx=idx if num_dataloaders > 1 else None,
+                                         reduce_across_processes=self._reduce)
+            per_dataloader.append(logged)
+        everything = {key: value for logged in per_dataloader for key, value in logged.items()}
+        self.send_to_loggers(everything, step)
+        return [{key: _to_number(value) for key, value in logged.items()} for logged in per_dataloader]
 
-    def send_to_loggers(self, metrics: dict[str, torch.Tensor], step: int) -> None:
+    def send_to_loggers(self, metrics: dict[str, torch.Tensor], step: int, add_epoch: bool = True) -> None:
+        """Convert to Python numbers (a device sync, once per logging step) and hand to every logger."""
         trainer = self._trainer
         if not metrics or not trainer.loggers:
             return
         numbers_out = {key: _to_number(value) for key, value in metrics.items()}
-        numbers_out.setdefault("epoch", trainer.current_epoch)
+        if add_epoch:
+            numbers_out.setdefault("epoch", trainer.current_epoch)
         for logger in trainer.loggers:
             logger.log_metrics(numbers_out, step=step)
+            logger.save()
+
+
+def _is_torchmetric(value: Any) -> bool:
+    # Checked through sys.modules so fulmen never imports torchmetrics itself.
+    torchmetrics = sys.modules.get("torchmetrics")
+    return torchmetrics is not None and isinstance(value, torchmetrics.Metric)
 
 
 def _as_tensor(name: str, value: Any, module: Any) -> torch.Tensor:

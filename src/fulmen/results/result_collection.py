@@ -37,7 +37,8 @@ class LoggedValue:
     """One logged key in one hook: its options, last step value and running epoch reduction."""
 
     __slots__ = ("name", "hook", "on_step", "on_epoch", "prog_bar", "logger", "reduce", "sync_dist",
-                 "sync_dist_group", "dataloader_idx", "enable_graph", "signature", "last", "total", "weight")
+                 "sync_dist_group", "dataloader_idx", "enable_graph", "signature", "last", "total", "weight",
+                 "metric")
 
     def __init__(self, name: str, hook: str, signature: tuple, on_step: bool, on_epoch: bool, prog_bar: bool,
                  logger: bool, reduce: str, sync_dist: bool, sync_dist_group: Any, dataloader_idx: int | None,
@@ -49,6 +50,7 @@ class LoggedValue:
         self.last: torch.Tensor | None = None
         self.total: torch.Tensor | None = None
         self.weight = 0
+        self.metric: Any = None  # a torchmetrics.Metric, which reduces (and syncs) itself
 
     @property
     def forked(self) -> bool:
@@ -73,7 +75,18 @@ class LoggedValue:
         else:
             torch.minimum(self.total, value, out=self.total)
 
+    def update_metric(self, metric: Any) -> None:
+        """A torchmetrics object: its step value is what its last `forward` returned, its epoch value `compute()`."""
+        self.metric = metric
+        cached = getattr(metric, "_forward_cache", None)
+        self.last = cached.detach() if isinstance(cached, torch.Tensor) else None
+        self.total = None  # computed lazily, once per epoch
+
     def epoch_value(self, reduce_across_processes: Callable[..., torch.Tensor]) -> torch.Tensor | None:
+        if self.metric is not None:
+            if self.total is None:
+                self.total = self.metric.compute().detach()
+            return self.total
         if self.total is None:
             return None
         value = self.total / self.weight if self.reduce == "mean" else self.total
@@ -93,7 +106,10 @@ class ResultCollection:
         self._batch_size: int | None = None
 
     def reset(self) -> None:
-        """Forget every logged value (at the start of an epoch or evaluation run)."""
+        """Forget every logged value (at the start of an epoch or evaluation run); reset logged metric objects."""
+        for entry in self.values.values():
+            if entry.metric is not None:
+                entry.metric.reset()
         self.values = {}
         self.epoch_end_reached = False
 
@@ -107,7 +123,7 @@ class ResultCollection:
             self._batch_size = extract_batch_size(self._batch)
         return self._batch_size
 
-    def log(self, hook: str, name: str, value: torch.Tensor, *, on_step: bool, on_epoch: bool, prog_bar: bool,
+    def log(self, hook: str, name: str, value: Any, *, on_step: bool, on_epoch: bool, prog_bar: bool,
             logger: bool, reduce: str, sync_dist: bool, sync_dist_group: Any, dataloader_idx: int | None,
             enable_graph: bool, batch_size: int | None) -> None:
         key = (hook, name)
@@ -123,6 +139,9 @@ class ResultCollection:
                 f"(on_step, on_epoch, prog_bar, logger, reduce_fx, sync_dist, enable_graph = {entry.signature} "
                 f"then {signature}). Log each key with one set of arguments per hook."
             )
+        if not isinstance(value, torch.Tensor):
+            entry.update_metric(value)
+            return
         if not enable_graph:
             value = value.detach()
         entry.update(value, (lambda: batch_size) if batch_size is not None else self._current_batch_size)

@@ -1,0 +1,114 @@
+"""LearningRateMonitor: log each optimizer's learning rate (and optionally momentum, weight decay)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from fulmen.callbacks.callback import Callback
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
+
+class LearningRateMonitor(Callback):
+    """Log `lr-<Optimizer>` (or the scheduler config's `name`) per param group, as Lightning names them.
+
+    Args:
+        logging_interval: "step", "epoch", or None to follow each scheduler's own interval.
+        log_momentum: also log `<name>-momentum` (beta1 for Adam-like optimizers).
+        log_weight_decay: also log `<name>-weight_decay`.
+    """
+
+    def __init__(self, logging_interval: str | None = None, log_momentum: bool = False,
+                 log_weight_decay: bool = False) -> None:
+        if logging_interval not in (None, "step", "epoch"):
+            raise MisconfigurationException(
+                f"`LearningRateMonitor(logging_interval={logging_interval!r})` is invalid; use 'step', 'epoch' or None."
+            )
+        self.logging_interval = logging_interval
+        self.log_momentum = log_momentum
+        self.log_weight_decay = log_weight_decay
+        self.lrs: dict[str, list[float]] = {}
+
+    def on_train_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        if not trainer.loggers:
+            raise MisconfigurationException(
+                "`LearningRateMonitor` needs a logger: remove `logger=False` from the Trainer or drop the callback."
+            )
+        if self.log_momentum and not all(
+                "momentum" in opt.defaults or "betas" in opt.defaults for opt in trainer.optimizers):
+            rank_zero_warn("`log_momentum=True`, but some optimizers have no momentum; 0 is logged for them.",
+                           category=RuntimeWarning)
+        self.lrs = {name: [] for _, names, _ in _named_optimizers(trainer) for name in names}
+
+    def on_train_batch_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        every = trainer.log_every_n_steps
+        step = trainer._state.batches_that_stepped
+        due = bool(every) and ((step + 1) % every == 0 or trainer.should_stop)
+        if due and self.logging_interval != "epoch":
+            self._log(trainer, "step" if self.logging_interval is None else "any")
+
+    def on_train_epoch_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        if self.logging_interval != "step":
+            self._log(trainer, "epoch" if self.logging_interval is None else "any")
+
+    def _log(self, trainer: Trainer, interval: str) -> None:
+        stats: dict[str, float] = {}
+        for optimizer, names, scheduler_interval in _named_optimizers(trainer):
+            if scheduler_interval is not None and interval not in (scheduler_interval, "any"):
+                continue
+            uses_betas = "betas" in optimizer.defaults
+            for group, name in zip(optimizer.param_groups, names):
+                stats[name] = group["lr"]
+                self.lrs.setdefault(name, []).append(group["lr"])
+                if self.log_momentum:
+                    stats[f"{name}-momentum"] = group["betas"][0] if uses_betas else group.get("momentum", 0)
+                if self.log_weight_decay:
+                    stats[f"{name}-weight_decay"] = group["weight_decay"]
+        if not stats:
+            return
+        device = trainer.strategy.root_device
+        trainer.callback_metrics.update({name: torch.tensor(value, device=device) for name, value in stats.items()})
+        for logger in trainer.loggers:
+            logger.log_metrics(stats, step=trainer._state.batches_that_stepped)
+
+
+def _named_optimizers(trainer: Trainer) -> list[tuple[Any, list[str], str | None]]:
+    """(optimizer, one name per param group, scheduler interval or None) — schedulers' optimizers first."""
+    seen_types: defaultdict[type, int] = defaultdict(int)
+    seen: list[Any] = []
+    entries = []
+
+    def names_for(optimizer: Any, base: str, count_type: bool) -> list[str]:
+        seen.append(optimizer)
+        if count_type:
+            seen_types[type(optimizer)] += 1
+        count = seen_types.get(type(optimizer), 0)
+        if count > 1:
+            base = f"{base}-{count - 1}"
+        groups = optimizer.param_groups
+        group_names = [group.get("name", f"pg{i}") for i, group in enumerate(groups, start=1)]
+        duplicated = {name for name in group_names if group_names.count(name) > 1}
+        if duplicated:
+            raise MisconfigurationException(
+                f"Param groups of {type(optimizer).__name__} share the names {sorted(duplicated)}; give each param "
+                "group a unique 'name' so their learning rates can be told apart."
+            )
+        if len(groups) > 1:
+            return [f"{base}/{name}" for name in group_names]
+        return [f"{base}/{groups[0]['name']}"] if groups[0].get("name") else [base]
+
+    for config in trainer.lr_scheduler_configs:
+        optimizer = config.scheduler.optimizer
+        base = config.name if config.name is not None else f"lr-{type(optimizer).__name__}"
+        entries.append((optimizer, names_for(optimizer, base, config.name is None), config.interval))
+    for optimizer in trainer.optimizers:
+        if type(optimizer).__name__ == "_NoOptimizer" or any(optimizer is other for other in seen):
+            continue
+        entries.append((optimizer, names_for(optimizer, f"lr-{type(optimizer).__name__}", True), None))
+    return entries

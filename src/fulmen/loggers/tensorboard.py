@@ -1,0 +1,162 @@
+"""TensorBoardLogger: event files TensorBoard reads, plus `hparams.yaml`, in `name/version_N/`.
+
+`tensorboard` is an optional dependency, imported only when the first event is written.
+"""
+
+from __future__ import annotations
+
+import os
+from argparse import Namespace
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from fulmen.loggers.logger import Logger, next_version, rank_zero_experiment
+from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
+
+
+class TensorBoardLogger(Logger):
+    """Log scalars, hyperparameters and the model graph for TensorBoard (`tensorboard --logdir lightning_logs`)."""
+
+    NAME_HPARAMS_FILE = "hparams.yaml"
+
+    def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
+                 version: int | str | None = None, log_graph: bool = False, default_hp_metric: bool = True,
+                 prefix: str = "", sub_dir: str | os.PathLike | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        self._save_dir = os.fspath(save_dir)
+        self._name = name or ""
+        self._version = version
+        self._log_graph = log_graph
+        self._default_hp_metric = default_hp_metric
+        self._prefix = prefix
+        self._sub_dir = None if sub_dir is None else os.fspath(sub_dir)
+        self._writer_kwargs = kwargs
+        self._experiment: Any = None
+        self.hparams: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> int | str:
+        if self._version is None:
+            self._version = next_version(self.root_dir)
+        return self._version
+
+    @property
+    def root_dir(self) -> str:
+        return os.path.join(self._save_dir, self._name)
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def sub_dir(self) -> str | None:
+        return self._sub_dir
+
+    @property
+    def log_dir(self) -> str:
+        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
+        directory = os.path.join(self.root_dir, version)
+        return os.path.join(directory, self._sub_dir) if self._sub_dir else directory
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        """The `torch.utils.tensorboard.SummaryWriter` writing this version's event files."""
+        if self._experiment is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as error:
+                raise ModuleNotFoundError(
+                    "TensorBoardLogger needs the `tensorboard` package: `pip install tensorboard` "
+                    "(or `pip install fulmen[tensorboard]`), or use `CSVLogger`."
+                ) from error
+            os.makedirs(self.log_dir, exist_ok=True)
+            self._experiment = SummaryWriter(log_dir=self.log_dir, **self._writer_kwargs)
+        return self._experiment
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            key = f"{self._prefix}-{key}" if self._prefix else key
+            if isinstance(value, torch.Tensor):
+                value = value.item()
+            if isinstance(value, Mapping):
+                self.experiment.add_scalars(key, dict(value), step)
+            else:
+                self.experiment.add_scalar(key, value, step)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, metrics: Mapping[str, float] | None = None) -> None:
+        """Record hyperparameters in `hparams.yaml` and TensorBoard's HPARAMS tab (with `hp_metric`)."""
+        if isinstance(params, Namespace):
+            params = vars(params)
+        params = dict(params or {})
+        self.hparams.update(params)
+        if metrics is None and self._default_hp_metric:
+            metrics = {"hp_metric": -1}
+        if metrics:
+            from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+            self.log_metrics(metrics, 0)
+            flat = {key: _tensorboard_value(value) for key, value in _flatten(params).items()}
+            writer = self.experiment._get_file_writer()
+            for summary in hparams_summary(flat, dict(metrics)):
+                writer.add_summary(summary)
+
+    @rank_zero_only
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """Write the model graph, tracing `input_array` (or the module's `example_input_array`)."""
+        if not self._log_graph:
+            return
+        if input_array is None:
+            input_array = getattr(model, "example_input_array", None)
+        if input_array is None:
+            rank_zero_warn("TensorBoardLogger(log_graph=True) needs `example_input_array` on the module (or an "
+                           "`input_array` argument) to trace the graph; no graph was written.")
+            return
+        from fulmen.utilities.apply_func import move_data_to_device
+
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self.experiment.add_graph(model, move_data_to_device(input_array, device))
+
+    @rank_zero_only
+    def save(self) -> None:
+        from fulmen.core.saving import save_hparams_to_yaml
+
+        if self._experiment is not None:
+            self._experiment.flush()
+        if os.path.isdir(self.log_dir):
+            save_hparams_to_yaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:
+            self.save()
+            self._experiment.close()
+            self._experiment = None
+
+
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, Namespace):
+            value = vars(value)
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _tensorboard_value(value: Any) -> Any:
+    """TensorBoard's hparams accept numbers, strings, booleans and tensors; anything else goes as text."""
+    if isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    return str(value)
