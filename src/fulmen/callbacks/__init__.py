@@ -2,7 +2,8 @@
 
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.lr_monitor import LearningRateMonitor
+from fulmen.callbacks.model_checkpoint import ModelCheckpoint
 from fulmen.callbacks.model_summary import ModelSummary
 from fulmen.callbacks.progress_bar import ProgressBar, TQDMProgressBar
 
-__all__ = ["Callback", "LearningRateMonitor", "ModelSummary", "ProgressBar", "TQDMProgressBar"]
+__all__ = ["Callback", "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "ProgressBar", "TQDMProgressBar"]

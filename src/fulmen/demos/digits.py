@@ -2,7 +2,7 @@
 
 Run with `python -m fulmen.demos.digits` (or `fulmen-demo`). It needs no download: the 1797 8x8
 digit images (UCI, CC BY 4.0) ship inside the package. It shows the progress bar and validation
-accuracy per epoch, tests the final model, and writes logs and a checkpoint under the run directory.
+accuracy per epoch, tests the best checkpoint, and writes logs and checkpoints under the run directory.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
 import fulmen as L
+from fulmen.callbacks import ModelCheckpoint
 
 
 def load_digits() -> TensorDataset:
@@ -120,15 +121,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     L.seed_everything(args.seed)
     datamodule = DigitsDataModule()
     model = DigitClassifier()
-    trainer = L.Trainer(max_epochs=args.max_epochs, default_root_dir=args.root_dir, callbacks=[EpochReport()],
-                        accelerator="auto", devices=1)
+    best = ModelCheckpoint(monitor="val_acc", mode="max", filename="{epoch}-{val_acc:.4f}", save_last=True)
+    trainer = L.Trainer(max_epochs=args.max_epochs, default_root_dir=args.root_dir,
+                        callbacks=[EpochReport(), best], accelerator="auto", devices=1)
     trainer.fit(model, datamodule=datamodule)
-    results = trainer.test(model, datamodule=datamodule)[0]
+    results = trainer.test(datamodule=datamodule, ckpt_path="best")[0]
     run_dir = trainer.log_dir
-    checkpoint_path = os.path.join(run_dir, "checkpoints", "final.ckpt")
-    trainer.save_checkpoint(checkpoint_path)
     elapsed = time.perf_counter() - started
-    print(f"\nTest accuracy: {results['test_acc']:.4f} (chance: 0.10) in {elapsed:.1f} s")
+    print(f"\nBest checkpoint: {best.best_model_path} (val_acc={best.best_model_score:.4f})")
+    print(f"Test accuracy of the best model: {results['test_acc']:.4f} (chance: 0.10) in {elapsed:.1f} s")
     print(f"Run directory: {os.path.abspath(run_dir)}")
     for entry in sorted(os.listdir(run_dir)):
         print(f"  {entry}")

@@ -10,6 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from fulmen.trainer.state import TrainerFn
+from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
@@ -63,6 +64,36 @@ class Checkpointing:
         if trainer.is_global_zero:
             trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
         trainer.strategy.barrier("save_checkpoint")
+
+    def resolve(self, path: str | os.PathLike | None, fn: TrainerFn, model_given: bool) -> str | None:
+        """Turn `ckpt_path` ("best", "last", a path, or None) into a file path or None (use the model as is)."""
+        trainer = self._trainer
+        if path is None:
+            if model_given or fn == TrainerFn.FITTING or trainer.checkpoint_callback is None:
+                return None
+            rank_zero_warn(f"`.{fn.value}(ckpt_path=None)` was called without a model: the best model of the previous "
+                           f"`fit` is used. Pass `ckpt_path='best'` or `'last'` to choose and silence this warning.")
+            path = "best"
+        if path == "best":
+            callback = trainer.checkpoint_callback
+            if callback is None:
+                raise ValueError(f'`.{fn.value}(ckpt_path="best")` needs a `ModelCheckpoint` callback, and none is '
+                                 "configured.")
+            if not callback.best_model_path:
+                if trainer.fast_dev_run:
+                    raise ValueError(f'`.{fn.value}(ckpt_path="best")` cannot be used with `fast_dev_run`, which saves '
+                                     "no checkpoints; pass a checkpoint file path.")
+                raise ValueError(f'`.{fn.value}(ckpt_path="best")` found no best checkpoint: the `ModelCheckpoint` has '
+                                 "not saved one yet.")
+            return callback.best_model_path
+        if path == "last":
+            candidates = [cb.last_model_path for cb in trainer.checkpoint_callbacks
+                          if getattr(cb, "last_model_path", "") and os.path.exists(cb.last_model_path)]
+            if not candidates:
+                rank_zero_warn(f'`.{fn.value}(ckpt_path="last")` found no "last" checkpoint; using the model as it is.')
+                return None
+            return max(candidates, key=os.path.getmtime)
+        return os.fspath(path)
 
     def restore(self, path: str | os.PathLike | None, fn: TrainerFn, weights_only: bool | None) -> str | None:
         """Load `path` (if given) into the module and, when fitting, into optimizers, schedulers and counters."""

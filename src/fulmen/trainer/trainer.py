@@ -145,18 +145,21 @@ class Trainer:
         """Run `predict_step` over the predict data; return the predictions (a list per dataloader if several)."""
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
+        model_given = model is not None
         model = check_entry_arguments(self, TrainerFn.PREDICTING, model, datamodule, dataloaders)
         return self._run(TrainerFn.PREDICTING, model, datamodule, {"predict": dataloaders}, ckpt_path=ckpt_path,
-                         weights_only=weights_only, return_predictions=return_predictions is not False)
+                         weights_only=weights_only, return_predictions=return_predictions is not False,
+                         model_given=model_given)
 
     def _evaluate(self, fn: TrainerFn, model: Any, dataloaders: Any, ckpt_path: Any, verbose: bool,
                   datamodule: Any, weights_only: Any) -> list[dict[str, float]]:
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
+        model_given = model is not None
         model = check_entry_arguments(self, fn, model, datamodule, dataloaders)
         stage = "validate" if fn == TrainerFn.VALIDATING else "test"
         results = self._run(fn, model, datamodule, {stage: dataloaders}, ckpt_path=ckpt_path,
-                            weights_only=weights_only)
+                            weights_only=weights_only, model_given=model_given)
         if verbose and self.is_global_zero:
             from fulmen.loops.results_table import print_results
 
@@ -167,7 +170,7 @@ class Trainer:
 
     def _run(self, fn: TrainerFn, model: LightningModule, datamodule: LightningDataModule | None,
              given_loaders: dict[str, Any], ckpt_path: str | None = None, weights_only: bool | None = None,
-             return_predictions: bool = True) -> Any:
+             return_predictions: bool = True, model_given: bool = True) -> Any:
         state = self._state
         state.fn, state.stage, state.status, state.should_stop = fn, _STAGE_OF[fn], TrainerStatus.RUNNING, False
         self._module, self.datamodule = model, datamodule
@@ -194,7 +197,8 @@ class Trainer:
             self.strategy.setup_module(model)
             if fn == TrainerFn.FITTING:
                 self._optimization.setup(model.automatic_optimization)
-            self.ckpt_path = self._checkpointing.restore(ckpt_path, fn, weights_only)
+            resolved = self._checkpointing.resolve(ckpt_path, fn, model_given)
+            self.ckpt_path = self._checkpointing.restore(resolved, fn, weights_only)
             if fn == TrainerFn.FITTING:
                 hooks.on_fit_start()
             if self.enable_autolog_hparams:
