@@ -15,13 +15,16 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 CASES = {
-    # name: (hidden width, steps, validate every epoch)
-    "plain": (64, 3000, False),
-    "with_validation": (64, 3000, True),
-    "compute_bound": (1024, 300, False),
+    # name: (hidden width, steps, validate every epoch, Trainer defaults vs. a loop doing the same work)
+    "plain": (64, 3000, False, False),
+    "with_validation": (64, 3000, True, False),
+    "compute_bound": (1024, 300, False, False),
+    # Progress bar with the loss, TensorBoard scalar every 50 steps, model summary, a checkpoint per epoch.
+    "defaults": (64, 3000, False, True),
 }
 NUM_TRAIN, NUM_VAL, BATCH = 1024, 256, 32
 # Steps before the clock starts: one-off costs (imports torch does on first optimizer use, setup)
@@ -50,13 +53,19 @@ def _build(width: int):
     return net, train_loader, val_loader
 
 
-def run_plain(width: int, steps: int, validate: bool) -> dict:
+def run_plain(width: int, steps: int, validate: bool, defaults: bool, workdir: str) -> dict:
     import torch
     from torch.nn import functional as F
 
     net, train_loader, val_loader = _build(width)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     step, loss, start = 0, None, 0.0
+    if defaults:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        writer = SummaryWriter(f"{workdir}/tb")
+        bar = tqdm(total=steps, file=sys.stdout)
     while step < steps:
         net.train()
         # Draw exactly len(loader) batches: exhausting the loader would make a seeded RandomSampler
@@ -69,20 +78,31 @@ def run_plain(width: int, steps: int, validate: bool) -> dict:
             loss.backward()
             optimizer.step()
             step += 1
+            if defaults:
+                # What a hand-written loop with a bar and TensorBoard typically does.
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                bar.update()
+                if step % 50 == 0:
+                    writer.add_scalar("loss", loss.item(), step)
             if step == WARMUP:
                 start = time.perf_counter()
             if step >= steps:
                 break
+        if defaults:
+            torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict()}, f"{workdir}/last.pt")
         if validate and step % len(train_loader) == 0:
             net.eval()
             with torch.inference_mode():
                 for x, y in val_loader:
                     F.cross_entropy(net(x), y)
     elapsed = time.perf_counter() - start
+    if defaults:
+        bar.close()
+        writer.close()
     return {"us_per_step": elapsed / (steps - WARMUP) * 1e6, "final_loss": loss.item()}
 
 
-def run_fulmen(width: int, steps: int, validate: bool) -> dict:
+def run_fulmen(width: int, steps: int, validate: bool, defaults: bool, workdir: str) -> dict:
     import torch
     from torch.nn import functional as F
 
@@ -99,6 +119,8 @@ def run_fulmen(width: int, steps: int, validate: bool) -> dict:
             x, y = batch
             loss = F.cross_entropy(self.net(x), y)
             self.last_loss = loss.detach()
+            if defaults:
+                self.log("loss", loss, prog_bar=True)
             return loss
 
         def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -117,8 +139,11 @@ def run_fulmen(width: int, steps: int, validate: bool) -> dict:
         Module.validation_step = validation_step
 
     module = Module()
-    trainer = L.Trainer(max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    if defaults:
+        trainer = L.Trainer(max_steps=steps, max_epochs=-1, default_root_dir=workdir, num_sanity_val_steps=0)
+    else:
+        trainer = L.Trainer(max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(module, train_loader, val_loader if validate else None)
     elapsed = time.perf_counter() - module.started
     assert trainer.global_step == steps
@@ -126,9 +151,11 @@ def run_fulmen(width: int, steps: int, validate: bool) -> dict:
 
 
 def _measure(runner: str, case: str) -> dict:
-    output = subprocess.run([sys.executable, __file__, "--worker", runner, "--case", case],
-                            check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    done = subprocess.run([sys.executable, __file__, "--worker", runner, "--case", case],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{runner} worker for {case!r} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -139,9 +166,9 @@ def main() -> None:
     args = parser.parse_args()
     cases = args.case or list(CASES)
     if args.worker:
-        width, steps, validate = CASES[cases[0]]
         runner = run_plain if args.worker == "plain" else run_fulmen
-        print(json.dumps(runner(width, steps, validate)))
+        with tempfile.TemporaryDirectory() as workdir:
+            print(json.dumps(runner(*CASES[cases[0]], workdir)))
         return
     print(f"{'case':<16}{'plain µs/step':>15}{'fulmen µs/step':>16}{'overhead µs':>13}{'ratio':>8}  same loss")
     for case in cases:

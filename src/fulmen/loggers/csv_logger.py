@@ -20,6 +20,7 @@ class ExperimentWriter:
     def __init__(self, log_dir: str) -> None:
         self.log_dir = log_dir
         self.hparams: dict[str, Any] = {}
+        self._hparams_written = False
         self.metrics: list[dict[str, Any]] = []
         self.metrics_keys: list[str] = []
         self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
@@ -27,6 +28,7 @@ class ExperimentWriter:
 
     def log_hparams(self, params: dict[str, Any]) -> None:
         self.hparams.update(params)
+        self._hparams_written = False
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         row = {key: (value.item() if hasattr(value, "item") else value) for key, value in metrics.items()}
@@ -36,7 +38,9 @@ class ExperimentWriter:
     def save(self) -> None:
         from fulmen.core.saving import save_hparams_to_yaml
 
-        save_hparams_to_yaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
+        if not self._hparams_written:  # saved after every logging call: rewrite only what changed
+            save_hparams_to_yaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
+            self._hparams_written = True
         if not self.metrics:
             return
         new_keys = sorted({key for row in self.metrics for key in row} - set(self.metrics_keys))

@@ -35,6 +35,7 @@ class TensorBoardLogger(Logger):
         self._writer_kwargs = kwargs
         self._experiment: Any = None
         self.hparams: dict[str, Any] = {}
+        self._hparams_written = False
 
     @property
     def name(self) -> str:
@@ -98,6 +99,7 @@ class TensorBoardLogger(Logger):
             params = vars(params)
         params = dict(params or {})
         self.hparams.update(params)
+        self._hparams_written = False
         if metrics is None and self._default_hp_metric:
             metrics = {"hp_metric": -1}
         if metrics:
@@ -131,8 +133,10 @@ class TensorBoardLogger(Logger):
 
         if self._experiment is not None:
             self._experiment.flush()
-        if os.path.isdir(self.log_dir):
+        # The Trainer saves after every logging call; rewrite hparams.yaml only when it changed.
+        if not self._hparams_written and os.path.isdir(self.log_dir):
             save_hparams_to_yaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
+            self._hparams_written = True
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

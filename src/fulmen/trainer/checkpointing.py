@@ -36,7 +36,8 @@ class Checkpointing:
         }
         if not weights_only:
             optimization = trainer._optimization
-            checkpoint["callbacks"] = {cb.state_key: cb.state_dict() for cb in trainer.callbacks if cb.state_dict()}
+            states = ((callback.state_key, callback.state_dict()) for callback in trainer.callbacks)
+            checkpoint["callbacks"] = {key: state for key, state in states if state}
             checkpoint["optimizer_states"] = [opt.state_dict() for opt in optimization.optimizers
                                               if type(opt).__name__ != "_NoOptimizer"]
             checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in optimization.scheduler_configs]
