@@ -38,7 +38,7 @@ class Precision:
         return loss
 
     def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
-                       before_step: Callable[[], None]) -> Any:
+                       before_step: Callable[[], None], automatic: bool = True) -> Any:
         """Step `optimizer`, calling `closure` (forward+backward) then `before_step` (hooks, clipping)."""
 
         def closure_then_hooks() -> Any:
@@ -99,19 +99,21 @@ class MixedPrecision(Precision):
         return self.scaler.scale(loss) if self.scaler is not None else loss
 
     def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
-                       before_step: Callable[[], None]) -> Any:
+                       before_step: Callable[[], None], automatic: bool = True) -> Any:
         if self.scaler is None:
-            return super().optimizer_step(optimizer, closure, before_step)
+            return super().optimizer_step(optimizer, closure, before_step, automatic)
         if isinstance(optimizer, torch.optim.LBFGS):
             raise MisconfigurationException("LBFGS re-evaluates its closure, which a GradScaler cannot scale; "
                                             "use precision='bf16-mixed' or '32-true' with LBFGS.")
         result = closure()
-        self.scaler.unscale_(optimizer)
+        self.scaler.unscale_(optimizer)  # hooks and clipping must see true-scale gradients
         before_step()
-        # The scaler skips the step when gradients hold inf/NaN and lowers its scale.
+        if automatic and result is None:
+            return None  # training_step returned None: no backward ran, nothing to step
+        # The scaler skips the step when gradients hold inf/NaN, and lowers its scale.
         step_output = self.scaler.step(optimizer)
         self.scaler.update()
-        return step_output if result is not None else result
+        return step_output
 
     def unscale_gradients(self, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is not None:

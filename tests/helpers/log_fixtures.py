@@ -73,9 +73,13 @@ class LossLoggingModule(TinyModule):
 
 
 def log_trainer(root, **flags):
-    """A CPU Trainer under `root`: no progress bar, summary, checkpoints or sanity check; one epoch by default."""
+    """A CPU Trainer under `root`: no logger, progress bar, summary, checkpoints or sanity check, one epoch.
+
+    Validation is off (`limit_val_batches=0`) unless the test passes a limit.
+    """
     options = dict(default_root_dir=root, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                   enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0, max_epochs=1)
+                   enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0, max_epochs=1,
+                   limit_val_batches=0)
     options.update(flags)
     return L.Trainer(**options)
 

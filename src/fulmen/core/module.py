@@ -6,7 +6,8 @@ Does not own: how logged values are reduced (`results/`) or when hooks run (`loo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -107,6 +108,42 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
         if not schedulers:
             return None
         return schedulers[0] if len(schedulers) == 1 else schedulers
+
+    def toggle_optimizer(self, optimizer: Any) -> None:
+        """Let only `optimizer`'s parameters receive gradients (others get `requires_grad=False`) until untoggled."""
+        saved: dict[torch.Tensor, bool] = {}
+        for other in self.trainer._optimization.optimizers:
+            for group in other.param_groups:
+                for parameter in group["params"]:
+                    if parameter not in saved:
+                        saved[parameter] = parameter.requires_grad
+                        parameter.requires_grad = False
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                parameter.requires_grad = saved[parameter]
+        self._requires_grad_before_toggle = saved
+
+    def untoggle_optimizer(self, optimizer: Any) -> None:
+        """Restore the `requires_grad` flags that `toggle_optimizer` changed."""
+        real = getattr(optimizer, "optimizer", optimizer)
+        saved = getattr(self, "_requires_grad_before_toggle", {})
+        for other in self.trainer._optimization.optimizers:
+            if other is real:
+                continue
+            for group in other.param_groups:
+                for parameter in group["params"]:
+                    if parameter in saved:
+                        parameter.requires_grad = saved[parameter]
+        self._requires_grad_before_toggle = {}
+
+    @contextlib.contextmanager
+    def toggled_optimizer(self, optimizer: Any) -> Iterator[None]:
+        """`toggle_optimizer` for the duration of a `with` block."""
+        self.toggle_optimizer(optimizer)
+        try:
+            yield
+        finally:
+            self.untoggle_optimizer(optimizer)
 
     def manual_backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         """Run backward with the hooks and precision scaling; use instead of `loss.backward()` in manual mode."""

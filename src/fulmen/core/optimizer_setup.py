@@ -126,12 +126,24 @@ def _scheduler_config(item: Any, monitor: str | None) -> LRSchedulerConfig:
             "`ReduceLROnPlateau` needs a metric to monitor: return {'optimizer': opt, 'lr_scheduler': "
             "{'scheduler': sched, 'monitor': 'val_loss'}} (or a top-level 'monitor' key) from `configure_optimizers`."
         )
-    if not hasattr(config.scheduler, "step"):
-        raise MisconfigurationException(
-            f"The LR scheduler {type(config.scheduler).__name__} has no `step` method; pass a torch LR scheduler "
-            "or override `lr_scheduler_step` for a custom one."
-        )
     return config
+
+
+def check_scheduler_api(configs: list[LRSchedulerConfig], custom_step: bool) -> None:
+    """Schedulers must be torch's, or the module must override `lr_scheduler_step` to drive them."""
+    from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+    for config in configs:
+        scheduler = config.scheduler
+        name = type(scheduler).__name__
+        if not (callable(getattr(scheduler, "state_dict", None)) and callable(getattr(scheduler, "load_state_dict", None))):
+            raise TypeError(f"The LR scheduler `{name}` has no `state_dict`/`load_state_dict` methods, so it cannot be "
+                            "checkpointed; add them.")
+        if not isinstance(scheduler, (LRScheduler, ReduceLROnPlateau)) and not custom_step:
+            raise MisconfigurationException(
+                f"The LR scheduler `{name}` is not a torch LR scheduler; override `LightningModule.lr_scheduler_step"
+                "(scheduler, metric)` to step it."
+            )
 
 
 def _is_plateau(scheduler: Any) -> bool:

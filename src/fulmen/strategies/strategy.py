@@ -107,8 +107,8 @@ class Strategy:
         module_backward(self.precision_plugin.scale_loss(loss), *args, **kwargs)
 
     def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
-                       before_step: Callable[[], None]) -> Any:
-        return self.precision_plugin.optimizer_step(optimizer, closure, before_step)
+                       before_step: Callable[[], None], automatic: bool = True) -> Any:
+        return self.precision_plugin.optimizer_step(optimizer, closure, before_step, automatic)
 
     # -- collectives (single process: identities) ---------------------------------------------------
 

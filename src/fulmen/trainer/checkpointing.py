@@ -111,6 +111,8 @@ class Checkpointing:
                 optimizer.load_state_dict(state)
             for config, state in zip(optimization.scheduler_configs, checkpoint.get("lr_schedulers", [])):
                 config.scheduler.load_state_dict(state)
+            precision = trainer.strategy.precision_plugin
+            precision.load_state_dict(checkpoint.get(type(precision).__name__, {}))
             loop_state = checkpoint.get("loops", {}).get("fit_loop")
             if loop_state:
                 trainer._state.load_state_dict(loop_state)

@@ -13,7 +13,7 @@ import torch
 from torch.optim import Optimizer
 
 from fulmen.core.optimizer import LightningOptimizer
-from fulmen.core.optimizer_setup import LRSchedulerConfig, parse_optimizers
+from fulmen.core.optimizer_setup import LRSchedulerConfig, check_scheduler_api, parse_optimizers
 from fulmen.utilities.exceptions import MisconfigurationException
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class Optimization:
         hooks = self._trainer._hooks
         output = hooks.configure_optimizers()
         optimizers, configs, monitor = parse_optimizers(output)
+        check_scheduler_api(configs, hooks.module_defines("lr_scheduler_step"))
         if automatic and len(optimizers) > 1:
             raise RuntimeError(
                 f"`configure_optimizers` returned {len(optimizers)} optimizers, but automatic optimization steps "
@@ -80,7 +81,9 @@ class Optimization:
                 config = trainer._config
                 hooks.configure_gradient_clipping(optimizer, config.gradient_clip_val, config.gradient_clip_algorithm)
 
-        output = trainer.strategy.optimizer_step(optimizer, closure or _no_closure, before_step, **kwargs)
+        if kwargs:
+            raise TypeError(f"`optimizer.step()` got unexpected arguments {sorted(kwargs)}; only `closure` is accepted.")
+        output = trainer.strategy.optimizer_step(optimizer, closure or _no_closure, before_step, self._automatic)
         if not self._automatic:
             # Manual optimization counts every optimizer step (two optimizers: two per batch).
             trainer._state.global_step += 1
