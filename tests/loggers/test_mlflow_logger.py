@@ -1,7 +1,6 @@
 """MLFlowLogger against a local file store in tmp_path: metrics with steps, params, run status, ids."""
 
 import pytest
-import torch
 
 from helpers.log_fixtures import LossLoggingModule, fit_with, log_trainer
 from helpers.tiny import make_loader
@@ -103,7 +102,7 @@ def test_runs_in_the_same_experiment_share_its_id(tmp_path):
 
 def test_log_metrics_directly_with_prefix(tmp_path):
     logger = MLFlowLogger(save_dir=str(tmp_path / "mlruns"), prefix="pre")
-    logger.log_metrics({"a": 1.0, "b": torch.tensor(2.0).item()}, step=5)
+    logger.log_metrics({"a": 1.0, "b": 2}, step=5)
     logger.finalize("success")
     run = logger.experiment.get_run(logger.run_id)
     assert run.data.metrics == {"pre-a": 1.0, "pre-b": 2.0}

@@ -118,10 +118,7 @@ class _GraphModule(TinyModule):
 
 @pytest.mark.parametrize("enable_graph", [
     False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "fulmen bug: ResultCollection.log keeps the undetached tensor as LoggedValue.last when enable_graph=True and "
-        "views() publishes it, so callback_metrics holds the autograd graph; Lightning updates its step cache under "
-        "no_grad (value.clone()), so callback_metrics values never carry grad_fn"))),
+    True,
 ])
 def test_callback_metrics_carry_no_graph(tmp_path, enable_graph):
     module = _GraphModule(enable_graph)

@@ -123,7 +123,9 @@ class FitLoop:
             return
         self._set_val_check_batch(num_batches)
 
+        metrics.start_train_epoch()  # values logged in on_train_start count towards the first epoch
         hooks.on_train_start()
+        first_epoch = True
         while not self.done():
             epoch = state.current_epoch
             if self._reload_due(epoch):
@@ -131,8 +133,10 @@ class FitLoop:
                 self._set_val_check_batch(num_batches)
             _set_sampler_epoch(train_loader, epoch)
             trainer.num_training_batches = num_batches
+            if not first_epoch:
+                metrics.start_train_epoch()
+            first_epoch = False
             hooks.on_train_epoch_start()
-            metrics.start_train_epoch()
             epoch_finished = False
 
             for batch_idx, batch, is_last in iterate_batches(train_loader, num_batches):
@@ -289,7 +293,8 @@ class FitLoop:
                             "'strict': False in the lr_scheduler_config to skip the step."
                         )
                     rank_zero_warn(f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged "
-                                   f"(available: {available}); skipping this scheduler step (strict=False).")
+                                   f"(available: {available}); skipping this scheduler step (strict=False).",
+                                   category=RuntimeWarning)
                     continue
             trainer._hooks.lr_scheduler_step(config.scheduler, metric)
 

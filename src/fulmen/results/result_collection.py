@@ -57,23 +57,31 @@ class LoggedValue:
         return self.on_step and self.on_epoch
 
     def update(self, value: torch.Tensor, batch_size: Callable[[], int]) -> None:
-        self.last = value
+        # The step value users and callbacks see never holds the graph; with `enable_graph` only the
+        # epoch reduction keeps it.
+        self.last = value.detach()
         if not self.on_epoch:
             return
-        value = value.detach()
+        if not self.enable_graph:
+            value = self.last
         reduce = self.reduce
         if reduce == "mean":
             size = batch_size()
-            self.total = value * size if self.total is None else self.total.add_(value, alpha=size)
+            if self.total is None:
+                self.total = value * size
+            elif self.enable_graph:
+                self.total = self.total + value * size
+            else:
+                self.total.add_(value, alpha=size)
             self.weight += size
         elif self.total is None:
             self.total = value.clone()
         elif reduce == "sum":
-            self.total.add_(value)
+            self.total = self.total + value if self.enable_graph else self.total.add_(value)
         elif reduce == "max":
-            torch.maximum(self.total, value, out=self.total)
+            self.total = torch.maximum(self.total, value)
         else:
-            torch.minimum(self.total, value, out=self.total)
+            self.total = torch.minimum(self.total, value)
 
     def update_metric(self, metric: Any) -> None:
         """A torchmetrics object: its step value is what its last `forward` returned, its epoch value `compute()`."""
@@ -112,6 +120,8 @@ class ResultCollection:
                 entry.metric.reset()
         self.values = {}
         self.epoch_end_reached = False
+        self._batch = None
+        self._batch_size = None
 
     def on_batch(self, batch: Any) -> None:
         """Remember the batch so a batch size can be inferred from it if a mean needs one."""
@@ -120,7 +130,8 @@ class ResultCollection:
 
     def _current_batch_size(self) -> int:
         if self._batch_size is None:
-            self._batch_size = extract_batch_size(self._batch)
+            # Outside a batch (e.g. on_validation_start) a logged value counts once, as in Lightning.
+            self._batch_size = 1 if self._batch is None else extract_batch_size(self._batch)
         return self._batch_size
 
     def log(self, hook: str, name: str, value: Any, *, on_step: bool, on_epoch: bool, prog_bar: bool,
@@ -142,8 +153,6 @@ class ResultCollection:
         if not isinstance(value, torch.Tensor):
             entry.update_metric(value)
             return
-        if not enable_graph:
-            value = value.detach()
         entry.update(value, (lambda: batch_size) if batch_size is not None else self._current_batch_size)
 
     def views(self, on_step: bool, dataloader_idx: int | None = None,

@@ -191,6 +191,9 @@ class Trainer:
             hooks.bind(model, run_callbacks, datamodule)
             check_run(self, fn)
             hooks.prepare_data()
+            for logger in self.loggers:
+                # Creating the experiment now makes the version directory, so its number is fixed for the run.
+                getattr(logger, "experiment", None)
             hooks.setup(stage_name)
             hooks.configure_sharded_model()
             hooks.configure_model()
