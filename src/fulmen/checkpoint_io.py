@@ -37,10 +37,10 @@ class CheckpointIO:
 
     def load_checkpoint(self, path: str | os.PathLike, map_location: Any = None,
                         weights_only: bool | None = None) -> dict[str, Any]:
-        """Read a checkpoint; only tensors and plain containers unless `weights_only=False`."""
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"Checkpoint file not found: {os.fspath(path)}")
-        return torch.load(path, map_location=map_location, weights_only=True if weights_only is None else weights_only)
+        """Read a checkpoint; only tensors and plain containers unless `weights_only=False` (trusted files only)."""
+        from fulmen.core.saving import load_checkpoint_file
+
+        return load_checkpoint_file(path, map_location=map_location, weights_only=weights_only)
 
     def remove_checkpoint(self, path: str | os.PathLike) -> None:
         with _ignore_missing():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -54,6 +55,23 @@ class LightningDataModule(HyperparametersMixin, DataHooks, CheckpointHooks):
                                         ("predict_dataloader", predict_dataset, False)):
             if datasets is not None:
                 setattr(datamodule, name, functools.partial(loaders, datasets, shuffle))
+        return datamodule
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | os.PathLike, map_location: Any = None,
+                             hparams_file: str | os.PathLike | None = None, weights_only: bool | None = None,
+                             **kwargs: Any) -> LightningDataModule:
+        """Re-create the datamodule from the hyperparameters and state saved in a checkpoint (`kwargs` win)."""
+        from fulmen.core.saving import instantiate_from_checkpoint, load_checkpoint_file, load_hparams_from_yaml
+
+        checkpoint = load_checkpoint_file(checkpoint_path, map_location, weights_only)
+        key = "datamodule_hyper_parameters"
+        if hparams_file is not None:
+            checkpoint[key] = load_hparams_from_yaml(hparams_file)
+        checkpoint.pop("hparams_name", None)  # that name belongs to the module's hyperparameters
+        datamodule = instantiate_from_checkpoint(cls, checkpoint, key, kwargs)
+        if cls.__qualname__ in checkpoint:
+            datamodule.load_state_dict(checkpoint[cls.__qualname__])
         return datamodule
 
     def state_dict(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 
@@ -59,7 +60,9 @@ class HyperparametersMixin:
                     f"{type(chosen).__name__}."
                 )
             hparams = dict(chosen)
-            self._hparams_name = None
+            # Remember which __init__ argument held the container, so loading passes it back the same way.
+            self._hparams_name = next((name for name, value in init_args.items() if value is args[0]), None)
+            self._hparams_type = "Namespace" if isinstance(args[0], Namespace) else "dict"
         else:
             names = args or tuple(init_args)
             unknown = [name for name in names if name not in init_args]
@@ -125,3 +128,45 @@ def _collect_init_args(frame: FrameType | None, instance: object) -> dict[str, A
         collected.update(frame_args)
         frame = frame.f_back
     return collected
+
+
+_PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes)
+
+
+def checkpointable_hparams(hparams: Any, owner: str = "module") -> Any:
+    """Return `hparams` as plain containers and primitives that `torch.load(weights_only=True)` accepts.
+
+    Namespaces and mappings become dicts, paths strings, enums their values; tensors, dtypes and devices
+    stay. Anything else is refused with a message naming the key, because loading it later would need
+    arbitrary unpickling.
+    """
+    import enum
+    import os
+
+    import torch
+
+    def convert(value: Any, key: str) -> Any:
+        if isinstance(value, _PLAIN_LEAVES) or isinstance(value, (torch.Tensor, torch.dtype, torch.device)):
+            return value
+        if isinstance(value, Namespace):
+            value = vars(value)
+        if isinstance(value, Mapping):
+            return {item_key: convert(item, f"{key}.{item_key}") for item_key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            items = [convert(item, f"{key}[{index}]") for index, item in enumerate(value)]
+            return items if isinstance(value, list) else tuple(items)
+        if isinstance(value, (set, frozenset)):
+            return [convert(item, f"{key}[]") for item in sorted(value, key=repr)]
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if isinstance(value, enum.Enum):
+            return convert(value.value, key)
+        top = key.split(".")[0].split("[")[0]
+        raise MisconfigurationException(
+            f"The {owner}'s hyperparameter {key!r} is a {type(value).__module__}.{type(value).__qualname__}, which a "
+            f"safe checkpoint cannot hold (loading it would need arbitrary unpickling). Exclude it with "
+            f"`self.save_hyperparameters(ignore=[{top!r}])` and pass it again to `load_from_checkpoint`, or store "
+            "plain values (numbers, strings, lists, dicts) instead."
+        )
+
+    return {key: convert(value, str(key)) for key, value in dict(hparams).items()}

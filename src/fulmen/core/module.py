@@ -7,6 +7,7 @@ Does not own: how logged values are reduced (`results/`) or when hooks run (`loo
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -194,6 +195,42 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
             print(*args, **kwargs)
         else:
             self._trainer.print(*args, **kwargs)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    CHECKPOINT_HYPER_PARAMS_KEY = "hyper_parameters"
+    CHECKPOINT_HYPER_PARAMS_NAME = "hparams_name"
+    CHECKPOINT_HYPER_PARAMS_TYPE = "hparams_type"
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | os.PathLike, map_location: Any = None,
+                             hparams_file: str | os.PathLike | None = None, strict: bool | None = None,
+                             weights_only: bool | None = None, **kwargs: Any) -> LightningModule:
+        """Re-create the module from a checkpoint's saved hyperparameters (`kwargs` win) and load its weights.
+
+        Loading is safe by default (`weights_only=True`): nothing in the file can run code. Pass
+        `weights_only=False` only for files you trust. `strict` checks that the weights match the module.
+        """
+        from fulmen.core.saving import instantiate_from_checkpoint, load_checkpoint_file, load_hparams_from_yaml
+
+        checkpoint = load_checkpoint_file(checkpoint_path, map_location, weights_only)
+        if hparams_file is not None:
+            checkpoint[cls.CHECKPOINT_HYPER_PARAMS_KEY] = load_hparams_from_yaml(hparams_file)
+            checkpoint.pop(cls.CHECKPOINT_HYPER_PARAMS_NAME, None)
+        model = instantiate_from_checkpoint(cls, checkpoint, cls.CHECKPOINT_HYPER_PARAMS_KEY, kwargs)
+        if strict is None:
+            strict = model.strict_loading
+        elif model._strict_loading is not None and strict != model._strict_loading:
+            raise ValueError(f"`load_from_checkpoint(strict={strict})` contradicts `{cls.__name__}.strict_loading="
+                             f"{model._strict_loading}`; set only one of them.")
+        model.on_load_checkpoint(checkpoint)
+        result = model.load_state_dict(checkpoint["state_dict"], strict=strict)
+        if not strict and (result.missing_keys or result.unexpected_keys):
+            rank_zero_warn(f"Loaded {os.fspath(checkpoint_path)} with strict=False: missing keys "
+                           f"{result.missing_keys}, unexpected keys {result.unexpected_keys}.")
+        state_tensors = (value for value in checkpoint["state_dict"].values() if isinstance(value, torch.Tensor))
+        device = next(state_tensors, torch.empty(0)).device
+        return model.to(device)
 
     # -- freezing ---------------------------------------------------------------------------------
 

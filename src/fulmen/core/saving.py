@@ -1,4 +1,4 @@
-"""Read and write `hparams.yaml` files."""
+"""Reading checkpoints safely, re-instantiating modules from them, and `hparams.yaml` files."""
 
 from __future__ import annotations
 
@@ -33,3 +33,66 @@ def load_hparams_from_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"hparams file not found: {os.fspath(path)}")
     with open(path) as file:
         return yaml.safe_load(file) or {}
+
+
+CHECKPOINT_HYPER_PARAMS_KEY = "hyper_parameters"
+CHECKPOINT_HYPER_PARAMS_NAME = "hparams_name"
+CHECKPOINT_HYPER_PARAMS_TYPE = "hparams_type"
+
+
+def load_checkpoint_file(path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None) -> dict:
+    """Read a checkpoint safely (`weights_only=True` unless told otherwise), with errors that name the file."""
+    import pickle
+
+    import torch
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Checkpoint file not found: {path}")
+    safe = weights_only is None or weights_only
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=safe)
+    except pickle.UnpicklingError as error:
+        if safe and "weights_only" in str(error):
+            raise pickle.UnpicklingError(
+                f"{path} holds Python objects that the safe loader refuses to build ({_first_line(error)}). "
+                "Loading them would run code from the file, which is only safe for files you trust. If you do, "
+                "pass `weights_only=False`."
+            ) from None
+        raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated?): {_first_line(error)}") from None
+    except (RuntimeError, EOFError, OSError) as error:
+        raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated?): {_first_line(error)}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        found = sorted(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(f"{path} is not a fulmen/Lightning checkpoint: expected a dict with a 'state_dict' key, "
+                         f"found {found}.")
+    return checkpoint
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def instantiate_from_checkpoint(cls: type, checkpoint: dict[str, Any], hparams_key: str,
+                                overrides: dict[str, Any]) -> Any:
+    """Build `cls` from the hyperparameters stored under `hparams_key`; `overrides` win."""
+    import inspect
+
+    parameters = inspect.signature(cls.__init__).parameters
+    accepts_any = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+    names = [name for name, p in parameters.items()
+             if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    saved = dict(checkpoint.get(hparams_key) or {})
+    if checkpoint.get(CHECKPOINT_HYPER_PARAMS_TYPE) == "Namespace":
+        saved = Namespace(**saved)  # type: ignore[assignment]
+    container_name = checkpoint.get(CHECKPOINT_HYPER_PARAMS_NAME)
+    if container_name and container_name in names:
+        # save_hyperparameters(hparams) of one dict/Namespace argument: pass it back under its own name.
+        kwargs = {container_name: saved}
+    else:
+        kwargs = dict(vars(saved)) if isinstance(saved, Namespace) else dict(saved)
+    kwargs.update(overrides)
+    if not accepts_any:
+        kwargs = {key: value for key, value in kwargs.items() if key in names}
+    return cls(**kwargs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from fulmen.core.hparams import checkpointable_hparams
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
 
@@ -45,12 +46,15 @@ class Checkpointing:
             if precision_state:
                 checkpoint[type(trainer.strategy.precision_plugin).__name__] = precision_state
         if getattr(module, "_hparams", None):
-            checkpoint["hyper_parameters"] = dict(module.hparams)
+            checkpoint["hyper_parameters"] = checkpointable_hparams(module.hparams, "LightningModule")
             checkpoint["hparams_name"] = getattr(module, "_hparams_name", "kwargs")
+            if getattr(module, "_hparams_type", None) == "Namespace":
+                checkpoint["hparams_type"] = "Namespace"
         datamodule = trainer.datamodule
         if datamodule is not None:
             if getattr(datamodule, "_hparams", None):
-                checkpoint["datamodule_hyper_parameters"] = dict(datamodule.hparams)
+                checkpoint["datamodule_hyper_parameters"] = checkpointable_hparams(datamodule.hparams,
+                                                                                   "LightningDataModule")
             state = datamodule.state_dict()
             if state:
                 checkpoint[type(datamodule).__qualname__] = state
@@ -103,8 +107,9 @@ class Checkpointing:
         trainer = self._trainer
         path = os.fspath(path)
         checkpoint = trainer.strategy.checkpoint_io.load_checkpoint(path, weights_only=weights_only)
+        strict = trainer.lightning_module.strict_loading
         trainer._hooks.on_load_checkpoint(checkpoint)
-        trainer.lightning_module.load_state_dict(checkpoint["state_dict"])
+        trainer.lightning_module.load_state_dict(checkpoint["state_dict"], strict=strict)
         if fn == TrainerFn.FITTING:
             optimization = trainer._optimization
             for optimizer, state in zip(optimization.optimizers, checkpoint.get("optimizer_states", [])):
