@@ -11,11 +11,27 @@ from collections.abc import Iterator
 from typing import Any
 
 
-def iterate_batches(loader: Any, max_batches: int | float) -> Iterator[tuple[int, Any, bool]]:
-    """Yield `(batch_idx, batch, is_last_batch)` for at most `max_batches` batches of `loader`."""
+def iterate_batches(loader: Any, max_batches: int | float, start: int = 0) -> Iterator[tuple[int, Any, bool]]:
+    """Yield `(batch_idx, batch, is_last_batch)` for at most `max_batches` batches of `loader`.
+
+    With `start`, the first `start` batches are drawn and dropped (resuming mid-epoch in the same order).
+    """
     if max_batches == 0:
         return
     iterator = iter(loader)
+    for _ in range(start):
+        try:
+            next(iterator)
+        except StopIteration:
+            return
+    if start and max_batches != float("inf"):
+        for batch_idx in range(start, int(max_batches)):
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            yield batch_idx, batch, batch_idx == int(max_batches) - 1
+        return
     if max_batches != float("inf"):
         last_idx = int(max_batches) - 1
         for batch_idx in range(last_idx + 1):
@@ -29,7 +45,7 @@ def iterate_batches(loader: Any, max_batches: int | float) -> Iterator[tuple[int
         batch = next(iterator)
     except StopIteration:
         return
-    batch_idx = 0
+    batch_idx = start
     for following in iterator:
         yield batch_idx, batch, False
         batch, batch_idx = following, batch_idx + 1

@@ -6,6 +6,7 @@ is delegated: hooks to `HookDispatch`, devices to the Strategy, values to the Me
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from fulmen.trainer.state import RunningStage
 from fulmen.utilities.apply_func import apply_to_collection
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fulmen.utilities.seed import capture_rng_states, isolate_rng, restore_rng_states
 
 if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
@@ -43,6 +45,12 @@ class FitLoop:
         self._zero_grad_due = True
         self._step_output: dict[str, Any] = {}
         self.total_batch_idx = 0
+        # Where the loop is, so a checkpoint taken at any hook can resume exactly (see resume_state).
+        self.phase = "between_batches"
+        self.batches_done = 0
+        self.epoch_finished = False
+        self.epoch_start_rng: dict[str, Any] = {}
+        self.resume_from: dict[str, Any] | None = trainer._resume_loop_state
 
     # -- stopping -------------------------------------------------------------------------------------
 
@@ -70,7 +78,8 @@ class FitLoop:
         trainer = self.trainer
         self.val_loop.enabled = self._validation_enabled()
         if self.val_loop.enabled and trainer._config.num_sanity_val_steps > 0:
-            self._sanity_check()
+            with isolate_rng():  # the sanity check must not change the data order or dropout of training
+                self._sanity_check()
         train_loader, num_batches = trainer._request_train_loader()
         if self.val_loop.enabled and not self.val_loop.loaders:
             self.val_loop.setup_data()
@@ -117,7 +126,9 @@ class FitLoop:
         deadline = None if config.max_time is None else time.monotonic() + config.max_time.total_seconds()
         if deadline is not None and time.monotonic() >= deadline:
             state.should_stop = True  # a time budget already spent (e.g. max_time=0) trains nothing
-        if num_batches == 0 or self.done():
+        # A checkpoint taken inside an epoch resumes that epoch even if the run was about to stop.
+        finishing_epoch = self.resume_from is not None and self.resume_from["phase"] != "between_batches"
+        if num_batches == 0 or (self.done() and not finishing_epoch):
             if num_batches == 0:
                 rank_zero_info("`Trainer.fit` stopped: no training batches (`limit_train_batches=0`).")
             return
@@ -126,20 +137,43 @@ class FitLoop:
         metrics.start_train_epoch()  # values logged in on_train_start count towards the first epoch
         hooks.on_train_start()
         first_epoch = True
-        while not self.done():
+        resume, self.resume_from = self.resume_from, None
+        if resume is not None and resume["phase"] == "epoch_end":
+            # The checkpoint was taken while the epoch was ending: finish that epoch, then go on.
+            self._end_epoch(resume["epoch_finished"], resume)
+            first_epoch = False
+            resume = {**resume, "batches_done": 0}  # the next epoch starts fresh from the saved RNG
+        while (resume is not None and resume["batches_done"] > 0) or not self.done():
             epoch = state.current_epoch
             if self._reload_due(epoch):
                 train_loader, num_batches = trainer._request_train_loader(reload=True)
                 self._set_val_check_batch(num_batches)
             _set_sampler_epoch(train_loader, epoch)
             trainer.num_training_batches = num_batches
+            generators = _data_generators(train_loader)
+            mid_epoch = resume is not None and resume["batches_done"] > 0
+            if mid_epoch:
+                # Same order as the interrupted epoch: the RNG as it was when the epoch began, then skip.
+                restore_rng_states(resume["epoch_start_rng"], generators)
+                self.epoch_start_rng = resume["epoch_start_rng"]
+            else:
+                if resume is not None:
+                    restore_rng_states(resume["rng"], generators)
+                self.epoch_start_rng = capture_rng_states(generators)
             if not first_epoch:
                 metrics.start_train_epoch()
             first_epoch = False
-            hooks.on_train_epoch_start()
-            epoch_finished = False
+            if not mid_epoch:
+                hooks.on_train_epoch_start()
+            self.epoch_finished = False
+            self.batches_done = start = resume["batches_done"] if mid_epoch else 0
+            batches = iterate_batches(train_loader, num_batches, start=start)
+            if mid_epoch:
+                batches = _after_skip(batches, functools.partial(self._resume_mid_epoch, resume, generators,
+                                                                 num_batches))
+            resume = None
 
-            for batch_idx, batch, is_last in iterate_batches(train_loader, num_batches):
+            for batch_idx, batch, is_last in batches:
                 trainer.is_last_batch = is_last
                 batch = hooks.transfer_batch(precision.convert_input(batch), 0)
                 metrics.train_results.on_batch(batch)
@@ -156,33 +190,88 @@ class FitLoop:
                 if not accumulating:
                     self._step_schedulers("step", batch_idx)
                 if is_last:
-                    epoch_finished = True
+                    self.epoch_finished = True
                     self._step_schedulers("epoch", batch_idx)
+                # A checkpoint taken from here on resumes by replaying the rest of this batch.
+                self.phase, self.batches_done = "batch_end", batch_idx + 1
                 hooks.on_train_batch_end(outputs, batch, batch_idx)
                 metrics.train_step_done(state.batches_that_stepped, accumulating)
                 if deadline is not None and time.monotonic() >= deadline:
                     rank_zero_info("`Trainer.fit` stopped: `max_time` reached.")
                     state.should_stop = True
-
-                if self._should_validate(batch_idx, is_last):
-                    if not accumulating:
-                        hooks.on_validation_model_zero_grad()
-                    self.val_loop.run_in_fit()
-                    metrics.activate(metrics.train_results)
-                self._step_schedulers("step", batch_idx, plateau=True, skip=accumulating)
-                if not accumulating:
-                    state.batches_that_stepped += 1
-                self.total_batch_idx += 1
+                self._finish_batch(batch_idx, is_last, accumulating, validate=True)
+                if not accumulating and trainer._signals.received is not None:
+                    self._save_for_signal()
                 if self._max_steps_reached() or (state.should_stop and self._can_stop_early()):
                     break
 
-            # end of epoch: validation already ran above, before on_train_epoch_end
-            metrics.train_epoch_end_reached()
-            hooks.on_train_epoch_end()
-            self._step_schedulers("epoch", self._batch_idx, plateau=True, skip=not epoch_finished)
-            metrics.train_epoch_done(state.batches_that_stepped - 1)
-            state.current_epoch += 1
+            self._end_epoch(self.epoch_finished)
         hooks.on_train_end()
+
+    def _finish_batch(self, batch_idx: int, is_last: bool, accumulating: bool, validate: bool) -> None:
+        """After on_train_batch_end: validation if due, plateau schedulers, counters."""
+        trainer = self.trainer
+        if validate and self._should_validate(batch_idx, is_last):
+            if not accumulating:
+                trainer._hooks.on_validation_model_zero_grad()
+            self.phase = "validation"
+            self.val_loop.run_in_fit()
+            trainer._metrics.activate(trainer._metrics.train_results)
+        self._step_schedulers("step", batch_idx, plateau=True, skip=accumulating)
+        if not accumulating:
+            trainer._state.batches_that_stepped += 1
+        self.total_batch_idx += 1
+        self.phase = "between_batches"
+
+    def _end_epoch(self, epoch_finished: bool, resume: dict[str, Any] | None = None) -> None:
+        """Epoch end: validation already ran (before on_train_epoch_end), then plateau schedulers and logging."""
+        trainer = self.trainer
+        state, metrics = trainer._state, trainer._metrics
+        self.phase = "epoch_end"
+        self.epoch_finished = epoch_finished
+        metrics.train_epoch_end_reached()
+        if resume is None:
+            trainer._hooks.on_train_epoch_end()
+        else:
+            trainer.callback_metrics.update(resume["callback_metrics"])  # what the plateau scheduler reads
+            restore_rng_states(resume["rng"], [])
+        self._step_schedulers("epoch", self._batch_idx, plateau=True, skip=not epoch_finished)
+        metrics.train_epoch_done(state.batches_that_stepped - 1)
+        state.current_epoch += 1
+        self.phase, self.batches_done = "between_batches", 0
+
+    def _resume_mid_epoch(self, resume: dict[str, Any], generators: list[Any], num_batches: int | float) -> bool:
+        """After skipping the batches already trained: put the RNG back as saved and finish the saved batch."""
+        trainer = self.trainer
+        restore_rng_states(resume["rng"], generators)
+        self.total_batch_idx = resume["total_batch_idx"]
+        last_idx = resume["batches_done"] - 1
+        is_last = resume["batches_done"] >= num_batches
+        self.epoch_finished = is_last
+        if resume["phase"] in ("batch_end", "validation"):
+            automatic = trainer.lightning_module.automatic_optimization
+            accumulating = automatic and not ((last_idx + 1) % self.accumulate == 0 or is_last)
+            self._finish_batch(last_idx, is_last, accumulating, validate=resume["phase"] == "batch_end")
+        state = trainer._state
+        return self._max_steps_reached() or (state.should_stop and self._can_stop_early())
+
+    def resume_state(self) -> dict[str, Any]:
+        """Where the loop is, for a checkpoint that must resume exactly here."""
+        trainer = self.trainer
+        callback_metrics = {key: value.detach().cpu() for key, value in trainer.callback_metrics.items()
+                            if isinstance(value, torch.Tensor)}
+        return {"phase": self.phase, "batches_done": self.batches_done, "epoch_finished": self.epoch_finished,
+                "total_batch_idx": self.total_batch_idx, "epoch_start_rng": self.epoch_start_rng,
+                "rng": capture_rng_states(_data_generators(trainer._train_source[0]) if trainer._train_source else []),
+                "callback_metrics": callback_metrics}
+
+    def _save_for_signal(self) -> None:
+        trainer = self.trainer
+        path = trainer._signal_checkpoint_path()
+        trainer.save_checkpoint(path)
+        rank_zero_info(f"Saved a checkpoint to resume from: {path}  (resume with `trainer.fit(..., ckpt_path=...)`)")
+        trainer._state.should_stop = True
+        self.min_epochs = self.min_steps = 0  # the signal overrides min_epochs/min_steps
 
     # -- one batch ----------------------------------------------------------------------------------
 
@@ -331,3 +420,27 @@ def _set_sampler_epoch(loader: Any, epoch: int) -> None:
     inner = getattr(batch_sampler, "sampler", None)
     if inner is not None and inner is not getattr(loader, "sampler", None) and callable(getattr(inner, "set_epoch", None)):
         inner.set_epoch(epoch)
+
+
+def _data_generators(loader: Any) -> list[Any]:
+    """The torch Generators that decide a loader's order (loader, sampler, batch sampler's sampler)."""
+    found: list[Any] = []
+    candidates = (getattr(loader, "generator", None), getattr(getattr(loader, "sampler", None), "generator", None),
+                  getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None))
+    for generator in candidates:
+        if isinstance(generator, torch.Generator) and all(generator is not other for other in found):
+            found.append(generator)
+    return found
+
+
+def _after_skip(batches: Any, callback: Any) -> Any:
+    """Run `callback` once the iterator has skipped ahead, before the first remaining batch; stop if it says so."""
+    callback_pending = True
+    for item in batches:
+        if callback_pending:
+            callback_pending = False
+            if callback():
+                return
+        yield item
+    if callback_pending:
+        callback()

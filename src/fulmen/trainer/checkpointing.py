@@ -33,7 +33,7 @@ class Checkpointing:
             "global_step": trainer.global_step,
             "pytorch-lightning_version": FORMAT_VERSION,
             "state_dict": module.state_dict(),
-            "loops": {"fit_loop": trainer._state.state_dict()},
+            "loops": {"fit_loop": self._loop_state()},
         }
         if not weights_only:
             optimization = trainer._optimization
@@ -60,6 +60,14 @@ class Checkpointing:
                 checkpoint[type(datamodule).__qualname__] = state
         trainer._hooks.on_save_checkpoint(checkpoint)
         return checkpoint
+
+    def _loop_state(self) -> dict[str, Any]:
+        trainer = self._trainer
+        state = trainer._state.state_dict()
+        fit_loop = trainer.fit_loop
+        if fit_loop is not None and trainer.state.fn == TrainerFn.FITTING:
+            state.update(fit_loop.resume_state())
+        return state
 
     def save(self, path: str | os.PathLike, weights_only: bool = False, storage_options: Any = None) -> None:
         trainer = self._trainer
@@ -121,6 +129,8 @@ class Checkpointing:
             loop_state = checkpoint.get("loops", {}).get("fit_loop")
             if loop_state:
                 trainer._state.load_state_dict(loop_state)
+                # The fit loop picks this up to continue where the checkpoint was taken.
+                trainer._resume_loop_state = loop_state if "phase" in loop_state else None
             for callback in trainer.callbacks:
                 state = checkpoint.get("callbacks", {}).get(callback.state_key)
                 if state:

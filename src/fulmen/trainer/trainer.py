@@ -28,6 +28,7 @@ from fulmen.trainer.hook_dispatch import HookDispatch
 from fulmen.loggers.selection import build_loggers, log_hyperparameters
 from fulmen.trainer.optimization import Optimization
 from fulmen.trainer.run_checks import check_entry_arguments, check_run
+from fulmen.trainer.signals import GracefulStop
 from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
@@ -114,6 +115,8 @@ class Trainer:
         self.ckpt_path: str | None = None
         self.fit_loop: FitLoop | None = None
         self._train_source: tuple[Any, int | float] | None = None
+        self._resume_loop_state: dict[str, Any] | None = None
+        self._signals = GracefulStop()
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -179,6 +182,7 @@ class Trainer:
             datamodule.trainer = self
         self._data.set_given(**given_loaders)
         self._train_source = None
+        self._resume_loop_state = None
         self._metrics.clear()
         self._metrics.active = None
         stage_name = fn.value
@@ -206,8 +210,13 @@ class Trainer:
                 hooks.on_fit_start()
             if self.enable_autolog_hparams:
                 log_hyperparameters(self.loggers, model, datamodule)
-            with torch.autograd.set_detect_anomaly(self._config.detect_anomaly):
-                results = self._run_stage(fn, return_predictions)
+            if fn == TrainerFn.FITTING:
+                self._signals.install()
+            try:
+                with torch.autograd.set_detect_anomaly(self._config.detect_anomaly):
+                    results = self._run_stage(fn, return_predictions)
+            finally:
+                self._signals.uninstall()
             self.strategy.teardown()
             if fn == TrainerFn.FITTING:
                 hooks.on_fit_end()
@@ -215,6 +224,9 @@ class Trainer:
             for logger in self.loggers:
                 logger.finalize("success")
             state.status, state.stage = TrainerStatus.FINISHED, None
+            if fn == TrainerFn.FITTING and self._signals.received is not None:
+                # Stopped by SIGTERM/SIGINT after saving a checkpoint: end the process as the signal asked.
+                sys.exit(self._signals.exit_code)
             return results
         except KeyboardInterrupt as error:
             rank_zero_info("\nDetected KeyboardInterrupt, attempting graceful shutdown ...")
@@ -261,6 +273,16 @@ class Trainer:
             self._train_source = (loader, self._data.num_batches("train", loader))
         self.num_training_batches = self._train_source[1]
         return self._train_source
+
+    def _signal_checkpoint_path(self) -> str:
+        callback = self.checkpoint_callback
+        directory = callback.dirpath if callback is not None and callback.dirpath else os.path.join(
+            self.default_root_dir, "checkpoints")
+        return os.path.join(directory, "signal-interrupted.ckpt")
+
+    @property
+    def received_sigterm(self) -> bool:
+        return self._signals.received is not None
 
     def save_checkpoint(self, filepath: str | os.PathLike, weights_only: bool | None = None,
                         storage_options: Any = None) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -69,3 +72,45 @@ def reset_seed() -> None:
     seed = os.environ.get("PL_GLOBAL_SEED")
     if seed is not None:
         seed_everything(int(seed), workers=bool(int(os.environ.get("PL_SEED_WORKERS", "0"))), verbose=False)
+
+
+def capture_rng_states(generators: list[torch.Generator] = ()) -> dict[str, Any]:
+    """Snapshot every random number generator a run draws from, as values a safe checkpoint can hold."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    try:
+        import numpy
+
+        name, keys, position, has_gauss, cached = numpy.random.get_state()
+        states["numpy"] = (name, keys.tolist(), position, has_gauss, cached)
+    except ImportError:
+        pass
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    states["generators"] = [generator.get_state() for generator in generators]
+    return states
+
+
+def restore_rng_states(states: dict[str, Any], generators: list[torch.Generator] = ()) -> None:
+    """Put back what `capture_rng_states` saved (generators in the same order)."""
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "numpy" in states:
+        import numpy
+
+        name, keys, position, has_gauss, cached = states["numpy"]
+        numpy.random.set_state((name, numpy.asarray(keys, dtype=numpy.uint32), position, has_gauss, cached))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    for generator, state in zip(generators, states.get("generators", [])):
+        generator.set_state(state)
+
+
+@contextlib.contextmanager
+def isolate_rng() -> Iterator[None]:
+    """Run a block without disturbing the global random streams (torch, Python, NumPy, CUDA)."""
+    states = capture_rng_states()
+    try:
+        yield
+    finally:
+        restore_rng_states(states)
