@@ -132,6 +132,9 @@ def select_precision(value: Any, device_type: str) -> Precision:
     if isinstance(value, Precision):
         return value
     name = _ALIASES.get(str(value), str(value)) if value is not None else "32-true"
+    if str(value) in ("16", "bf16"):
+        rank_zero_warn(f"`precision={value!r}` is supported for historical reasons but discouraged; use "
+                       f"`precision={name!r}` instead.")
     if name not in PRECISION_NAMES:
         raise ValueError(
             f"`precision={value!r}` is not supported; choose one of {', '.join(PRECISION_NAMES)} "
@@ -155,7 +158,7 @@ def select_precision(value: Any, device_type: str) -> Precision:
 @contextlib.contextmanager
 def _default_dtype(dtype: torch.dtype):  # noqa: ANN202
     previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype if dtype in (torch.float32, torch.float64) else previous)
+    torch.set_default_dtype(dtype)
     try:
         yield
     finally:

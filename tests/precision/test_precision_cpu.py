@@ -85,12 +85,8 @@ def test_true_precision_converts_parameters_and_float_inputs_in_every_stage(tmp_
 
 @pytest.mark.parametrize("precision, dtype", [
     ("64-true", torch.float64),
-    pytest.param("bf16-true", torch.bfloat16, marks=pytest.mark.xfail(
-        reason="fulmen bug: _default_dtype (precision.py) only switches the default dtype for float32/float64; "
-               "Lightning 2.6.6 makes bfloat16/float16 the default dtype inside the step methods under "
-               "bf16-true/16-true, so tensors created there (torch.ones) are half precision", strict=True)),
-    pytest.param("16-true", torch.float16, marks=pytest.mark.xfail(
-        reason="fulmen bug: see bf16-true (precision.py _default_dtype skips half dtypes)", strict=True)),
+    ("bf16-true", torch.bfloat16),
+    ("16-true", torch.float16),
 ])
 def test_true_precision_sets_the_default_dtype_inside_steps(tmp_path, precision, dtype):
     _, module, _ = _run_all_stages(tmp_path, precision)
@@ -178,9 +174,6 @@ def test_16_mixed_on_cpu_falls_back_to_bf16_mixed_with_a_warning(tmp_path, preci
     assert module.seen["train"]["autocast"] == torch.bfloat16
 
 
-@pytest.mark.xfail(reason="fulmen bug: select_precision (precision.py) resolves the legacy alias 'bf16' silently; "
-                          "Lightning 2.6.6 warns that it 'is supported for historical reasons' and asks for "
-                          "'bf16-mixed' instead", strict=True)
 def test_the_bf16_alias_warns_to_use_bf16_mixed(tmp_path):
     with pytest.warns(UserWarning, match="bf16-mixed"):
         _trainer(tmp_path, "bf16")

@@ -230,9 +230,6 @@ def test_dict_output_keeps_its_extra_entries(tmp_path):
     assert torch.allclose(outputs["extra"], module.losses[0] * 2) and outputs["count"] == 3
 
 
-@pytest.mark.xfail(reason="fulmen bug: _split_training_output (loops/fit_loop.py) detaches the extra entries of a "
-                          "training_step dict; Lightning 2.6.6 detaches only 'loss' and hands extras to "
-                          "on_train_batch_end with their graph (requires_grad=True)", strict=True)
 def test_dict_output_extras_are_passed_as_returned(tmp_path):
     module = Classifier(lambda loss: {"loss": loss, "extra": loss * 2})
     _fit(tmp_path, module)

@@ -7,6 +7,7 @@ Does not own: how logged values are reduced (`results/`) or when hooks run (`loo
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,12 +27,20 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
     """A `torch.nn.Module` with the six sections of a training system: init, train, validation, test,
     predict, and optimizer configuration."""
 
+    # TorchScript compiles every property it meets; these only make sense with a Trainer around.
+    __jit_unused_properties__: list[str] = [
+        "trainer", "fabric", "automatic_optimization", "strict_loading", "example_input_array", "current_epoch",
+        "global_step", "global_rank", "local_rank", "logger", "loggers", "device", "dtype", "on_gpu", "hparams",
+        "hparams_initial",
+    ]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer: Trainer | None = None
         self._automatic_optimization = True
         self._example_input_array: Any = None
         self._strict_loading: bool | None = None
+        self._jit_is_scripting = False
 
     # -- the six sections -------------------------------------------------------------------------
 
@@ -232,6 +241,57 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
         device = next(state_tensors, torch.empty(0)).device
         return model.to(device)
 
+    # -- export -----------------------------------------------------------------------------------
+
+    def to_onnx(self, file_path: str | os.PathLike | None = None, input_sample: Any = None, **kwargs: Any) -> Any:
+        """Export to ONNX with `torch.onnx.export` (kwargs pass through); `example_input_array` is the default input.
+
+        Needs the optional ONNX packages (`pip install fulmen[onnx]`). Returns what torch returns (an
+        `ONNXProgram` with the default exporter).
+        """
+        if importlib.util.find_spec("onnx") is None:
+            raise ModuleNotFoundError("`to_onnx` needs the `onnx` package (and `onnxscript` for torch's default "
+                                      "exporter): `pip install fulmen[onnx]`.")
+        sample = self._export_input(input_sample, "input_sample", "to_onnx")
+        was_training = self.training
+        try:
+            self.eval()
+            args = sample if isinstance(sample, tuple) else (sample,)
+            return torch.onnx.export(self, args, file_path, **kwargs)
+        finally:
+            self.train(was_training)
+
+    def to_torchscript(self, file_path: str | os.PathLike | None = None, method: str = "script",
+                       example_inputs: Any = None, **kwargs: Any) -> Any:
+        """Compile to TorchScript by `"script"` or `"trace"` (tracing uses `example_input_array` by default)."""
+        if method not in ("script", "trace"):
+            raise ValueError(f"`to_torchscript(method={method!r})` is invalid; use 'script' or 'trace'.")
+        was_training = self.training
+        try:
+            self.eval()
+            self._jit_is_scripting = True  # TorchScript inspects every attribute, `trainer` included
+            if method == "script":
+                compiled = torch.jit.script(self, **kwargs)
+            else:
+                sample = self._export_input(example_inputs, "example_inputs", "to_torchscript(method='trace')")
+                compiled = torch.jit.trace(self, example_inputs=sample, **kwargs)
+        finally:
+            self._jit_is_scripting = False
+            self.train(was_training)
+        if file_path is not None:
+            torch.jit.save(compiled, os.fspath(file_path))
+        return compiled
+
+    def _export_input(self, given: Any, argument: str, caller: str) -> Any:
+        sample = self._example_input_array if given is None else given
+        if sample is None:
+            raise ValueError(f"`{caller}` needs an input to run the model on: pass `{argument}=` or set "
+                             "`self.example_input_array` in `__init__`.")
+        from fulmen.utilities.apply_func import move_data_to_device
+
+        sample = self.on_before_batch_transfer(sample, 0)
+        return move_data_to_device(sample, self.device)
+
     # -- freezing ---------------------------------------------------------------------------------
 
     def freeze(self) -> None:
@@ -250,7 +310,7 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
 
     @property
     def trainer(self) -> Trainer:
-        if self._trainer is None:
+        if self._trainer is None and not self._jit_is_scripting:
             raise RuntimeError(
                 f"{type(self).__name__} is not attached to a `Trainer`; this attribute is only available "
                 "while `trainer.fit/validate/test/predict` runs the module."

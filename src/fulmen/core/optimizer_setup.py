@@ -55,14 +55,23 @@ def parse_optimizers(output: Any) -> tuple[list[Optimizer], list[LRSchedulerConf
         if len(output) == 2 and isinstance(output[0], (list, tuple)) and all(isinstance(o, Optimizer) for o in output[0]):
             optimizers = list(output[0])
             schedulers = output[1] if isinstance(output[1], (list, tuple)) else [output[1]]
-            return optimizers, [_scheduler_config(item, None) for item in schedulers], None
+            if all(isinstance(item, Mapping) or callable(getattr(item, "step", None)) for item in schedulers):
+                return optimizers, [_scheduler_config(item, None) for item in schedulers], None
     raise _bad_output(output)
 
 
 def _bad_output(output: Any) -> MisconfigurationException:
-    return MisconfigurationException(
-        f"`configure_optimizers` returned {type(output).__name__} ({output!r:.120}); expected {_ACCEPTED}."
-    )
+    return MisconfigurationException(f"`configure_optimizers` returned {_describe(output)}; expected {_ACCEPTED}.")
+
+
+def _describe(value: Any, depth: int = 0) -> str:
+    """A compact shape of what was returned: `tuple[list[SGD], str]`, `dict(keys=['lr_scheduler'])`."""
+    if isinstance(value, (list, tuple)) and depth < 3:
+        items = ", ".join(_describe(item, depth + 1) for item in value[:6])
+        return f"{type(value).__name__}[{items}{', ...' if len(value) > 6 else ''}]"
+    if isinstance(value, Mapping):
+        return f"dict(keys={sorted(map(str, value))})"
+    return type(value).__name__
 
 
 def _parse_dicts(dicts: list[Mapping]) -> tuple[list[Optimizer], list[LRSchedulerConfig], str | None]:
@@ -77,7 +86,8 @@ def _parse_dicts(dicts: list[Mapping]) -> tuple[list[Optimizer], list[LRSchedule
             )
         unknown = set(item) - {"optimizer", "lr_scheduler", "monitor"}
         if unknown:
-            rank_zero_warn(f"`configure_optimizers` returned a dict with unknown keys {sorted(unknown)}; they are ignored.")
+            rank_zero_warn(f"`configure_optimizers` returned a dict with unknown keys {sorted(unknown)}; they are "
+                           "ignored.", category=RuntimeWarning)
         optimizer = item["optimizer"]
         if not isinstance(optimizer, Optimizer):
             raise MisconfigurationException(
@@ -100,9 +110,8 @@ def _scheduler_config(item: Any, monitor: str | None) -> LRSchedulerConfig:
             )
         unknown = set(item) - _CONFIG_KEYS
         if unknown:
-            raise MisconfigurationException(
-                f"The `lr_scheduler_config` has unknown keys {sorted(unknown)}; allowed keys: {sorted(_CONFIG_KEYS)}."
-            )
+            rank_zero_warn(f"The `lr_scheduler_config` has unknown keys {sorted(unknown)}; they are ignored (allowed: "
+                           f"{sorted(_CONFIG_KEYS)}).", category=RuntimeWarning)
         interval = item.get("interval", "epoch")
         if interval not in ("epoch", "step"):
             raise MisconfigurationException(
@@ -116,7 +125,7 @@ def _scheduler_config(item: Any, monitor: str | None) -> LRSchedulerConfig:
         scheduler = item["scheduler"]
         config = LRSchedulerConfig(
             scheduler=scheduler, name=item.get("name"), interval=interval, frequency=frequency,
-            monitor=item.get("monitor", monitor), strict=item.get("strict", True),
+            monitor=item.get("monitor"), strict=item.get("strict", True),
             reduce_on_plateau=item.get("reduce_on_plateau", _is_plateau(scheduler)),
         )
     else:
@@ -124,7 +133,8 @@ def _scheduler_config(item: Any, monitor: str | None) -> LRSchedulerConfig:
     if config.reduce_on_plateau and config.monitor is None:
         raise MisconfigurationException(
             "`ReduceLROnPlateau` needs a metric to monitor: return {'optimizer': opt, 'lr_scheduler': "
-            "{'scheduler': sched, 'monitor': 'val_loss'}} (or a top-level 'monitor' key) from `configure_optimizers`."
+            "{'scheduler': sched, 'monitor': 'val_loss'}} from `configure_optimizers` (a top-level 'monitor' key "
+            "only applies to a bare scheduler)."
         )
     return config
 

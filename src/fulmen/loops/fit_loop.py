@@ -403,8 +403,8 @@ def _split_training_output(output: Any) -> tuple[torch.Tensor | None, dict[str, 
                 f"`training_step` returned a dict without a 'loss' key (keys: {sorted(output)}); with automatic "
                 "optimization the dict must hold the loss under 'loss'."
             )
-        extra = {key: value for key, value in output.items() if key != "loss"}
-        return output["loss"], apply_to_collection(extra, torch.Tensor, torch.Tensor.detach)
+        # Like Lightning, only the loss is detached for `on_train_batch_end`; other entries pass as returned.
+        return output["loss"], {key: value for key, value in output.items() if key != "loss"}
     raise MisconfigurationException(
         f"`training_step` returned {type(output).__name__}; return the loss tensor, a dict with a 'loss' key, "
         "or None to skip the batch."

@@ -59,8 +59,8 @@ class Optimization:
                 "exactly one. Set `self.automatic_optimization = False` in `__init__` and step them yourself "
                 "in `training_step` (manual optimization)."
             )
-        if not optimizers and automatic:
-            optimizers = [_NoOptimizer()]
+        if not optimizers:
+            optimizers = [_NoOptimizer()]  # loops and `self.optimizers()` work unchanged, as in Lightning
         self.optimizers = optimizers
         self.scheduler_configs = configs
         self.monitor = monitor
