@@ -113,6 +113,21 @@ def select_strategy(accelerator: Any = "auto", devices: Any = "auto", strategy: 
     return SingleDeviceStrategy(device, precision_plugin=select_precision(precision, device_type))
 
 
+def apply_plugins(strategy: Strategy, plugins: Any) -> None:
+    """Install `Trainer(plugins=...)`: a CheckpointIO (where checkpoints are stored) and/or a Precision."""
+    from fulmen.checkpoint_io import CheckpointIO
+    from fulmen.precision import Precision
+
+    for plugin in plugins if isinstance(plugins, (list, tuple)) else [plugins] if plugins is not None else []:
+        if isinstance(plugin, CheckpointIO):
+            strategy.checkpoint_io = plugin
+        elif isinstance(plugin, Precision):
+            strategy.precision_plugin = plugin
+        else:
+            raise TypeError(f"`plugins` holds {type(plugin).__name__}; fulmen accepts `fulmen.checkpoint_io.CheckpointIO` "
+                            "and `fulmen.precision.Precision` instances.")
+
+
 def apply_determinism(deterministic: bool | str | None, benchmark: bool | None, device: torch.device) -> None:
     """Apply `Trainer(deterministic=..., benchmark=...)` to torch and cuDNN."""
     if deterministic is not None:

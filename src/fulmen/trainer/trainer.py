@@ -20,7 +20,7 @@ from fulmen.loops.evaluation_loop import EvaluationLoop
 from fulmen.loops.fit_loop import FitLoop
 from fulmen.loops.prediction_loop import PredictionLoop
 from fulmen.results.metrics_router import MetricsRouter
-from fulmen.strategies.select import apply_determinism, select_strategy
+from fulmen.strategies.select import apply_determinism, apply_plugins, select_strategy
 from fulmen.trainer.checkpointing import Checkpointing
 from fulmen.trainer.config import TrainerConfig
 from fulmen.trainer.data_source import DataSource
@@ -87,6 +87,7 @@ class Trainer:
             deterministic=deterministic, benchmark=benchmark, barebones=barebones,
         )
         self.strategy = select_strategy(accelerator, devices, strategy, num_nodes, precision)
+        apply_plugins(self.strategy, plugins)
         if barebones:
             enable_checkpointing = enable_progress_bar = enable_model_summary = False
             logger = False if logger is None else logger
