@@ -57,9 +57,13 @@ def test_zero_devices_raises():
         _trainer(accelerator="cpu", devices=0)
 
 
-def test_two_cpu_devices_need_several_processes():
-    with pytest.raises(MisconfigurationException, match="several processes"):
-        _trainer(accelerator="cpu", devices=2)
+def test_two_cpu_devices_select_ddp_with_two_processes(monkeypatch):
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
+    trainer = _trainer(accelerator="cpu", devices=2)
+    assert type(trainer.strategy).__name__ == "DDPStrategy"
+    assert trainer.world_size == 2 and trainer.num_devices == 2
+    assert trainer.strategy.process_group_backend == "gloo"
 
 
 def test_explicit_strategy_instance_is_used():

@@ -184,9 +184,9 @@ def test_unknown_strategy_is_a_value_error(tmp_path):
         L.Trainer(default_root_dir=tmp_path, strategy="foo")
 
 
-def test_several_cpu_devices_are_refused_until_ddp_exists(tmp_path):
-    with pytest.raises(MisconfigurationException, match="devices=1"):
-        L.Trainer(default_root_dir=tmp_path, devices=2, accelerator="cpu")
+def test_single_device_strategy_with_several_devices_is_refused(tmp_path):
+    with pytest.raises(MisconfigurationException, match="strategy='ddp'"):
+        L.Trainer(default_root_dir=tmp_path, devices=2, accelerator="cpu", strategy="single_device")
 
 
 def test_val_check_interval_longer_than_the_epoch(tmp_path):

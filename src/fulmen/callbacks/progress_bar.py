@@ -115,6 +115,10 @@ class TQDMProgressBar(ProgressBar):
             bar.set_postfix(_format_metrics(self.get_metrics(trainer, pl_module)), refresh=False)
         bar.refresh()
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if not trainer.is_global_zero:
+            self.disable()  # one bar per job, drawn by global rank zero
+
     # -- training -------------------------------------------------------------------------------
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -198,6 +198,12 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
                 rank_zero_only=rank_zero_only,
             )
 
+    def all_gather(self, data: Any, group: Any = None, sync_grads: bool = False) -> Any:
+        """Gather tensors (or a collection of them) from every process: each gets a leading world-size dim."""
+        from fulmen.strategies.ddp import gather_collection
+
+        return gather_collection(self.trainer.strategy, data, group, sync_grads)
+
     def print(self, *args: Any, **kwargs: Any) -> None:
         """`print` on global rank zero only, above the progress bar when one is shown."""
         if self._trainer is None:

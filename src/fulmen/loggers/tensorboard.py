@@ -37,6 +37,11 @@ class TensorBoardLogger(Logger):
         self.hparams: dict[str, Any] = {}
         self._hparams_written = False
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_experiment"] = None  # a SummaryWriter holds open files; a new process opens its own
+        return state
+
     @property
     def name(self) -> str:
         return self._name

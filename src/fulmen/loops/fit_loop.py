@@ -280,7 +280,8 @@ class FitLoop:
         self._zero_grad_due = batch_idx % self.accumulate == 0
         self._step_output = {}
         if accumulating:
-            self._closure()
+            with self.trainer.strategy.accumulation_context(True):  # DDP: no gradient all-reduce yet
+                self._closure()
         else:
             # `optimizer_step` is a user hook; its default calls `optimizer.step(closure)`, and LBFGS
             # may call the closure several times, which is why forward+backward live in a closure.

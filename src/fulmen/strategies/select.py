@@ -11,12 +11,18 @@ from typing import Any
 import torch
 
 from fulmen.precision import select_precision
+from fulmen.strategies.cluster_environments import detect_environment
 from fulmen.strategies.single_device import SingleDeviceStrategy
 from fulmen.strategies.strategy import Strategy
 from fulmen.utilities.exceptions import MisconfigurationException
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
-_MULTI_PROCESS_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "fsdp", "deepspeed")
+_DDP_NAMES: dict[str, dict[str, Any]] = {}
+for _start, _name in (("popen", "ddp"), ("spawn", "ddp_spawn"), ("fork", "ddp_fork"), ("fork", "ddp_notebook")):
+    _DDP_NAMES[_name] = {"start_method": _start}
+    for _flag in (True, False):
+        _DDP_NAMES[f"{_name}_find_unused_parameters_{str(_flag).lower()}"] = {
+            "start_method": _start, "find_unused_parameters": _flag}
 
 
 def _mps_available() -> bool:
@@ -101,16 +107,26 @@ def select_strategy(accelerator: Any = "auto", devices: Any = "auto", strategy: 
     if not isinstance(strategy, str):
         raise MisconfigurationException(f"`strategy={strategy!r}` is invalid; use 'auto', a strategy name or a "
                                         "Strategy instance.")
-    if len(indices) > 1 or num_nodes > 1 or strategy.startswith(_MULTI_PROCESS_STRATEGIES):
-        raise MisconfigurationException(
-            f"`devices={devices!r}, num_nodes={num_nodes}, strategy={strategy!r}` needs several processes, which "
-            "this version of fulmen does not run yet (DDP support is planned). Use `devices=1` with "
-            "strategy='auto' or 'single_device'."
-        )
-    if strategy not in ("auto", "single_device"):
-        raise ValueError(f"`strategy={strategy!r}` is not a known strategy; use 'auto' or 'single_device'.")
-    device = torch.device(device_type, indices[0]) if device_type == "cuda" else torch.device(device_type)
-    return SingleDeviceStrategy(device, precision_plugin=select_precision(precision, device_type))
+    precision_plugin = select_precision(precision, device_type)
+    devices_list = [torch.device(device_type, index) if device_type == "cuda" else torch.device(device_type)
+                    for index in indices]
+    environment = detect_environment(num_nodes, len(indices))
+    if strategy == "auto":
+        several = len(indices) > 1 or num_nodes > 1 or environment.creates_processes_externally
+        strategy = "ddp" if several else "single_device"
+    if strategy == "single_device":
+        if len(indices) > 1 or num_nodes > 1:
+            raise MisconfigurationException(f"strategy='single_device' runs on one device; `devices={devices!r}, "
+                                            f"num_nodes={num_nodes}` asks for more. Use strategy='ddp'.")
+        return SingleDeviceStrategy(devices_list[0], precision_plugin=precision_plugin)
+    options = _DDP_NAMES.get(strategy)
+    if options is None:
+        known = ", ".join(["auto", "single_device", *_DDP_NAMES])
+        raise ValueError(f"`strategy={strategy!r}` is not a known strategy; use one of {known}.")
+    from fulmen.strategies.ddp import DDPStrategy
+
+    return DDPStrategy(parallel_devices=devices_list, cluster_environment=environment, num_nodes=num_nodes,
+                       precision_plugin=precision_plugin, **options)
 
 
 def apply_plugins(strategy: Strategy, plugins: Any) -> None:

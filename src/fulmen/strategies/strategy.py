@@ -7,6 +7,7 @@ context, backward with loss scaling, optimizer steps through the precision, and 
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -78,6 +79,17 @@ class Strategy:
 
     def connect(self, module: LightningModule) -> None:
         self._module = module
+
+    def setup_environment(self) -> None:
+        """Prepare this process (join a process group, pick the device); nothing for one device."""
+
+    def accumulation_context(self, accumulating: bool) -> contextlib.AbstractContextManager:
+        """A context for batches that only accumulate gradients (DDP skips its all-reduce there)."""
+        return contextlib.nullcontext()
+
+    @property
+    def distributed_sampler_kwargs(self) -> dict[str, int] | None:
+        return None
 
     def setup_module(self, module: LightningModule) -> None:
         """Convert the module to the precision's dtype and move it to the root device."""

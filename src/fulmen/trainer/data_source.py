@@ -12,8 +12,9 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from torch.utils.data import DataLoader, SequentialSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
+from fulmen.utilities.distributed_samplers import DistributedSamplerWrapper, UnrepeatedDistributedSampler
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 from fulmen.utilities.seed import worker_init_function
@@ -68,6 +69,9 @@ class DataSource:
             rank_zero_warn("`overfit_batches` turns off shuffling of the training dataloader so the same "
                            "batches are seen every epoch.")
             loader = replace_sampler(loader, SequentialSampler(loader.dataset))
+        distributed = self._trainer.strategy.distributed_sampler_kwargs
+        if distributed and self._trainer.use_distributed_sampler:
+            loader = replace_sampler(loader, _distributed_sampler(stage, loader, distributed))
         if loader.num_workers > 0 and loader.worker_init_fn is None and os.environ.get("PL_SEED_WORKERS") == "1":
             loader.worker_init_fn = functools.partial(worker_init_function, rank=self._trainer.global_rank)
         return loader
@@ -102,6 +106,17 @@ class DataSource:
                 f"use at least `{_LIMIT_FLAGS[stage]}={1.0 / length:.4g}` or an int."
             )
         return count
+
+
+def _distributed_sampler(stage: str, loader: DataLoader, kwargs: dict[str, int]) -> Any:
+    """Each rank's share: training always shuffles (seeded so ranks agree); evaluation pads; predict does not."""
+    seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+    if stage == "predict":
+        return UnrepeatedDistributedSampler(loader.dataset, shuffle=False, seed=seed, **kwargs)
+    shuffle = stage == "train"
+    if isinstance(loader.sampler, (SequentialSampler, RandomSampler)):
+        return DistributedSampler(loader.dataset, shuffle=shuffle, seed=seed, **kwargs)
+    return DistributedSamplerWrapper(loader.sampler, shuffle=shuffle, seed=seed, **kwargs)
 
 
 def _flatten(raw: Any) -> list[Any]:

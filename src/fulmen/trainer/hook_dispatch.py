@@ -66,6 +66,10 @@ class HookDispatch:
         self._trainer = trainer
         self._captured_modes: dict[int, bool] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The prebuilt event functions are closures; a spawned process rebuilds them at bind().
+        return {"_trainer": self._trainer, "_captured_modes": {}}
+
     # -- binding ----------------------------------------------------------------------------------
 
     def bind(self, module: LightningModule, callbacks: list[Callback], datamodule: LightningDataModule | None) -> None:

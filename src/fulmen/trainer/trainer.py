@@ -128,7 +128,7 @@ class Trainer:
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
         check_entry_arguments(self, TrainerFn.FITTING, model, datamodule, train_dataloaders, val_dataloaders)
-        self._run(TrainerFn.FITTING, model, datamodule, {"train": train_dataloaders, "validate": val_dataloaders},
+        self._launch(TrainerFn.FITTING, model, datamodule, {"train": train_dataloaders, "validate": val_dataloaders},
                   ckpt_path=ckpt_path, weights_only=weights_only)
 
     def validate(self, model: LightningModule | None = None, dataloaders: Any = None, ckpt_path: str | None = None,
@@ -151,7 +151,7 @@ class Trainer:
             datamodule, dataloaders = dataloaders, None
         model_given = model is not None
         model = check_entry_arguments(self, TrainerFn.PREDICTING, model, datamodule, dataloaders)
-        return self._run(TrainerFn.PREDICTING, model, datamodule, {"predict": dataloaders}, ckpt_path=ckpt_path,
+        return self._launch(TrainerFn.PREDICTING, model, datamodule, {"predict": dataloaders}, ckpt_path=ckpt_path,
                          weights_only=weights_only, return_predictions=return_predictions is not False,
                          model_given=model_given)
 
@@ -162,7 +162,7 @@ class Trainer:
         model_given = model is not None
         model = check_entry_arguments(self, fn, model, datamodule, dataloaders)
         stage = "validate" if fn == TrainerFn.VALIDATING else "test"
-        results = self._run(fn, model, datamodule, {stage: dataloaders}, ckpt_path=ckpt_path,
+        results = self._launch(fn, model, datamodule, {stage: dataloaders}, ckpt_path=ckpt_path,
                             weights_only=weights_only, model_given=model_given)
         if verbose and self.is_global_zero:
             from fulmen.loops.results_table import print_results
@@ -171,6 +171,31 @@ class Trainer:
         return results
 
     # -- the run --------------------------------------------------------------------------------
+
+    def _launch(self, fn: TrainerFn, model: LightningModule, *args: Any, **kwargs: Any) -> Any:
+        """Run `_run` here, or in every process of a multi-process strategy (through its launcher)."""
+        self._module = model
+        launcher = self.strategy.launcher
+        if launcher is None:
+            return self._run(fn, model, *args, **kwargs)
+        return launcher.launch(self._run, fn, model, *args, trainer=self, **kwargs)
+
+    def _spawn_results(self, results: Any) -> dict[str, Any]:
+        """What a spawned rank 0 sends back to the launching process (Lightning's ddp_spawn contract)."""
+        module = self.lightning_module
+        callback = self.checkpoint_callback
+        return {"results": results, "state": self._state.state_dict(),
+                "state_dict": {key: value.cpu() for key, value in module.state_dict().items()},
+                "callback_metrics": {key: value.cpu() for key, value in self.callback_metrics.items()},
+                "best_model_path": callback.best_model_path if callback is not None else None}
+
+    def _collect_spawn_results(self, output: dict[str, Any]) -> None:
+        self._module.load_state_dict(output["state_dict"])
+        self._state.load_state_dict(output["state"])
+        self._state.status = TrainerStatus.FINISHED
+        self._metrics._callback.update(output["callback_metrics"])
+        if self.checkpoint_callback is not None and output["best_model_path"]:
+            self.checkpoint_callback.best_model_path = output["best_model_path"]
 
     def _run(self, fn: TrainerFn, model: LightningModule, datamodule: LightningDataModule | None,
              given_loaders: dict[str, Any], ckpt_path: str | None = None, weights_only: bool | None = None,
@@ -188,6 +213,7 @@ class Trainer:
         self._metrics.active = None
         stage_name = fn.value
         hooks = self._hooks
+        self.strategy.setup_environment()
         try:
             self._metrics.hook_name = "configure_callbacks"
             run_callbacks = merge_module_callbacks(self.callbacks, model.configure_callbacks())
@@ -240,6 +266,9 @@ class Trainer:
         except BaseException as error:
             self._interrupt(error)
             state.stage = None
+            killer = getattr(self.strategy.launcher, "kill", None)
+            if killer is not None:
+                killer()  # the other ranks would wait forever for this one in their next collective
             raise
 
     def _interrupt(self, error: BaseException) -> None:

@@ -1,0 +1,137 @@
+"""Where process ranks come from: launched by fulmen itself, by torchrun (torchelastic), or by SLURM.
+
+Owns: reading ranks, world size and the main address/port from the environment of each kind, and
+detecting which kind this process runs under. `detect_environment` is the one place that chooses.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+
+
+class ClusterEnvironment:
+    """Ranks and rendezvous address for one process of a job."""
+
+    creates_processes_externally = False
+
+    def __init__(self, num_nodes: int = 1, devices_per_node: int = 1) -> None:
+        self._num_nodes = num_nodes
+        self._devices_per_node = devices_per_node
+
+    @staticmethod
+    def detect() -> bool:
+        return False
+
+    def world_size(self) -> int:
+        return int(os.environ.get("WORLD_SIZE", self._num_nodes * self._devices_per_node))
+
+    def global_rank(self) -> int:
+        return self.node_rank() * self._devices_per_node + self.local_rank()
+
+    def local_rank(self) -> int:
+        return int(os.environ.get("LOCAL_RANK", 0))
+
+    def node_rank(self) -> int:
+        return int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
+
+    @property
+    def main_address(self) -> str:
+        return os.environ.get("MASTER_ADDR", "127.0.0.1")
+
+    @property
+    def main_port(self) -> int:
+        return int(os.environ["MASTER_PORT"]) if "MASTER_PORT" in os.environ else find_free_port()
+
+
+class LightningEnvironment(ClusterEnvironment):
+    """Processes fulmen starts itself (or any launcher that sets LOCAL_RANK/NODE_RANK/WORLD_SIZE)."""
+
+    @property
+    def creates_processes_externally(self) -> bool:  # type: ignore[override]
+        # A LOCAL_RANK in the environment means someone (fulmen's launcher, or a user) already started us.
+        return "LOCAL_RANK" in os.environ
+
+
+class TorchElasticEnvironment(ClusterEnvironment):
+    """Started by `torchrun`: RANK, LOCAL_RANK, WORLD_SIZE, GROUP_RANK and MASTER_ADDR/PORT are given."""
+
+    creates_processes_externally = True
+
+    @staticmethod
+    def detect() -> bool:
+        required = ("RANK", "GROUP_RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+        return "TORCHELASTIC_RUN_ID" in os.environ or all(key in os.environ for key in required)
+
+    def global_rank(self) -> int:
+        return int(os.environ["RANK"])
+
+    def node_rank(self) -> int:
+        return int(os.environ.get("GROUP_RANK", 0))
+
+    def world_size(self) -> int:
+        return int(os.environ["WORLD_SIZE"])
+
+
+class SLURMEnvironment(ClusterEnvironment):
+    """Started by `srun`: ranks from SLURM_PROCID/SLURM_LOCALID/SLURM_NODEID, address from the node list."""
+
+    creates_processes_externally = True
+
+    @staticmethod
+    def detect() -> bool:
+        # An interactive allocation (job name "bash"/"interactive") runs one process per node: not ours to use.
+        return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+
+    def world_size(self) -> int:
+        return int(os.environ["SLURM_NTASKS"])
+
+    def global_rank(self) -> int:
+        return int(os.environ["SLURM_PROCID"])
+
+    def local_rank(self) -> int:
+        return int(os.environ["SLURM_LOCALID"])
+
+    def node_rank(self) -> int:
+        return int(os.environ["SLURM_NODEID"])
+
+    @property
+    def main_address(self) -> str:
+        if "MASTER_ADDR" in os.environ:
+            return os.environ["MASTER_ADDR"]
+        nodes = os.environ.get("SLURM_NODELIST", os.environ.get("SLURM_JOB_NODELIST", "127.0.0.1"))
+        return first_host(nodes)
+
+    @property
+    def main_port(self) -> int:
+        if "MASTER_PORT" in os.environ:
+            return int(os.environ["MASTER_PORT"])
+        # Same on every node without communication: derived from the job id.
+        return 10000 + int(os.environ.get("SLURM_JOB_ID", "0")[-4:] or 0) % 5000
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: "node[03-05,07]" → "node03"."""
+    match = re.match(r"([^,\[]+)(\[([^\]]+)\])?", nodelist.strip())
+    if not match:
+        return nodelist
+    prefix, _, ranges = match.groups()
+    if not ranges:
+        return prefix
+    return prefix + ranges.split(",")[0].split("-")[0]
+
+
+def detect_environment(num_nodes: int, devices_per_node: int) -> ClusterEnvironment:
+    """torchrun first, then SLURM, else fulmen's own launcher."""
+    for kind in (TorchElasticEnvironment, SLURMEnvironment):
+        if kind.detect():
+            return kind(num_nodes, devices_per_node)
+    return LightningEnvironment(num_nodes, devices_per_node)
+
+
+def find_free_port() -> int:
+    """A TCP port on localhost that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

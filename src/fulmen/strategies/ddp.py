@@ -1,0 +1,204 @@
+"""DDPStrategy: one process per device, gradients all-reduced by `torch.distributed` (gloo on CPU, NCCL on GPU).
+
+Owns: the process group, wrapping the module in `DistributedDataParallel`, running `training_step`
+through the DDP forward (so gradients are synchronized), `no_sync` while accumulating, and the
+collectives (reduce, all_gather, broadcast, barrier).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from datetime import timedelta
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from fulmen.checkpoint_io import CheckpointIO
+from fulmen.precision import Precision
+from fulmen.strategies.cluster_environments import ClusterEnvironment, LightningEnvironment
+from fulmen.strategies.launchers import MultiprocessingLauncher, SubprocessScriptLauncher
+from fulmen.strategies.strategy import Strategy
+from fulmen.utilities.apply_func import apply_to_collection
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only
+
+_REDUCE_OPS = {"sum": "SUM", "mean": "SUM", "avg": "SUM", "max": "MAX", "min": "MIN"}
+
+
+class DDPStrategy(Strategy):
+    """Distributed data parallel training over `torch.distributed`."""
+
+    strategy_name = "ddp"
+
+    def __init__(self, accelerator: Any = None, parallel_devices: list[torch.device] | None = None,
+                 cluster_environment: ClusterEnvironment | None = None, checkpoint_io: CheckpointIO | None = None,
+                 precision_plugin: Precision | None = None, process_group_backend: str | None = None,
+                 timeout: timedelta | None = timedelta(minutes=30), start_method: str = "popen",
+                 find_unused_parameters: bool = False, static_graph: bool = False, num_nodes: int = 1,
+                 **ddp_kwargs: Any) -> None:
+        self.parallel_devices = parallel_devices or [torch.device("cpu")]
+        self._num_nodes = num_nodes
+        self.cluster_environment = cluster_environment or LightningEnvironment(num_nodes, len(self.parallel_devices))
+        self._process_group_backend = process_group_backend
+        self._timeout = timeout
+        self._start_method = start_method
+        self._ddp_kwargs = {"find_unused_parameters": find_unused_parameters, "static_graph": static_graph,
+                            **ddp_kwargs}
+        super().__init__(self.parallel_devices[0], precision_plugin, checkpoint_io)
+        self._ddp_model: DistributedDataParallel | None = None
+        if self.cluster_environment.creates_processes_externally:
+            self.launcher = None
+        elif start_method == "popen":
+            self.launcher = SubprocessScriptLauncher(self)
+        else:
+            self.launcher = MultiprocessingLauncher(self, start_method)
+
+    # -- identity ----------------------------------------------------------------------------------
+
+    @property
+    def num_processes(self) -> int:
+        return len(self.parallel_devices)
+
+    @property
+    def num_nodes(self) -> int:
+        return self._num_nodes
+
+    @property
+    def world_size(self) -> int:
+        return self.num_nodes * self.num_processes
+
+    @property
+    def local_rank(self) -> int:
+        return self.cluster_environment.local_rank()
+
+    @property
+    def node_rank(self) -> int:
+        return self.cluster_environment.node_rank()
+
+    @property
+    def global_rank(self) -> int:
+        return self.node_rank * self.num_processes + self.local_rank
+
+    @property
+    def root_device(self) -> torch.device:
+        return self.parallel_devices[self.local_rank % len(self.parallel_devices)]
+
+    @property
+    def process_group_backend(self) -> str:
+        return self._process_group_backend or ("nccl" if self.root_device.type == "cuda" else "gloo")
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        return self._ddp_model if self._ddp_model is not None else self._module
+
+    @property
+    def distributed_sampler_kwargs(self) -> dict[str, int]:
+        return {"num_replicas": self.world_size, "rank": self.global_rank}
+
+    # -- setup -------------------------------------------------------------------------------------
+
+    def setup_environment(self) -> None:
+        """Join the process group (once per process) and make rank-zero-only helpers know our rank."""
+        rank_zero_only.rank = self.global_rank
+        if self.root_device.type == "cuda":
+            torch.cuda.set_device(self.root_device)
+        if dist.is_initialized():
+            return
+        os.environ["MASTER_ADDR"] = self.cluster_environment.main_address
+        os.environ["MASTER_PORT"] = str(self.cluster_environment.main_port)
+        dist.init_process_group(self.process_group_backend, rank=self.global_rank, world_size=self.world_size,
+                                timeout=self._timeout)
+        rank_zero_info(f"Initialized distributed: {self.world_size} processes, backend={self.process_group_backend}")
+
+    def setup_module(self, module: Any) -> None:
+        super().setup_module(module)
+        device_ids = [self.root_device.index] if self.root_device.type == "cuda" else None
+        self._ddp_model = DistributedDataParallel(module, device_ids=device_ids, **self._ddp_kwargs)
+
+    def step_function(self, name: str) -> Callable[..., Any]:
+        if name != "training_step":
+            return super().step_function(name)
+        inner = super().step_function(name)
+        module = self._module
+
+        def through_ddp(*args: Any) -> Any:
+            # DDP synchronizes gradients only for what runs through its forward: route training_step there.
+            ddp_model = self._ddp_model
+            if ddp_model is None:
+                return inner(*args)
+            original_forward = module.forward
+
+            def redirected(*inputs: Any, **kwargs: Any) -> Any:
+                module.forward = original_forward  # so `self(x)` inside training_step is the real forward
+                return inner(*inputs, **kwargs)
+
+            module.forward = redirected
+            try:
+                return ddp_model(*args)
+            finally:
+                module.forward = original_forward
+
+        return through_ddp
+
+    def accumulation_context(self, accumulating: bool) -> contextlib.AbstractContextManager:
+        """Skip the gradient all-reduce on batches that only accumulate."""
+        if accumulating and self._ddp_model is not None:
+            return self._ddp_model.no_sync()
+        return contextlib.nullcontext()
+
+    # -- collectives -------------------------------------------------------------------------------
+
+    def reduce(self, value: Any, group: Any = None, reduce_op: str | None = "mean") -> Any:
+        if not isinstance(value, torch.Tensor) or not dist.is_initialized():
+            return value
+        op_name = (reduce_op or "mean").lower()
+        if op_name not in _REDUCE_OPS:
+            raise ValueError(f"reduce_op={reduce_op!r} is not supported; use 'mean', 'sum', 'max' or 'min'.")
+        result = value.detach().clone() if value.requires_grad else value.clone()
+        if not result.is_floating_point() and op_name in ("mean", "avg"):
+            result = result.float()
+        dist.all_reduce(result, op=getattr(dist.ReduceOp, _REDUCE_OPS[op_name]), group=group)
+        if op_name in ("mean", "avg"):
+            result = result / dist.get_world_size(group)
+        return result
+
+    def all_gather(self, tensor: torch.Tensor, group: Any = None, sync_grads: bool = False) -> torch.Tensor:
+        if not dist.is_initialized():
+            return tensor
+        tensor = tensor.contiguous()
+        if sync_grads:
+            from torch.distributed.nn.functional import all_gather as differentiable_all_gather
+
+            return torch.stack(differentiable_all_gather(tensor, group=group or dist.group.WORLD))
+        gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(gathered, tensor, group=group)
+        return torch.stack(gathered)
+
+    def barrier(self, name: str | None = None) -> None:
+        if dist.is_initialized():
+            dist.barrier()
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        if not dist.is_initialized():
+            return obj
+        holder = [obj]
+        dist.broadcast_object_list(holder, src=src)
+        return holder[0]
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        if not dist.is_initialized():
+            return decision
+        votes = torch.tensor(int(decision), device=self.root_device)
+        dist.all_reduce(votes, op=dist.ReduceOp.SUM)
+        return bool(votes.item() == self.world_size) if all else bool(votes.item() > 0)
+
+    def teardown(self) -> None:
+        self._ddp_model = None
+        super().teardown()
+
+
+def gather_collection(strategy: Strategy, data: Any, group: Any = None, sync_grads: bool = False) -> Any:
+    """`all_gather` every tensor (scalars become shape `(world_size,)`) of a nested collection."""
+    return apply_to_collection(data, torch.Tensor, lambda t: strategy.all_gather(t, group, sync_grads))

@@ -1,0 +1,117 @@
+"""A standalone training run for the exact-resume and graceful-stop tests; each call is a fresh process.
+
+Trains a small regression net with dropout on shuffled data (SGD with momentum, a per-step StepLR,
+validation every epoch) up to `--max-steps`, optionally checkpointing or resuming, and writes the final
+`state_dict` to `--out` plus a JSON summary next to it (`<out>.json`).
+
+    python resume_script.py --out final.pt --max-steps 20 [--resume CKPT] [--every-steps 5 ...]
+        [--epoch-checkpoints] [--generator] [--accumulate 2] [--slow 0.02 --started FILE] [--teardown FILE]
+"""
+
+import argparse
+import json
+import os
+import time
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import fulmen as L
+from fulmen.callbacks import ModelCheckpoint
+
+NUM_SAMPLES = 40
+BATCH_SIZE = 6  # 7 batches per epoch, the last one holding 4 samples
+
+
+class DropoutRegressor(L.LightningModule):
+    def __init__(self, slow=0.0, started=None, teardown_marker=None):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.3), nn.Linear(16, 1))
+        self.slow = slow
+        self.started = started
+        self.teardown_marker = teardown_marker
+        self.train_batches = 0
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        self.train_batches += 1
+        return (self.net(x) - y).pow(2).mean()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.started and self.train_batches == 3:
+            with open(self.started, "w") as file:
+                file.write(str(self.trainer.global_step))
+        if self.slow:
+            time.sleep(self.slow)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", (self.net(x) - y).pow(2).mean())
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.9)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def teardown(self, stage):
+        if self.teardown_marker:
+            with open(self.teardown_marker, "w") as file:
+                file.write(str(stage))
+
+
+class StartRecorder(L.Callback):
+    """Remembers where the (possibly resumed) run started."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = {"global_step": trainer.global_step, "epoch": trainer.current_epoch}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--root", default=None)
+    parser.add_argument("--max-steps", type=int, default=20)
+    parser.add_argument("--resume", default=None)
+    parser.add_argument("--every-steps", type=int, action="append", default=[])
+    parser.add_argument("--epoch-checkpoints", action="store_true")
+    parser.add_argument("--generator", action="store_true")
+    parser.add_argument("--accumulate", type=int, default=1)
+    parser.add_argument("--slow", type=float, default=0.0)
+    parser.add_argument("--started", default=None)
+    parser.add_argument("--teardown", default=None)
+    args = parser.parse_args()
+
+    root = args.root or os.path.dirname(os.path.abspath(args.out))
+    L.seed_everything(1, verbose=False)
+    data = torch.Generator().manual_seed(0)
+    dataset = TensorDataset(torch.randn(NUM_SAMPLES, 4, generator=data), torch.randn(NUM_SAMPLES, 1, generator=data))
+    # Without an explicit generator the shuffle order comes from the global torch RNG.
+    generator = torch.Generator().manual_seed(7) if args.generator else None
+    train = DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, generator=generator)
+    val = DataLoader(dataset, batch_size=10)
+
+    callbacks = [StartRecorder()]
+    for every in args.every_steps:
+        callbacks.append(ModelCheckpoint(dirpath=os.path.join(root, f"every{every}"), every_n_train_steps=every,
+                                         save_top_k=-1))
+    if args.epoch_checkpoints:
+        callbacks.append(ModelCheckpoint(dirpath=os.path.join(root, "epochs"), save_top_k=-1))
+    trainer = L.Trainer(default_root_dir=root, max_steps=args.max_steps, max_epochs=-1, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=2,
+                        accumulate_grad_batches=args.accumulate, callbacks=callbacks,
+                        enable_checkpointing=len(callbacks) > 1)
+    model = DropoutRegressor(slow=args.slow, started=args.started, teardown_marker=args.teardown)
+    trainer.fit(model, train, val, ckpt_path=args.resume)
+
+    torch.save(model.state_dict(), args.out)
+    summary = {"start": callbacks[0].start, "global_step": trainer.global_step, "epoch": trainer.current_epoch,
+               "train_batches": model.train_batches}
+    with open(args.out + ".json", "w") as file:
+        json.dump(summary, file)
+    print("finished", json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
