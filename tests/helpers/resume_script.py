@@ -5,7 +5,7 @@ validation every epoch) up to `--max-steps`, optionally checkpointing or resumin
 `state_dict` to `--out` plus a JSON summary next to it (`<out>.json`).
 
     python resume_script.py --out final.pt --max-steps 20 [--resume CKPT] [--every-steps 5 ...]
-        [--epoch-checkpoints] [--generator] [--accumulate 2] [--slow 0.02 --started FILE] [--teardown FILE]
+        [--epoch-checkpoints] [--val-checkpoints] [--generator] [--accumulate 2] [--slow 0.02 --started FILE] [--teardown FILE]
 """
 
 import argparse
@@ -76,6 +76,7 @@ def main():
     parser.add_argument("--resume", default=None)
     parser.add_argument("--every-steps", type=int, action="append", default=[])
     parser.add_argument("--epoch-checkpoints", action="store_true")
+    parser.add_argument("--val-checkpoints", action="store_true")
     parser.add_argument("--generator", action="store_true")
     parser.add_argument("--accumulate", type=int, default=1)
     parser.add_argument("--slow", type=float, default=0.0)
@@ -84,6 +85,7 @@ def main():
     args = parser.parse_args()
 
     root = args.root or os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     L.seed_everything(1, verbose=False)
     data = torch.Generator().manual_seed(0)
     dataset = TensorDataset(torch.randn(NUM_SAMPLES, 4, generator=data), torch.randn(NUM_SAMPLES, 1, generator=data))
@@ -97,7 +99,12 @@ def main():
         callbacks.append(ModelCheckpoint(dirpath=os.path.join(root, f"every{every}"), every_n_train_steps=every,
                                          save_top_k=-1))
     if args.epoch_checkpoints:
+        # Saved when the training epoch ends (after that epoch's validation).
         callbacks.append(ModelCheckpoint(dirpath=os.path.join(root, "epochs"), save_top_k=-1))
+    if args.val_checkpoints:
+        # Saved when validation ends, while the epoch is still running.
+        callbacks.append(ModelCheckpoint(dirpath=os.path.join(root, "val"), monitor="val_loss", save_top_k=-1,
+                                         save_on_train_epoch_end=False))
     trainer = L.Trainer(default_root_dir=root, max_steps=args.max_steps, max_epochs=-1, logger=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=2,
                         accumulate_grad_batches=args.accumulate, callbacks=callbacks,
