@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
 
 
+_SIGNAL_CHECK_EVERY = 10
+
+
 class FitLoop:
     """Runs training epochs with periodic validation until a stopping condition holds."""
 
@@ -200,7 +203,7 @@ class FitLoop:
                     rank_zero_info("`Trainer.fit` stopped: `max_time` reached.")
                     state.should_stop = True
                 self._finish_batch(batch_idx, is_last, accumulating, validate=True)
-                if not accumulating and trainer._signals.received is not None:
+                if not accumulating and self._signal_stop_agreed():
                     self._save_for_signal()
                 if self._max_steps_reached() or (state.should_stop and self._can_stop_early()):
                     break
@@ -264,6 +267,17 @@ class FitLoop:
                 "total_batch_idx": self.total_batch_idx, "epoch_start_rng": self.epoch_start_rng,
                 "rng": capture_rng_states(_data_generators(trainer._train_source[0]) if trainer._train_source else []),
                 "callback_metrics": callback_metrics}
+
+    def _signal_stop_agreed(self) -> bool:
+        """Whether to stop for SIGTERM/SIGINT now. With several processes every rank must stop at the same
+        step, so they vote every `_SIGNAL_CHECK_EVERY` steps (a collective, hence not every step)."""
+        trainer = self.trainer
+        received = trainer._signals.received is not None
+        if trainer.world_size == 1:
+            return received
+        if trainer.global_step % _SIGNAL_CHECK_EVERY:
+            return False
+        return trainer.strategy.reduce_boolean_decision(received, all=False)
 
     def _save_for_signal(self) -> None:
         trainer = self.trainer
