@@ -21,28 +21,25 @@ SCRIPT = Path(__file__).resolve().parents[1] / "helpers" / "resume_script.py"
 MAX_STEPS = 20
 ACCUMULATE_MAX_STEPS = 10
 
-# name -> (script flags, max_steps); each run writes checkpoints under its own directory
+# name -> (script flags, max_steps); each run writes its checkpoints under its own directory
 REFERENCE_RUNS = {
     "plain": ([], MAX_STEPS),
     "global_rng": (["--every-steps", "5", "--every-steps", "7", "--epoch-checkpoints", "--val-checkpoints"],
                    MAX_STEPS),
-    "generator": (["--generator", "--every-steps", "5", "--epoch-checkpoints"], MAX_STEPS),
-    # 7 batches, 2 per step: optimizer steps at batch_idx 1, 3, 5 and 6 (the incomplete last pair)
-    "accumulate": (["--accumulate", "2", "--every-steps", "3", "--every-steps", "4"], ACCUMULATE_MAX_STEPS),
+    # 7 batches, 2 per optimizer step: steps at batch_idx 1, 3, 5 and 6 (the incomplete last pair)
+    "generator_accumulate": (["--generator", "--accumulate", "2", "--every-steps", "3", "--every-steps", "4"],
+                             ACCUMULATE_MAX_STEPS),
 }
+RESUME_FLAGS = ("--generator", "--accumulate", "2")
 
 # case id -> (reference run, checkpoint relative to its directory, expected (epoch, global_step) in it)
 RESUME_CASES = {
-    "mid_epoch_0": ("global_rng", "every5/epoch=0-step=5.ckpt", (0, 5)),
-    "mid_epoch_1": ("global_rng", "every5/epoch=1-step=10.ckpt", (1, 10)),
+    "mid_epoch": ("global_rng", "every5/epoch=0-step=5.ckpt", (0, 5)),
     "last_batch_validation_pending": ("global_rng", "every7/epoch=0-step=7.ckpt", (0, 7)),
     "validation_end": ("global_rng", "val/epoch=1-step=14.ckpt", (1, 14)),
     "epoch_end": ("global_rng", "epochs/epoch=0-step=7.ckpt", (0, 7)),
-    "generator_mid_epoch": ("generator", "every5/epoch=0-step=5.ckpt", (0, 5)),
-    "generator_epoch_end": ("generator", "epochs/epoch=1-step=14.ckpt", (1, 14)),
-    "accumulate_mid_epoch_0": ("accumulate", "every3/epoch=0-step=3.ckpt", (0, 3)),
-    "accumulate_mid_epoch_1": ("accumulate", "every3/epoch=1-step=6.ckpt", (1, 6)),
-    "accumulate_last_batch": ("accumulate", "every4/epoch=0-step=4.ckpt", (0, 4)),
+    "accumulate_mid_epoch": ("generator_accumulate", "every3/epoch=0-step=3.ckpt", (0, 3)),
+    "accumulate_last_batch": ("generator_accumulate", "every4/epoch=0-step=4.ckpt", (0, 4)),
 }
 
 
@@ -72,7 +69,7 @@ def runs(tmp_path_factory):
     resumes = []
     for case, (reference, checkpoint, _) in RESUME_CASES.items():
         flags, steps = REFERENCE_RUNS[reference]
-        flags = [flag for flag in flags if flag in ("--generator", "--accumulate", "2")]
+        flags = [flag for flag in flags if flag in RESUME_FLAGS]
         resumes.append(_command(root / case / "final.pt", [*flags, "--resume", str(root / reference / checkpoint)],
                                 steps))
     _run_parallel(resumes)
@@ -111,7 +108,7 @@ def test_resume_matches_uninterrupted_run_bitwise(runs, case):
 
 def test_resume_runs_only_the_remaining_batches(runs):
     # 5 of 20 batches ran before the checkpoint; the rest ran after resuming
-    assert _summary(runs / "mid_epoch_0")["train_batches"] == MAX_STEPS - 5
+    assert _summary(runs / "mid_epoch")["train_batches"] == MAX_STEPS - 5
     # the last batch of epoch 0 had trained; only its validation was left
     assert _summary(runs / "last_batch_validation_pending")["train_batches"] == MAX_STEPS - 7
     # accumulate_grad_batches=2: 4 optimizer steps = the 7 batches of epoch 0; 10 steps = 7 + 7 + 4 batches
