@@ -5,7 +5,8 @@ validation every epoch) up to `--max-steps`, optionally checkpointing or resumin
 `state_dict` to `--out` plus a JSON summary next to it (`<out>.json`).
 
     python resume_script.py --out final.pt --max-steps 20 [--resume CKPT] [--every-steps 5 ...]
-        [--epoch-checkpoints] [--val-checkpoints] [--generator] [--accumulate 2] [--slow 0.02 --started FILE] [--teardown FILE]
+        [--epoch-checkpoints] [--val-checkpoints] [--generator] [--accumulate 2]
+        [--slow 0.02 --started FILE] [--teardown FILE]
 """
 
 import argparse
@@ -58,7 +59,7 @@ class DropoutRegressor(L.LightningModule):
     def teardown(self, stage):
         if self.teardown_marker:
             with open(self.teardown_marker, "w") as file:
-                file.write(str(stage))
+                file.write(str(getattr(stage, "value", stage)))
 
 
 class StartRecorder(L.Callback):
@@ -71,7 +72,6 @@ class StartRecorder(L.Callback):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
-    parser.add_argument("--root", default=None)
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument("--resume", default=None)
     parser.add_argument("--every-steps", type=int, action="append", default=[])
@@ -84,8 +84,9 @@ def main():
     parser.add_argument("--teardown", default=None)
     args = parser.parse_args()
 
-    root = args.root or os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    # Checkpoints and the default root directory go next to the output file.
+    root = os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(root, exist_ok=True)
     L.seed_everything(1, verbose=False)
     data = torch.Generator().manual_seed(0)
     dataset = TensorDataset(torch.randn(NUM_SAMPLES, 4, generator=data), torch.randn(NUM_SAMPLES, 1, generator=data))

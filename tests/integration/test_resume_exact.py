@@ -21,25 +21,27 @@ SCRIPT = Path(__file__).resolve().parents[1] / "helpers" / "resume_script.py"
 MAX_STEPS = 20
 ACCUMULATE_MAX_STEPS = 10
 
-# name -> (script flags, max_steps); each run writes its checkpoints under its own directory
+# name -> (training flags, checkpointing flags, max_steps); each run writes under its own directory.
+# Resumed runs use the same training flags and no checkpointing.
 REFERENCE_RUNS = {
-    "plain": ([], MAX_STEPS),
-    "global_rng": (["--every-steps", "5", "--every-steps", "7", "--epoch-checkpoints", "--val-checkpoints"],
+    "plain": ([], [], MAX_STEPS),
+    "global_rng": ([], ["--every-steps", "5", "--every-steps", "7", "--epoch-checkpoints", "--val-checkpoints"],
                    MAX_STEPS),
     # 7 batches, 2 per optimizer step: steps at batch_idx 1, 3, 5 and 6 (the incomplete last pair)
-    "generator_accumulate": (["--generator", "--accumulate", "2", "--every-steps", "3", "--every-steps", "4"],
+    "generator_accumulate": (["--generator", "--accumulate", "2"], ["--every-steps", "2", "--every-steps", "3"],
                              ACCUMULATE_MAX_STEPS),
 }
-RESUME_FLAGS = ("--generator", "--accumulate", "2")
 
-# case id -> (reference run, checkpoint relative to its directory, expected (epoch, global_step) in it)
+# case id -> (reference run, checkpoint relative to its directory, (epoch, global_step, loop phase) in it)
 RESUME_CASES = {
-    "mid_epoch": ("global_rng", "every5/epoch=0-step=5.ckpt", (0, 5)),
-    "last_batch_validation_pending": ("global_rng", "every7/epoch=0-step=7.ckpt", (0, 7)),
-    "validation_end": ("global_rng", "val/epoch=1-step=14.ckpt", (1, 14)),
-    "epoch_end": ("global_rng", "epochs/epoch=0-step=7.ckpt", (0, 7)),
-    "accumulate_mid_epoch": ("generator_accumulate", "every3/epoch=0-step=3.ckpt", (0, 3)),
-    "accumulate_last_batch": ("generator_accumulate", "every4/epoch=0-step=4.ckpt", (0, 4)),
+    "mid_epoch": ("global_rng", "every5/epoch=0-step=5.ckpt", (0, 5, "batch_end")),
+    "last_batch_validation_pending": ("global_rng", "every7/epoch=0-step=7.ckpt", (0, 7, "batch_end")),
+    "validation_end": ("global_rng", "val/epoch=1-step=14.ckpt", (1, 14, "validation")),
+    "epoch_end": ("global_rng", "epochs/epoch=0-step=7.ckpt", (0, 7, "epoch_end")),
+    "accumulate_mid_epoch": ("generator_accumulate", "every2/epoch=0-step=2.ckpt", (0, 2, "batch_end")),
+    "accumulate_last_batch": ("generator_accumulate", "every2/epoch=0-step=4.ckpt", (0, 4, "batch_end")),
+    # taken after batch_idx 5 of 7: the next batch is the epoch's last one
+    "generator_second_to_last_batch": ("generator_accumulate", "every3/epoch=0-step=3.ckpt", (0, 3, "batch_end")),
 }
 
 
@@ -56,20 +58,26 @@ def _run_parallel(commands):
         batch, pending = pending[:width], pending[width:]
         processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
                      for command in batch]
-        for command, process in zip(batch, processes):
-            output, _ = process.communicate(timeout=180)
-            assert process.returncode == 0, f"{' '.join(command)} failed ({process.returncode}):\n{output[-3000:]}"
+        try:
+            for command, process in zip(batch, processes):
+                output, _ = process.communicate(timeout=180)
+                assert process.returncode == 0, f"{' '.join(command)} failed ({process.returncode}):\n{output[-3000:]}"
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.communicate()
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Run every reference training, then every resume, each in a fresh process; return their directories."""
     root = tmp_path_factory.mktemp("resume")
-    _run_parallel([_command(root / name / "final.pt", flags, steps) for name, (flags, steps) in REFERENCE_RUNS.items()])
+    _run_parallel([_command(root / name / "final.pt", [*flags, *saving], steps)
+                   for name, (flags, saving, steps) in REFERENCE_RUNS.items()])
     resumes = []
     for case, (reference, checkpoint, _) in RESUME_CASES.items():
-        flags, steps = REFERENCE_RUNS[reference]
-        flags = [flag for flag in flags if flag in RESUME_FLAGS]
+        flags, _, steps = REFERENCE_RUNS[reference]
         resumes.append(_command(root / case / "final.pt", [*flags, "--resume", str(root / reference / checkpoint)],
                                 steps))
     _run_parallel(resumes)
@@ -96,9 +104,11 @@ def test_checkpointing_does_not_change_training(runs):
 
 @pytest.mark.parametrize("case", list(RESUME_CASES))
 def test_resume_matches_uninterrupted_run_bitwise(runs, case):
-    reference, checkpoint_name, (epoch, step) = RESUME_CASES[case]
+    reference, checkpoint_name, (epoch, step, phase) = RESUME_CASES[case]
     checkpoint = torch.load(runs / reference / checkpoint_name, weights_only=True)
+    # the case really covers the place in the loop it is named after
     assert (checkpoint["epoch"], checkpoint["global_step"]) == (epoch, step)
+    assert checkpoint["loops"]["fit_loop"]["phase"] == phase
 
     summary = _summary(runs / case)
     assert summary["start"]["global_step"] == step  # it resumed, rather than training from scratch

@@ -122,13 +122,25 @@ class ModelCheckpoint(Callback):
         self._save_topk_and_last(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self._skip_saving(trainer) and self._save_on_train_epoch_end_now(trainer) and self._epoch_due(trainer):
-            self._save_topk_and_last(trainer)
+        if not self._skip_saving(trainer) and self._save_on_train_epoch_end_now(trainer):
+            self._save_at_epoch(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self._skip_saving(trainer) and not self._save_on_train_epoch_end_now(trainer) \
-                and self._epoch_due(trainer):
-            self._save_topk_and_last(trainer)
+        if not self._skip_saving(trainer) and not self._save_on_train_epoch_end_now(trainer):
+            self._save_at_epoch(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.save_last and not self._last_checkpoint_saved:  # save_last promises a last.ckpt
+            self._save_last(trainer, self._monitor_candidates(trainer))
+
+    def _save_at_epoch(self, trainer: Trainer) -> None:
+        candidates = self._monitor_candidates(trainer)
+        if self._epoch_due(trainer):
+            self._save_topk(trainer, candidates)
+        # last.ckpt follows the files actually written at this step (a link always follows the latest).
+        if self._last_global_step_saved == trainer.global_step or (
+                self.save_last == "link" and self._last_checkpoint_saved):
+            self._save_last(trainer, candidates)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if self.save_on_exception and trainer.state.fn == TrainerFn.FITTING and self.dirpath:

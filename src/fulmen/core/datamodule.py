@@ -68,8 +68,9 @@ class LightningDataModule(HyperparametersMixin, DataHooks, CheckpointHooks):
         key = "datamodule_hyper_parameters"
         if hparams_file is not None:
             checkpoint[key] = load_hparams_from_yaml(hparams_file)
-        checkpoint.pop("hparams_name", None)  # that name belongs to the module's hyperparameters
-        datamodule = instantiate_from_checkpoint(cls, checkpoint, key, kwargs)
+        if hparams_file is not None:
+            checkpoint.pop("datamodule_hparams_name", None)
+        datamodule = instantiate_from_checkpoint(cls, checkpoint, key, kwargs, name_key="datamodule_hparams_name")
         if cls.__qualname__ in checkpoint:
             datamodule.load_state_dict(checkpoint[cls.__qualname__])
         return datamodule

@@ -49,6 +49,11 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = None, weig
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint file not found: {path}")
+    with open(path, "rb") as file:
+        magic = file.read(4)
+    # torch.save writes a zip archive (or, in its legacy format, a pickle starting with 0x80).
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
+        raise ValueError(f"{path} is not a checkpoint: it is not a file written by torch.save.")
     safe = weights_only is None or weights_only
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=safe)
@@ -75,7 +80,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def instantiate_from_checkpoint(cls: type, checkpoint: dict[str, Any], hparams_key: str,
-                                overrides: dict[str, Any]) -> Any:
+                                overrides: dict[str, Any], name_key: str = CHECKPOINT_HYPER_PARAMS_NAME) -> Any:
     """Build `cls` from the hyperparameters stored under `hparams_key`; `overrides` win."""
     import inspect
 
@@ -86,7 +91,7 @@ def instantiate_from_checkpoint(cls: type, checkpoint: dict[str, Any], hparams_k
     saved = dict(checkpoint.get(hparams_key) or {})
     if checkpoint.get(CHECKPOINT_HYPER_PARAMS_TYPE) == "Namespace":
         saved = Namespace(**saved)  # type: ignore[assignment]
-    container_name = checkpoint.get(CHECKPOINT_HYPER_PARAMS_NAME)
+    container_name = checkpoint.get(name_key)
     if container_name and container_name in names:
         # save_hyperparameters(hparams) of one dict/Namespace argument: pass it back under its own name.
         kwargs = {container_name: saved}

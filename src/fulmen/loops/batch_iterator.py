@@ -8,13 +8,15 @@ ahead so the last batch can be recognized.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 
 
-def iterate_batches(loader: Any, max_batches: int | float, start: int = 0) -> Iterator[tuple[int, Any, bool]]:
+def iterate_batches(loader: Any, max_batches: int | float, start: int = 0,
+                    after_skip: Callable[[], bool] | None = None) -> Iterator[tuple[int, Any, bool]]:
     """Yield `(batch_idx, batch, is_last_batch)` for at most `max_batches` batches of `loader`.
 
-    With `start`, the first `start` batches are drawn and dropped (resuming mid-epoch in the same order).
+    With `start`, the first `start` batches are drawn and dropped (resuming mid-epoch in the same order);
+    then `after_skip` runs before the next batch is drawn, and ends the iteration if it returns True.
     """
     if max_batches == 0:
         return
@@ -23,7 +25,9 @@ def iterate_batches(loader: Any, max_batches: int | float, start: int = 0) -> It
         try:
             next(iterator)
         except StopIteration:
-            return
+            break
+    if after_skip is not None and after_skip():
+        return
     if start and max_batches != float("inf"):
         for batch_idx in range(start, int(max_batches)):
             try:

@@ -170,10 +170,9 @@ class FitLoop:
                 hooks.on_train_epoch_start()
             self.epoch_finished = False
             self.batches_done = start = resume["batches_done"] if mid_epoch else 0
-            batches = iterate_batches(train_loader, num_batches, start=start)
-            if mid_epoch:
-                batches = _after_skip(batches, functools.partial(self._resume_mid_epoch, resume, generators,
-                                                                 num_batches))
+            after_skip = functools.partial(self._resume_mid_epoch, resume, generators, num_batches) \
+                if mid_epoch else None
+            batches = iterate_batches(train_loader, num_batches, start=start, after_skip=after_skip)
             resume = None
 
             for batch_idx, batch, is_last in batches:
@@ -446,16 +445,3 @@ def _data_generators(loader: Any) -> list[Any]:
         if isinstance(generator, torch.Generator) and all(generator is not other for other in found):
             found.append(generator)
     return found
-
-
-def _after_skip(batches: Any, callback: Any) -> Any:
-    """Run `callback` once the iterator has skipped ahead, before the first remaining batch; stop if it says so."""
-    callback_pending = True
-    for item in batches:
-        if callback_pending:
-            callback_pending = False
-            if callback():
-                return
-        yield item
-    if callback_pending:
-        callback()

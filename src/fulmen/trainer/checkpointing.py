@@ -55,6 +55,7 @@ class Checkpointing:
             if getattr(datamodule, "_hparams", None):
                 checkpoint["datamodule_hyper_parameters"] = checkpointable_hparams(datamodule.hparams,
                                                                                    "LightningDataModule")
+                checkpoint["datamodule_hparams_name"] = getattr(datamodule, "_hparams_name", "kwargs")
             state = datamodule.state_dict()
             if state:
                 checkpoint[type(datamodule).__qualname__] = state
@@ -126,7 +127,12 @@ class Checkpointing:
                 config.scheduler.load_state_dict(state)
             precision = trainer.strategy.precision_plugin
             precision.load_state_dict(checkpoint.get(type(precision).__name__, {}))
+            datamodule = trainer.datamodule
+            if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
+                datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
             loop_state = checkpoint.get("loops", {}).get("fit_loop")
+            if loop_state and "current_epoch" not in loop_state:
+                loop_state = _counters_from_lightning(checkpoint)
             if loop_state:
                 trainer._state.load_state_dict(loop_state)
                 # The fit loop picks this up to continue where the checkpoint was taken.
@@ -136,3 +142,15 @@ class Checkpointing:
                 if state:
                     callback.load_state_dict(state)
         return path
+
+
+def _counters_from_lightning(checkpoint: dict[str, Any]) -> dict[str, int]:
+    """Epoch and step counters from a checkpoint Lightning wrote (its loops keep nested progress dicts)."""
+    fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    epoch_progress = fit_loop.get("epoch_progress", {}).get("current", {})
+    # `processed` already counts an epoch whose end was being handled when Lightning saved.
+    current_epoch = epoch_progress.get("processed", checkpoint.get("epoch", 0))
+    epoch_loop = fit_loop.get("epoch_loop.state_dict", {})
+    global_step = checkpoint.get("global_step", 0)
+    return {"current_epoch": int(current_epoch), "global_step": int(global_step),
+            "batches_that_stepped": int(epoch_loop.get("_batches_that_stepped", global_step))}

@@ -1,0 +1,120 @@
+"""EarlyStopping: when fit stops for a scripted sequence of validation values (one per epoch).
+
+The expected epochs, `stopped_epoch`, `wait_count` and `best_score` were observed with Lightning 2.6.6
+on the same sequences (4 training batches per epoch, `max_epochs = len(values)`).
+"""
+
+import math
+
+import pytest
+import torch
+
+from fulmen.callbacks import EarlyStopping, ModelCheckpoint
+from helpers.tiny import TinyModule, make_loader, quiet_trainer
+
+NAN, INF = float("nan"), float("inf")
+
+
+class ScriptedModule(TinyModule):
+    """Logs `values[current_epoch]` as `val_loss` in validation."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", float(self.values[self.current_epoch]))
+
+
+def fit(tmp_path, values, callbacks, ckpt_path=None, **flags):
+    flags = {"max_epochs": len(values), "num_sanity_val_steps": 0, **flags}
+    trainer = quiet_trainer(tmp_path, callbacks=callbacks, **flags)
+    model = ScriptedModule(values)
+    trainer.fit(model, make_loader(32), make_loader(32), ckpt_path=ckpt_path)
+    return trainer, model
+
+
+# values, EarlyStopping options, trainer flags -> epochs trained, stopped_epoch, wait_count, best_score
+CASES = {
+    "patience": ([1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.5, 0.4], dict(patience=3), {}, (5, 4, 3, 0.9)),
+    # improvement must exceed min_delta strictly: 1.75 and 1.25 (exactly 0.25 better) do not count
+    "min_delta": ([2.0, 1.75, 1.5, 1.375, 1.25, 1.0, 0.5], dict(min_delta=0.25, patience=2), {}, (5, 4, 2, 1.5)),
+    "min_delta_max": ([0.0, 0.25, 0.5, 0.625, 0.75, 1.0, 2.0], dict(min_delta=0.25, patience=2, mode="max"), {},
+                      (5, 4, 2, 0.5)),
+    "patience_0": ([1.0, 0.9, 0.9, 0.8, 0.7], dict(patience=0), {}, (3, 2, 1, 0.9)),
+    "mode_max": ([0.1, 0.5, 0.4, 0.3, 0.2, 0.9], dict(patience=2, mode="max"), {}, (4, 3, 2, 0.5)),
+    # should_stop is set at epoch 1, but training goes on until 4 epochs are done
+    "min_epochs": ([1.0] * 6, dict(patience=1), dict(min_epochs=4), (4, 3, 3, 1.0)),
+    "nan_stops_at_once": ([1.0, NAN, 0.5, 0.4, 0.3], dict(patience=3), {}, (2, 1, 0, 1.0)),
+    "inf_stops_at_once": ([1.0, INF, 0.5, 0.4, 0.3], dict(patience=3), {}, (2, 1, 0, 1.0)),
+    "nan_without_check_finite": ([1.0, NAN, 0.5, 0.4, 0.3], dict(patience=3, check_finite=False), {},
+                                 (5, 0, 0, 0.3)),
+    "stopping_threshold": ([1.0, 0.6, 0.4, 0.3, 0.2], dict(stopping_threshold=0.5), {}, (3, 2, 0, 0.6)),
+    "stopping_threshold_not_reached_when_equal": ([1.0, 0.5, 0.4, 0.3, 0.2], dict(stopping_threshold=0.5), {},
+                                                  (3, 2, 0, 0.5)),
+    "divergence_threshold": ([1.0, 0.9, 2.5, 0.3, 0.2], dict(divergence_threshold=2.0), {}, (3, 2, 0, 0.9)),
+    "divergence_threshold_not_passed_when_equal": ([1.0, 2.0, 0.5, 0.3, 0.2], dict(divergence_threshold=2.0), {},
+                                                   (5, 0, 0, 0.2)),
+    "check_on_train_epoch_end": ([1.0] * 4, dict(patience=1, check_on_train_epoch_end=True), {}, (2, 1, 1, 1.0)),
+    # two validations per epoch: the second one (same value) already exhausts patience=1
+    "val_check_interval": ([1.0] * 4, dict(patience=1), dict(val_check_interval=2), (1, 0, 1, 1.0)),
+    # validation (and so the check) only every second epoch
+    "check_val_every_n_epoch": ([1.0] * 8, dict(patience=1), dict(check_val_every_n_epoch=2), (4, 3, 1, 1.0)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_stopping(tmp_path, case):
+    values, options, flags, (epochs, stopped_epoch, wait_count, best) = CASES[case]
+    callback = EarlyStopping("val_loss", **options)
+    trainer, model = fit(tmp_path, values, [callback], **flags)
+    assert trainer.current_epoch == epochs
+    assert model.calls["training_step"] == 4 * epochs
+    assert callback.stopped_epoch == stopped_epoch
+    assert callback.wait_count == wait_count
+    assert callback.best_score.item() == pytest.approx(best)
+    assert trainer.should_stop == (epochs < len(values) or case == "min_epochs")
+
+
+def test_stopping_reason(tmp_path):
+    callback = EarlyStopping("val_loss", patience=3)
+    fit(tmp_path, [1.0, NAN, 0.5], [callback])
+    assert "not finite" in callback.stopping_reason_message
+
+
+def test_strict_missing_metric_raises(tmp_path):
+    with pytest.raises(RuntimeError, match="'nope'.*val_loss"):
+        fit(tmp_path, [1.0] * 3, [EarlyStopping("nope")])
+
+
+def test_not_strict_missing_metric_keeps_training(tmp_path):
+    callback = EarlyStopping("nope", strict=False)
+    trainer, _ = fit(tmp_path, [1.0] * 3, [callback])
+    assert trainer.current_epoch == 3 and not trainer.should_stop
+    assert callback.stopped_epoch == 0 and math.isinf(callback.best_score.item())
+
+
+def test_state_is_saved_in_checkpoints_and_restored_on_resume(tmp_path):
+    values = [1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.5, 0.4]  # stops after epoch 4 with patience 3
+    checkpoint_callback = ModelCheckpoint(dirpath=tmp_path / "ckpts", save_top_k=-1)
+    # ModelCheckpoint first: it still saves after EarlyStopping has updated its state
+    fit(tmp_path, values, [checkpoint_callback, EarlyStopping("val_loss", patience=3)], max_epochs=3,
+        enable_checkpointing=True)
+    path = tmp_path / "ckpts" / "epoch=2-step=12.ckpt"
+    state = torch.load(path, weights_only=True)["callbacks"]["EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}"]
+    assert state["wait_count"] == 1 and state["patience"] == 3 and state["stopped_epoch"] == 0
+    assert state["best_score"].item() == pytest.approx(0.9)
+
+    callback = EarlyStopping("val_loss", patience=3)
+    trainer, model = fit(tmp_path, values, [callback], ckpt_path=path)
+    assert (trainer.current_epoch, callback.stopped_epoch, callback.wait_count) == (5, 4, 3)
+    assert model.calls["training_step"] == 4 * 2  # epochs 3 and 4
+
+
+def test_a_different_monitor_does_not_restore_the_state(tmp_path):
+    values = [1.0, 0.9, 0.95, 0.95]
+    fit(tmp_path, values, [ModelCheckpoint(dirpath=tmp_path / "ckpts"), EarlyStopping("val_loss", patience=3)],
+        max_epochs=3, enable_checkpointing=True)
+    callback = EarlyStopping("val_loss", patience=3, mode="max")  # another state_key
+    fit(tmp_path, values, [callback], max_epochs=3, ckpt_path=tmp_path / "ckpts" / "epoch=2-step=12.ckpt")
+    assert callback.wait_count == 0 and math.isinf(callback.best_score.item())
