@@ -8,6 +8,8 @@ Classes live at module level so "ddp_spawn" can pickle them.
 
 import json
 import os
+import socket
+import sys
 
 import torch
 from torch import nn
@@ -22,6 +24,9 @@ NUM_SAMPLES = 32
 BATCH_SIZE = 4  # 2 ranks x 4 batches of 4 per epoch
 LR = 0.1
 WORLD_SIZE = 2
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddp_script.py")
+_LAUNCH_VARIABLES = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK", "MASTER_ADDR",
+                     "MASTER_PORT", "PL_GLOBAL_SEED", "PL_SEED_WORKERS")
 
 
 class IndexedDataset(Dataset):
@@ -188,7 +193,7 @@ class DDPProbe(L.LightningModule):
             "node_rank": trainer.node_rank, "num_nodes": trainer.num_nodes, "num_devices": trainer.num_devices,
             "is_global_zero": trainer.is_global_zero,
             "module_ranks": [self.global_rank, self.local_rank],
-            "pid": os.getpid(),
+            "pid": os.getpid(), "parent_pid": os.getppid(),
         })
         bar = trainer.progress_bar_callback
         report["progress_bar_enabled"] = None if bar is None else bool(getattr(bar, "is_enabled", True))
@@ -252,3 +257,21 @@ def reference_fit(max_epochs, accumulate_grad_batches=1, world_size=WORLD_SIZE, 
                 optimizer.step()
                 optimizer.zero_grad()
     return {f"layer.{name}": value.detach().clone() for name, value in layer.state_dict().items()}
+
+
+def script_env():
+    """This environment without any launcher's variables (so the script starts as a fresh job), one thread per process."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in _LAUNCH_VARIABLES and not key.startswith(("SLURM_", "TORCHELASTIC_"))}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def script_command(out_dir, *args):
+    return [sys.executable, SCRIPT, str(out_dir), *map(str, args)]
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -6,7 +6,7 @@ anything else. Does not own: stepping (`loops/fit_loop.py`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 

@@ -7,7 +7,7 @@ import os
 from argparse import Namespace
 from typing import Any
 
-from fulmen.loggers.logger import Logger, next_version, rank_zero_experiment
+from fulmen.loggers.logger import VersionedDirectoryLogger, rank_zero_experiment
 from fulmen.utilities.rank_zero import rank_zero_only
 
 
@@ -66,41 +66,15 @@ def _read_rows(path: str) -> list[dict[str, Any]]:
         return [{key: value for key, value in row.items() if value != ""} for row in csv.DictReader(file)]
 
 
-class CSVLogger(Logger):
+class CSVLogger(VersionedDirectoryLogger):
     """Log to CSV and YAML files on the local filesystem."""
 
     def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
                  version: int | str | None = None, prefix: str = "", flush_logs_every_n_steps: int = 100) -> None:
-        super().__init__()
-        self._save_dir = os.fspath(save_dir)
-        self._name = name or ""
-        self._version = version
+        super().__init__(save_dir, name, version)
         self._prefix = prefix
         self._flush_every = flush_logs_every_n_steps
         self._experiment: ExperimentWriter | None = None
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> int | str:
-        if self._version is None:
-            self._version = next_version(self.root_dir)
-        return self._version
-
-    @property
-    def root_dir(self) -> str:
-        return os.path.join(self._save_dir, self._name)
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    @property
-    def log_dir(self) -> str:
-        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
-        return os.path.join(self.root_dir, version)
 
     @property
     @rank_zero_experiment

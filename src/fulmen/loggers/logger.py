@@ -92,3 +92,42 @@ def next_version(root_dir: str) -> int:
             if suffix.isdigit():
                 versions.append(int(suffix))
     return max(versions) + 1 if versions else 0
+
+
+class VersionedDirectoryLogger(Logger):
+    """A logger writing to `<save_dir>/<name>/version_N[/sub_dir]`, N the next free number (Lightning's layout)."""
+
+    def __init__(self, save_dir: str | os.PathLike, name: str | None, version: int | str | None,
+                 sub_dir: str | os.PathLike | None = None) -> None:
+        self._save_dir = os.fspath(save_dir)
+        self._name = name or ""
+        self._version = version
+        self._sub_dir = None if sub_dir is None else os.fspath(sub_dir)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> int | str:
+        if self._version is None:
+            self._version = next_version(self.root_dir)
+        return self._version
+
+    @property
+    def root_dir(self) -> str:
+        return os.path.join(self._save_dir, self._name)
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def sub_dir(self) -> str | None:
+        return self._sub_dir
+
+    @property
+    def log_dir(self) -> str:
+        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
+        directory = os.path.join(self.root_dir, version)
+        return os.path.join(directory, self._sub_dir) if self._sub_dir else directory

@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
-from fulmen.loggers.logger import Logger, next_version, rank_zero_experiment
+from fulmen.loggers.logger import VersionedDirectoryLogger, rank_zero_experiment
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 
-class TensorBoardLogger(Logger):
+class TensorBoardLogger(VersionedDirectoryLogger):
     """Log scalars, hyperparameters and the model graph for TensorBoard (`tensorboard --logdir lightning_logs`)."""
 
     NAME_HPARAMS_FILE = "hparams.yaml"
@@ -24,14 +24,10 @@ class TensorBoardLogger(Logger):
     def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
                  version: int | str | None = None, log_graph: bool = False, default_hp_metric: bool = True,
                  prefix: str = "", sub_dir: str | os.PathLike | None = None, **kwargs: Any) -> None:
-        super().__init__()
-        self._save_dir = os.fspath(save_dir)
-        self._name = name or ""
-        self._version = version
+        super().__init__(save_dir, name, version, sub_dir)
         self._log_graph = log_graph
         self._default_hp_metric = default_hp_metric
         self._prefix = prefix
-        self._sub_dir = None if sub_dir is None else os.fspath(sub_dir)
         self._writer_kwargs = kwargs
         self._experiment: Any = None
         self.hparams: dict[str, Any] = {}
@@ -41,34 +37,6 @@ class TensorBoardLogger(Logger):
         state = dict(self.__dict__)
         state["_experiment"] = None  # a SummaryWriter holds open files; a new process opens its own
         return state
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> int | str:
-        if self._version is None:
-            self._version = next_version(self.root_dir)
-        return self._version
-
-    @property
-    def root_dir(self) -> str:
-        return os.path.join(self._save_dir, self._name)
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    @property
-    def sub_dir(self) -> str | None:
-        return self._sub_dir
-
-    @property
-    def log_dir(self) -> str:
-        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
-        directory = os.path.join(self.root_dir, version)
-        return os.path.join(directory, self._sub_dir) if self._sub_dir else directory
 
     @property
     @rank_zero_experiment

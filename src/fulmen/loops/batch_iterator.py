@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Callable
 
+import torch
+
 
 def iterate_batches(loader: Any, max_batches: int | float, start: int = 0,
                     after_skip: Callable[[], bool] | None = None) -> Iterator[tuple[int, Any, bool]]:
@@ -54,3 +56,26 @@ def iterate_batches(loader: Any, max_batches: int | float, start: int = 0,
         yield batch_idx, batch, False
         batch, batch_idx = following, batch_idx + 1
     yield batch_idx, batch, True
+
+
+def set_sampler_epoch(loader: Any, epoch: int) -> None:
+    """Tell the loader's sampler(s) the epoch, so distributed and seeded samplers reshuffle."""
+    for candidate in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        setter = getattr(candidate, "set_epoch", None)
+        if callable(setter):
+            setter(epoch)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    inner = getattr(batch_sampler, "sampler", None)
+    if inner is not None and inner is not getattr(loader, "sampler", None) and callable(getattr(inner, "set_epoch", None)):
+        inner.set_epoch(epoch)
+
+
+def data_generators(loader: Any) -> list[Any]:
+    """The torch Generators that decide a loader's order (loader, sampler, batch sampler's sampler)."""
+    found: list[Any] = []
+    candidates = (getattr(loader, "generator", None), getattr(getattr(loader, "sampler", None), "generator", None),
+                  getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None))
+    for generator in candidates:
+        if isinstance(generator, torch.Generator) and all(generator is not other for other in found):
+            found.append(generator)
+    return found

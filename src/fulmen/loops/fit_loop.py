@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fulmen.loops.batch_iterator import iterate_batches
+from fulmen.loops.batch_iterator import data_generators, iterate_batches, set_sampler_epoch
 from fulmen.loops.evaluation_loop import EvaluationLoop
+from fulmen.loops.scheduler_stepping import step_schedulers
+from fulmen.trainer.signals import save_and_stop, stop_agreed
 from fulmen.trainer.state import RunningStage
 from fulmen.utilities.apply_func import apply_to_collection
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -23,9 +25,6 @@ from fulmen.utilities.seed import capture_rng_states, isolate_rng, restore_rng_s
 
 if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
-
-
-_SIGNAL_CHECK_EVERY = 10
 
 
 class FitLoop:
@@ -151,9 +150,9 @@ class FitLoop:
             if self._reload_due(epoch):
                 train_loader, num_batches = trainer._request_train_loader(reload=True)
                 self._set_val_check_batch(num_batches)
-            _set_sampler_epoch(train_loader, epoch)
+            set_sampler_epoch(train_loader, epoch)
             trainer.num_training_batches = num_batches
-            generators = _data_generators(train_loader)
+            generators = data_generators(train_loader)
             mid_epoch = resume is not None and resume["batches_done"] > 0
             if mid_epoch:
                 # Same order as the interrupted epoch: the RNG as it was when the epoch began, then skip.
@@ -190,10 +189,10 @@ class FitLoop:
                     outputs = self._manual_step(batch, batch_idx)
 
                 if not accumulating:
-                    self._step_schedulers("step", batch_idx)
+                    step_schedulers(self.trainer, "step", batch_idx)
                 if is_last:
                     self.epoch_finished = True
-                    self._step_schedulers("epoch", batch_idx)
+                    step_schedulers(self.trainer, "epoch", batch_idx)
                 # A checkpoint taken from here on resumes by replaying the rest of this batch.
                 self.phase, self.batches_done = "batch_end", batch_idx + 1
                 hooks.on_train_batch_end(outputs, batch, batch_idx)
@@ -202,8 +201,9 @@ class FitLoop:
                     rank_zero_info("`Trainer.fit` stopped: `max_time` reached.")
                     state.should_stop = True
                 self._finish_batch(batch_idx, is_last, accumulating, validate=True)
-                if not accumulating and self._signal_stop_agreed():
-                    self._save_for_signal()
+                if not accumulating and stop_agreed(trainer):
+                    save_and_stop(trainer)
+                    self.min_epochs = self.min_steps = 0  # the signal overrides min_epochs/min_steps
                 if self._max_steps_reached() or (state.should_stop and self._can_stop_early()):
                     break
 
@@ -219,7 +219,7 @@ class FitLoop:
             self.phase = "validation"
             self.val_loop.run_in_fit()
             trainer._metrics.activate(trainer._metrics.train_results)
-        self._step_schedulers("step", batch_idx, plateau=True, skip=accumulating)
+        step_schedulers(self.trainer, "step", batch_idx, plateau=True, skip=accumulating)
         if not accumulating:
             trainer._state.batches_that_stepped += 1
         self.total_batch_idx += 1
@@ -237,7 +237,7 @@ class FitLoop:
         else:
             trainer.callback_metrics.update(resume["callback_metrics"])  # what the plateau scheduler reads
             restore_rng_states(resume["rng"], [])
-        self._step_schedulers("epoch", self._batch_idx, plateau=True, skip=not epoch_finished)
+        step_schedulers(self.trainer, "epoch", self._batch_idx, plateau=True, skip=not epoch_finished)
         metrics.train_epoch_done(state.batches_that_stepped - 1)
         state.current_epoch += 1
         self.phase, self.batches_done = "between_batches", 0
@@ -264,27 +264,8 @@ class FitLoop:
                             if isinstance(value, torch.Tensor)}
         return {"phase": self.phase, "batches_done": self.batches_done, "epoch_finished": self.epoch_finished,
                 "total_batch_idx": self.total_batch_idx, "epoch_start_rng": self.epoch_start_rng,
-                "rng": capture_rng_states(_data_generators(trainer._train_source[0]) if trainer._train_source else []),
+                "rng": capture_rng_states(data_generators(trainer._train_source[0]) if trainer._train_source else []),
                 "callback_metrics": callback_metrics}
-
-    def _signal_stop_agreed(self) -> bool:
-        """Whether to stop for SIGTERM/SIGINT now. With several processes every rank must stop at the same
-        step, so they vote every `_SIGNAL_CHECK_EVERY` steps (a collective, hence not every step)."""
-        trainer = self.trainer
-        received = trainer._signals.received is not None
-        if trainer.world_size == 1:
-            return received
-        if trainer.global_step % _SIGNAL_CHECK_EVERY:
-            return False
-        return trainer.strategy.reduce_boolean_decision(received, all=False)
-
-    def _save_for_signal(self) -> None:
-        trainer = self.trainer
-        path = trainer._signal_checkpoint_path()
-        trainer.save_checkpoint(path)
-        rank_zero_info(f"Saved a checkpoint to resume from: {path}  (resume with `trainer.fit(..., ckpt_path=...)`)")
-        trainer._state.should_stop = True
-        self.min_epochs = self.min_steps = 0  # the signal overrides min_epochs/min_steps
 
     # -- one batch ----------------------------------------------------------------------------------
 
@@ -375,32 +356,6 @@ class FitLoop:
         current = self.total_batch_idx if every is None else batch_idx
         return (current + 1) % self.val_check_batch == 0
 
-    def _step_schedulers(self, interval: str, batch_idx: int, plateau: bool = False, skip: bool = False) -> None:
-        trainer = self.trainer
-        configs = trainer._optimization.scheduler_configs
-        if skip or not configs or not trainer.lightning_module.automatic_optimization:
-            return
-        count = (batch_idx if interval == "step" else trainer._state.current_epoch) + 1
-        for config in configs:
-            if config.reduce_on_plateau != plateau or config.interval != interval or count % config.frequency:
-                continue
-            metric = None
-            if config.reduce_on_plateau:
-                metric = trainer.callback_metrics.get(config.monitor)  # type: ignore[arg-type]
-                if metric is None:
-                    available = sorted(trainer.callback_metrics)
-                    if config.strict:
-                        raise MisconfigurationException(
-                            f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged; available "
-                            f"metrics: {available}. Log it with `self.log({config.monitor!r}, ...)` or set "
-                            "'strict': False in the lr_scheduler_config to skip the step."
-                        )
-                    rank_zero_warn(f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged "
-                                   f"(available: {available}); skipping this scheduler step (strict=False).",
-                                   category=RuntimeWarning)
-                    continue
-            trainer._hooks.lr_scheduler_step(config.scheduler, metric)
-
     def _reload_due(self, epoch: int) -> bool:
         every = self.trainer._config.reload_dataloaders_every_n_epochs
         return bool(every) and epoch > 0 and epoch % every == 0
@@ -423,25 +378,3 @@ def _split_training_output(output: Any) -> tuple[torch.Tensor | None, dict[str, 
         f"`training_step` returned {type(output).__name__}; return the loss tensor, a dict with a 'loss' key, "
         "or None to skip the batch."
     )
-
-
-def _set_sampler_epoch(loader: Any, epoch: int) -> None:
-    for candidate in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
-        setter = getattr(candidate, "set_epoch", None)
-        if callable(setter):
-            setter(epoch)
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    inner = getattr(batch_sampler, "sampler", None)
-    if inner is not None and inner is not getattr(loader, "sampler", None) and callable(getattr(inner, "set_epoch", None)):
-        inner.set_epoch(epoch)
-
-
-def _data_generators(loader: Any) -> list[Any]:
-    """The torch Generators that decide a loader's order (loader, sampler, batch sampler's sampler)."""
-    found: list[Any] = []
-    candidates = (getattr(loader, "generator", None), getattr(getattr(loader, "sampler", None), "generator", None),
-                  getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None))
-    for generator in candidates:
-        if isinstance(generator, torch.Generator) and all(generator is not other for other in found):
-            found.append(generator)
-    return found

@@ -10,9 +10,12 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulmen.utilities.rank_zero import rank_zero_info
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class GracefulStop:
@@ -47,3 +50,25 @@ class GracefulStop:
     def exit_code(self) -> int:
         """128 + the signal number, the shell's convention for "ended by a signal"."""
         return 128 + int(self.received or 0)
+
+
+# With several processes every rank must stop at the same step, so they vote this often (a collective).
+_SIGNAL_CHECK_EVERY = 10
+
+
+def stop_agreed(trainer: Trainer) -> bool:
+    """Whether fit should stop for SIGTERM/SIGINT after this step."""
+    received = trainer._signals.received is not None
+    if trainer.world_size == 1:
+        return received
+    if trainer.global_step % _SIGNAL_CHECK_EVERY:
+        return False
+    return trainer.strategy.reduce_boolean_decision(received, all=False)
+
+
+def save_and_stop(trainer: Trainer) -> None:
+    """Write the resumable checkpoint, say where, and make fit stop cleanly."""
+    path = trainer._signal_checkpoint_path()
+    trainer.save_checkpoint(path)
+    rank_zero_info(f"Saved a checkpoint to resume from: {path}  (resume with `trainer.fit(..., ckpt_path=...)`)")
+    trainer._state.should_stop = True

@@ -1,0 +1,226 @@
+"""The Trainer's read-only views: counters, stages, metrics, loggers, flags and hardware, as users read them.
+
+Owns: nothing but reading; every value lives in the Trainer's collaborators (state, config, strategy,
+metrics router, callbacks). Kept apart from `trainer.py` so the run sequence there stays short.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
+from fulmen.utilities.rank_zero import rank_zero_info
+
+if TYPE_CHECKING:
+    from fulmen.core.module import LightningModule
+
+
+class _FromConfig:
+    """A read-only Trainer attribute that shows the parsed value of the flag of the same name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, trainer: Any, owner: type | None = None) -> Any:
+        return self if trainer is None else getattr(trainer._config, self._name)
+
+
+class _FromStrategy(_FromConfig):
+    """A read-only Trainer attribute answered by the strategy (ranks, world size)."""
+
+    def __get__(self, trainer: Any, owner: type | None = None) -> Any:
+        return self if trainer is None else getattr(trainer.strategy, self._name)
+
+
+class TrainerProperties:
+    """Properties of `fulmen.Trainer` (Lightning's names); mixed into the Trainer class only."""
+
+    # -- read-only views users and callbacks read ------------------------------------------------------
+
+    @property
+    def lightning_module(self) -> LightningModule:
+        return self._module  # type: ignore[return-value]
+
+    @property
+    def model(self) -> Any:
+        return self.strategy.model
+
+    @property
+    def state(self) -> TrainerState:
+        return self._state
+
+    @property
+    def current_epoch(self) -> int:
+        return self._state.current_epoch
+
+    @property
+    def global_step(self) -> int:
+        return self._state.global_step
+
+    @property
+    def should_stop(self) -> bool:
+        return self._state.should_stop
+
+    @should_stop.setter
+    def should_stop(self, value: bool) -> None:
+        self._state.should_stop = bool(value)
+
+    @property
+    def interrupted(self) -> bool:
+        return self._state.status == TrainerStatus.INTERRUPTED
+
+    def _stage_is(self, stage: RunningStage) -> bool:
+        return self._state.stage == stage
+
+    def _set_stage(self, stage: RunningStage, value: bool) -> None:
+        if value:
+            self._state.stage = stage
+        elif self._state.stage == stage:
+            self._state.stage = None
+
+    training = property(lambda self: self._stage_is(RunningStage.TRAINING),
+                        lambda self, value: self._set_stage(RunningStage.TRAINING, value))
+    validating = property(lambda self: self._stage_is(RunningStage.VALIDATING),
+                          lambda self, value: self._set_stage(RunningStage.VALIDATING, value))
+    testing = property(lambda self: self._stage_is(RunningStage.TESTING),
+                       lambda self, value: self._set_stage(RunningStage.TESTING, value))
+    predicting = property(lambda self: self._stage_is(RunningStage.PREDICTING),
+                          lambda self, value: self._set_stage(RunningStage.PREDICTING, value))
+    sanity_checking = property(lambda self: self._stage_is(RunningStage.SANITY_CHECKING),
+                               lambda self, value: self._set_stage(RunningStage.SANITY_CHECKING, value))
+
+    @property
+    def evaluating(self) -> bool:
+        return self._state.stage is not None and self._state.stage.evaluating
+
+    @property
+    def callback_metrics(self) -> dict[str, torch.Tensor]:
+        return self._metrics.callback_metrics
+
+    @property
+    def logged_metrics(self) -> dict[str, torch.Tensor]:
+        return self._metrics.logged_metrics
+
+    @property
+    def progress_bar_metrics(self) -> dict[str, float]:
+        return self._metrics.progress_bar_metrics
+
+    @property
+    def logger(self) -> Any:
+        return self.loggers[0] if self.loggers else None
+
+    @logger.setter
+    def logger(self, logger: Any) -> None:
+        self.loggers = [] if logger is None else [logger]
+
+    @property
+    def log_dir(self) -> str:
+        logger = self.logger
+        directory = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None) if logger else None
+        return os.fspath(directory) if directory is not None else self.default_root_dir
+
+    @property
+    def default_root_dir(self) -> str:
+        return self._config.default_root_dir
+
+    log_every_n_steps = _FromConfig()
+    max_epochs = _FromConfig()
+    min_epochs = _FromConfig()
+    max_steps = _FromConfig()
+    min_steps = _FromConfig()
+    accumulate_grad_batches = _FromConfig()
+    gradient_clip_val = _FromConfig()
+    gradient_clip_algorithm = _FromConfig()
+    check_val_every_n_epoch = _FromConfig()
+    val_check_interval = _FromConfig()
+    fast_dev_run = _FromConfig()
+    num_sanity_val_steps = _FromConfig()
+    limit_train_batches = _FromConfig()
+    limit_val_batches = _FromConfig()
+    limit_test_batches = _FromConfig()
+    limit_predict_batches = _FromConfig()
+
+    @property
+    def num_val_batches(self) -> list[int | float]:
+        return self.num_eval_batches
+
+    @property
+    def num_test_batches(self) -> list[int | float]:
+        return self.num_eval_batches
+
+    @property
+    def estimated_stepping_batches(self) -> int | float:
+        """Optimizer steps the whole fit will take, from max_steps, max_epochs and accumulation.
+
+        Read in `configure_optimizers` (e.g. to size a OneCycleLR), it requests the training dataloader early.
+        """
+        config = self._config
+        max_epochs = config.resolved_max_epochs()
+        if max_epochs == -1:
+            return float("inf") if config.max_steps == -1 else config.max_steps
+        if self._train_source is None and self._state.fn == TrainerFn.FITTING:
+            rank_zero_info("Loading `train_dataloader` to estimate the number of stepping batches.")
+            self._request_train_loader()
+        total_batches = self.num_training_batches
+        if total_batches == float("inf"):
+            return config.max_steps
+        estimate = -(-total_batches // config.accumulate_grad_batches) * max(max_epochs, 1)  # ceil per epoch
+        return min(estimate, config.max_steps) if config.max_steps != -1 else estimate
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return self._optimization.optimizers
+
+    @property
+    def lr_scheduler_configs(self) -> list[Any]:
+        return self._optimization.scheduler_configs
+
+    @property
+    def precision_plugin(self) -> Any:
+        return self.strategy.precision_plugin
+
+    @property
+    def precision(self) -> str:
+        return self.strategy.precision_plugin.name
+
+    world_size = _FromStrategy()
+    global_rank = _FromStrategy()
+    local_rank = _FromStrategy()
+    node_rank = _FromStrategy()
+    num_nodes = _FromStrategy()
+    is_global_zero = _FromStrategy()
+
+    @property
+    def num_devices(self) -> int:
+        return self.strategy.num_processes
+
+    @property
+    def device_ids(self) -> list[int]:
+        index = self.strategy.root_device.index
+        return [index if index is not None else 0]
+
+    @property
+    def progress_bar_callback(self) -> Any:
+        return next(iter(self._callbacks_marked("_is_progress_bar")), None)
+
+    @property
+    def checkpoint_callbacks(self) -> list[Any]:
+        return self._callbacks_marked("_is_checkpoint")
+
+    @property
+    def checkpoint_callback(self) -> Any:
+        return next(iter(self.checkpoint_callbacks), None)
+
+    @property
+    def early_stopping_callbacks(self) -> list[Any]:
+        return self._callbacks_marked("_is_early_stopping")
+
+    @property
+    def early_stopping_callback(self) -> Any:
+        return next(iter(self.early_stopping_callbacks), None)
+
+    def _callbacks_marked(self, marker: str) -> list[Any]:
+        return [callback for callback in self.callbacks if getattr(callback, marker, False)]
