@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import sys
+import time
 
 import torch
 from torch import nn
@@ -148,8 +149,6 @@ class DDPProbe(L.LightningModule):
         if self.fail_at_step is not None and tuple(self.fail_at_step) == (self.global_rank, self.global_step):
             raise RuntimeError(f"probe failure on rank {self.global_rank} at step {self.global_step}")
         if self.step_sleep:
-            import time
-
             time.sleep(self.step_sleep)
         index, x, y = batch
         loss = F.mse_loss(self(x), y)
@@ -172,7 +171,7 @@ class DDPProbe(L.LightningModule):
         self.log("val_count", float(len(index)), reduce_fx="sum", sync_dist=True)
 
     def predict_step(self, batch, batch_idx):
-        index, x, _ = batch
+        index = batch[0]
         self.record["predict_indices"].extend(index.tolist())
         return index
 
@@ -186,7 +185,7 @@ class DDPProbe(L.LightningModule):
         report = dict(self.record)
         report.update({
             "stage": _plain(stage),
-            "weights": {name: value for name, value in self.state_dict().items()},
+            "weights": dict(self.state_dict()),
             "callback_metrics": dict(trainer.callback_metrics),
             "global_step": trainer.global_step, "current_epoch": trainer.current_epoch,
             "world_size": trainer.world_size, "global_rank": trainer.global_rank, "local_rank": trainer.local_rank,
@@ -260,7 +259,7 @@ def reference_fit(max_epochs, accumulate_grad_batches=1, world_size=WORLD_SIZE, 
 
 
 def script_env():
-    """This environment without any launcher's variables (so the script starts as a fresh job), one thread per process."""
+    """This environment minus any launcher variables (the script starts a fresh job), one thread per process."""
     env = {key: value for key, value in os.environ.items()
            if key not in _LAUNCH_VARIABLES and not key.startswith(("SLURM_", "TORCHELASTIC_"))}
     env["OMP_NUM_THREADS"] = "1"

@@ -3,6 +3,7 @@ and each rank reports what it saw as JSON. Expected values were checked against 
 same script (gloo on CPU, 2 processes) and against a single-process PyTorch loop over the same global batches.
 """
 
+import json
 import os
 import re
 import signal
@@ -80,8 +81,6 @@ def full_run(tmp_path_factory):
 
 
 def _extra(out_dir):
-    import json
-
     return [json.loads((out_dir / f"extra_full_rank{rank}.json").read_text()) for rank in range(2)]
 
 
@@ -247,11 +246,6 @@ def test_early_stopping_and_checkpoint_decisions_agree_across_ranks(full_run):
     assert [report["global_step"] for report in load_reports(full_run, "earlystop")] == [8, 8]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fulmen bug: sync_dist epoch values are all-reduced lazily whenever callback_metrics/progress_bar_metrics "
-    "are read (MetricsRouter._refresh -> ResultEntry.epoch_value -> strategy.reduce). The progress bar reads "
-    "them on rank 0 only, so the ranks' collectives no longer pair up and the job deadlocks at the first "
-    "epoch-end checkpoint. Lightning reduces at fixed loop points on every rank and finishes."))
 def test_progress_bar_and_checkpointing_with_sync_dist_finish(tmp_path):
     returncode, _, stderr = run_script(tmp_path, "progress_sync")
     assert returncode == 0, stderr[-3000:]

@@ -4,6 +4,9 @@ The module comes from `helpers/ddp_modules.py` so the spawned processes can impo
 writes its own report there, which is how rank 1's weights are checked.
 """
 
+import multiprocessing
+import signal
+
 import pytest
 import torch
 
@@ -23,6 +26,24 @@ def _launch_env(monkeypatch):
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(free_port()))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _time_limit():
+    """Fail a run that is still going after 60 s, and end the ranks it spawned."""
+    def expire(signum, frame):
+        raise TimeoutError("the ddp_spawn run did not finish within 60 s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        for child in multiprocessing.active_children():
+            child.kill()
+            child.join()
 
 
 def spawn_trainer(root, **flags):
@@ -56,11 +77,6 @@ def test_fit_hands_back_weights_metrics_state_and_best_model_path(tmp_path):
     assert rank0["pid"] != rank1["pid"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fulmen bug: Trainer._spawn_results reads `callback_metrics` on rank 0 only, which all-reduces sync_dist "
-    "epoch values lazily (MetricsRouter._refresh -> strategy.reduce) after rank 1 has already returned, so the "
-    "spawned rank 0 dies with a gloo 'Connection closed by peer'. Lightning reduces at the epoch end on every "
-    "rank and hands the synced value back."))
 def test_fit_with_sync_dist_hands_back_the_synced_metric(tmp_path):
     model = DDPProbe(str(tmp_path), "spawn_sync")
     trainer = spawn_trainer(tmp_path)

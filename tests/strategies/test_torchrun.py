@@ -1,6 +1,8 @@
 """Processes started by torchrun: fulmen reads ranks from the environment and launches nothing itself."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -24,16 +26,18 @@ def torchrun(out_dir, port, *, nnodes, nproc_per_node, node_rank, devices, num_n
 
 
 def finish(procs):
-    """Wait for every torchrun; kill them all if one does not end in time."""
+    """Wait for every torchrun; whatever is left of their sessions (agents, workers) is killed afterwards."""
     outputs = []
     try:
         for proc in procs:
             outputs.append(proc.communicate(timeout=TIMEOUT))
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
     for proc, (_, stderr) in zip(procs, outputs):
         assert proc.returncode == 0, stderr[-4000:]
 

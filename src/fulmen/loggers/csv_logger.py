@@ -20,7 +20,7 @@ class ExperimentWriter:
     def __init__(self, log_dir: str) -> None:
         self.log_dir = log_dir
         self.hparams: dict[str, Any] = {}
-        self._hparams_written = False
+        self._hparams_written = True  # nothing to write until hyperparameters are logged
         self.metrics: list[dict[str, Any]] = []
         self.metrics_keys: list[str] = []
         self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)

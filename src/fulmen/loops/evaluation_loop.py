@@ -82,7 +82,7 @@ class EvaluationLoop:
                         metrics.eval_step_done(self.logged_steps[dataloader_idx])
                         self.logged_steps[dataloader_idx] += 1
             metrics.dataloader_idx = None
-            metrics.eval_results.epoch_end_reached = True
+            metrics.eval_epoch_end_reached()
             on_epoch_end()
             results = metrics.evaluation_done(len(loaders), trainer._state.batches_that_stepped, sanity_checking)
             on_end()

@@ -66,6 +66,7 @@ class MetricsRouter:
             hook, name, value, on_step=on_step, on_epoch=on_epoch, prog_bar=prog_bar, logger=logger,
             reduce=reduce_name(reduce_fx), sync_dist=sync_dist, sync_dist_group=sync_dist_group,
             dataloader_idx=dataloader_idx, enable_graph=enable_graph, batch_size=batch_size,
+            reduce_across_processes=self._reduce if sync_dist else None,
         )
 
     # -- the trainer's three dicts ----------------------------------------------------------------
@@ -94,7 +95,7 @@ class MetricsRouter:
     def _fold(self, results: ResultCollection, epoch: bool) -> None:
         """Copy the latest step values (and, at epoch end, the epoch values over them) into the dicts."""
         for on_step in ((True, False) if epoch else (True,)):
-            callback, logged, progress_bar = results.views(on_step=on_step, reduce_across_processes=self._reduce)
+            callback, logged, progress_bar = results.views(on_step=on_step)
             self._callback.update(callback)
             self._logged.update(logged)
             self._progress_bar.update(progress_bar)
@@ -132,14 +133,21 @@ class MetricsRouter:
             self.send_to_loggers(logged, step)
 
     def train_epoch_end_reached(self) -> None:
-        """From here until the next epoch, training values read as their epoch reductions."""
+        """From here until the next epoch, training values read as their epoch reductions (synced now, on
+        every process, so callbacks reading them on one rank run no collective)."""
         self.train_results.epoch_end_reached = True
+        self.train_results.sync_epoch(self._reduce)
+
+    def eval_epoch_end_reached(self) -> None:
+        self.eval_results.epoch_end_reached = True
+        self.eval_results.sync_epoch(self._reduce)
 
     def train_epoch_done(self, step: int) -> None:
         """After `on_train_epoch_end`: publish epoch values and send them to the loggers."""
         results = self.train_results
+        results.sync_epoch(self._reduce)  # again: values logged in on_train_epoch_end
         self._fold(results, epoch=True)
-        _, logged, _ = results.views(on_step=False, reduce_across_processes=self._reduce)
+        _, logged, _ = results.views(on_step=False)
         self.send_to_loggers(logged, step)
 
     def start_evaluation(self) -> None:
@@ -160,13 +168,13 @@ class MetricsRouter:
         """Reduce the evaluation epoch, publish it, and return one dict of logged values per dataloader."""
         results = self.eval_results
         results.epoch_end_reached = True
+        results.sync_epoch(self._reduce)  # values logged in on_validation_epoch_end / on_test_epoch_end
         if sanity_checking:
             return []
         self._fold(results, epoch=True)
         per_dataloader = []
         for idx in range(num_dataloaders):
-            _, logged, _ = results.views(on_step=False, dataloader_idx=idx if num_dataloaders > 1 else None,
-                                         reduce_across_processes=self._reduce)
+            _, logged, _ = results.views(on_step=False, dataloader_idx=idx if num_dataloaders > 1 else None)
             per_dataloader.append(logged)
         everything = {key: value for logged in per_dataloader for key, value in logged.items()}
         self.send_to_loggers(everything, step)

@@ -38,7 +38,7 @@ class LoggedValue:
 
     __slots__ = ("name", "hook", "on_step", "on_epoch", "prog_bar", "logger", "reduce", "sync_dist",
                  "sync_dist_group", "dataloader_idx", "enable_graph", "signature", "last", "total", "weight",
-                 "metric")
+                 "metric", "synced")
 
     def __init__(self, name: str, hook: str, signature: tuple, on_step: bool, on_epoch: bool, prog_bar: bool,
                  logger: bool, reduce: str, sync_dist: bool, sync_dist_group: Any, dataloader_idx: int | None,
@@ -51,12 +51,14 @@ class LoggedValue:
         self.total: torch.Tensor | None = None
         self.weight = 0
         self.metric: Any = None  # a torchmetrics.Metric, which reduces (and syncs) itself
+        self.synced: torch.Tensor | None = None  # the epoch value reduced across processes, once computed
 
     @property
     def forked(self) -> bool:
         return self.on_step and self.on_epoch
 
     def update(self, value: torch.Tensor, batch_size: Callable[[], int]) -> None:
+        self.synced = None
         # The step value users and callbacks see never holds the graph; with `enable_graph` only the
         # epoch reduction keeps it.
         self.last = value.detach()
@@ -90,17 +92,20 @@ class LoggedValue:
         self.last = cached.detach() if isinstance(cached, torch.Tensor) else None
         self.total = None  # computed lazily, once per epoch
 
-    def epoch_value(self, reduce_across_processes: Callable[..., torch.Tensor]) -> torch.Tensor | None:
+    def local_epoch_value(self) -> torch.Tensor | None:
         if self.metric is not None:
             if self.total is None:
                 self.total = self.metric.compute().detach()
             return self.total
         if self.total is None:
             return None
-        value = self.total / self.weight if self.reduce == "mean" else self.total
-        if self.sync_dist:
-            value = reduce_across_processes(value, self.reduce, self.sync_dist_group)
-        return value
+        return self.total / self.weight if self.reduce == "mean" else self.total
+
+    def epoch_value(self) -> torch.Tensor | None:
+        """The synced epoch value once `ResultCollection.sync_epoch` ran, else this process's own."""
+        if self.synced is not None:
+            return self.synced
+        return self.local_epoch_value()
 
 
 class ResultCollection:
@@ -136,7 +141,8 @@ class ResultCollection:
 
     def log(self, hook: str, name: str, value: Any, *, on_step: bool, on_epoch: bool, prog_bar: bool,
             logger: bool, reduce: str, sync_dist: bool, sync_dist_group: Any, dataloader_idx: int | None,
-            enable_graph: bool, batch_size: int | None) -> None:
+            enable_graph: bool, batch_size: int | None,
+            reduce_across_processes: Callable[..., torch.Tensor] | None = None) -> None:
         key = (hook, name)
         signature = (on_step, on_epoch, prog_bar, logger, reduce, sync_dist, enable_graph)
         entry = self.values.get(key)
@@ -154,9 +160,21 @@ class ResultCollection:
             entry.update_metric(value)
             return
         entry.update(value, (lambda: batch_size) if batch_size is not None else self._current_batch_size)
+        if sync_dist and on_step and reduce_across_processes is not None:
+            # Every process logs at the same points, so the step value can be synced here (Lightning does too);
+            # the epoch reduction keeps accumulating this process's own values.
+            entry.last = reduce_across_processes(entry.last, reduce, sync_dist_group)
+
+    def sync_epoch(self, reduce_across_processes: Callable[..., torch.Tensor]) -> None:
+        """Reduce `sync_dist` epoch values across processes. Every process must call this at the same point:
+        reading metrics (which only rank zero may do) never runs a collective."""
+        for entry in self.values.values():
+            if entry.sync_dist and entry.on_epoch and entry.metric is None and entry.synced is None:
+                local = entry.local_epoch_value()
+                if local is not None:
+                    entry.synced = reduce_across_processes(local, entry.reduce, entry.sync_dist_group)
 
     def views(self, on_step: bool, dataloader_idx: int | None = None,
-              reduce_across_processes: Callable[..., torch.Tensor] | None = None,
               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Return `(callback, logged, progress_bar)` dicts for step values (`on_step`) or epoch values.
 
@@ -176,7 +194,7 @@ class ResultCollection:
             else:
                 if not entry.on_epoch:
                     continue
-                value = entry.epoch_value(reduce_across_processes or _no_reduction)
+                value = entry.epoch_value()
                 if value is None:
                     continue
                 forked_name = entry.name + "_epoch" if entry.on_step else entry.name
@@ -189,10 +207,6 @@ class ResultCollection:
             if entry.prog_bar:
                 progress_bar[forked_name] = value
         return callback, logged, progress_bar
-
-
-def _no_reduction(value: torch.Tensor, reduce: str, group: Any) -> torch.Tensor:
-    return value
 
 
 def extract_batch_size(batch: Any) -> int:

@@ -38,6 +38,9 @@ class DDPStrategy(Strategy):
                  timeout: timedelta | None = timedelta(minutes=30), start_method: str = "popen",
                  find_unused_parameters: bool = False, static_graph: bool = False, num_nodes: int = 1,
                  **ddp_kwargs: Any) -> None:
+        self._devices_given = parallel_devices is not None
+        self._environment_given = cluster_environment is not None
+        self._precision_given = precision_plugin is not None
         self.parallel_devices = parallel_devices or [torch.device("cpu")]
         self._num_nodes = num_nodes
         self.cluster_environment = cluster_environment or LightningEnvironment(num_nodes, len(self.parallel_devices))
@@ -48,6 +51,23 @@ class DDPStrategy(Strategy):
                             **ddp_kwargs}
         super().__init__(self.parallel_devices[0], precision_plugin, checkpoint_io)
         self._ddp_model: DistributedDataParallel | None = None
+        self._choose_launcher()
+
+    def configure_from_trainer_flags(self, devices: list[torch.device], num_nodes: int,
+                                     environment: ClusterEnvironment, precision: Precision) -> None:
+        """Fill in what the user left out of `DDPStrategy(...)` from the Trainer's accelerator/devices flags."""
+        if not self._devices_given:
+            self.parallel_devices = devices
+            self._root_device = devices[0]
+            self._num_nodes = num_nodes
+        if not self._environment_given:
+            self.cluster_environment = environment
+        if not self._precision_given:
+            self.precision_plugin = precision
+        self._choose_launcher()
+
+    def _choose_launcher(self) -> None:
+        start_method = self._start_method
         if self.cluster_environment.creates_processes_externally:
             self.launcher = None
         elif start_method == "popen":

@@ -98,10 +98,16 @@ def resolve_device_indices(devices: Any, device_type: str) -> list[int]:
 def select_strategy(accelerator: Any = "auto", devices: Any = "auto", strategy: Any = "auto",
                     num_nodes: int = 1, precision: Any = None) -> Strategy:
     """Build the Strategy (with its Precision) that `Trainer(...)` flags describe."""
-    if isinstance(strategy, Strategy):
-        return strategy
     device_type = resolve_accelerator(accelerator)
     indices = resolve_device_indices(devices, device_type)
+    if isinstance(strategy, Strategy):
+        configure = getattr(strategy, "configure_from_trainer_flags", None)
+        if configure is not None:  # a DDPStrategy(...) instance still takes its devices from the Trainer
+            devices_list = [torch.device(device_type, index) if device_type == "cuda" else torch.device(device_type)
+                            for index in indices]
+            configure(devices_list, num_nodes, detect_environment(num_nodes, len(indices)),
+                      select_precision(precision, device_type))
+        return strategy
     if not isinstance(num_nodes, int) or num_nodes < 1:
         raise MisconfigurationException(f"`num_nodes={num_nodes!r}` is invalid; use an int >= 1.")
     if not isinstance(strategy, str):
