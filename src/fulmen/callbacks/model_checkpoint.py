@@ -107,6 +107,8 @@ class ModelCheckpoint(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        if self._every_n_train_steps < 1 and self._train_time_interval is None:
+            return  # the common per-epoch configuration: nothing to decide per batch
         if self._skip_saving(trainer):
             return
         skip_batch = self._every_n_train_steps < 1 or trainer.global_step % self._every_n_train_steps != 0

@@ -262,8 +262,10 @@ class FitLoop:
         trainer = self.trainer
         callback_metrics = {key: value.detach().cpu() for key, value in trainer.callback_metrics.items()
                             if isinstance(value, torch.Tensor)}
+        # The epoch-start RNG only matters to re-create a partly trained epoch's order.
+        mid_epoch = self.batches_done > 0 and self.phase != "epoch_end"
         return {"phase": self.phase, "batches_done": self.batches_done, "epoch_finished": self.epoch_finished,
-                "total_batch_idx": self.total_batch_idx, "epoch_start_rng": self.epoch_start_rng,
+                "total_batch_idx": self.total_batch_idx, "epoch_start_rng": self.epoch_start_rng if mid_epoch else {},
                 "rng": capture_rng_states(data_generators(trainer._train_source[0]) if trainer._train_source else []),
                 "callback_metrics": callback_metrics}
 
