@@ -1,5 +1,7 @@
 """A fulmen run and a hand-written PyTorch loop with the same seed reach the same parameters."""
 
+import contextlib
+
 import pytest
 import torch
 from torch import nn
@@ -68,6 +70,28 @@ def _sgd(params):
     return torch.optim.SGD(params, lr=0.05, momentum=0.9)
 
 
+def _train_by_hand(train, after_backward=None, after_step=None, after_epoch=None, autocast=False):
+    """The loop a user would write: forward, zero_grad, backward, (clip), step, (schedule)."""
+    net = _net()
+    optimizer = _sgd(net.parameters())
+    loader = _loader(train)
+    context = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
+    for _ in range(EPOCHS):
+        for _, (x, y) in _batches(loader):
+            with context():
+                loss = F.mse_loss(net(x).float(), y)
+            optimizer.zero_grad()
+            loss.backward()
+            if after_backward is not None:
+                after_backward(net)
+            optimizer.step()
+            if after_step is not None:
+                after_step(optimizer)
+        if after_epoch is not None:
+            after_epoch(net, optimizer)
+    return net, optimizer
+
+
 def _assert_same_parameters(module, net, atol=0.0):
     for ours, theirs in zip(module.net.parameters(), net.parameters()):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=atol)
@@ -77,16 +101,7 @@ def test_plain_sgd_matches_a_hand_written_loop():
     train = _data()
     module = Regressor(_sgd)
     _fit(module, train)
-
-    net = _net()
-    optimizer = _sgd(net.parameters())
-    loader = _loader(train)
-    for _ in range(EPOCHS):
-        for _, (x, y) in _batches(loader):
-            loss = F.mse_loss(net(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    net, _ = _train_by_hand(train)
     _assert_same_parameters(module, net)
 
 
@@ -112,17 +127,7 @@ def test_gradient_clipping_by_norm_matches_clip_grad_norm():
     train = _data()
     module = Regressor(_sgd)
     _fit(module, train, gradient_clip_val=0.05, gradient_clip_algorithm="norm")
-
-    net = _net()
-    optimizer = _sgd(net.parameters())
-    loader = _loader(train)
-    for _ in range(EPOCHS):
-        for _, (x, y) in _batches(loader):
-            loss = F.mse_loss(net(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 0.05)
-            optimizer.step()
+    net, _ = _train_by_hand(train, after_backward=lambda net: torch.nn.utils.clip_grad_norm_(net.parameters(), 0.05))
     _assert_same_parameters(module, net)
 
 
@@ -134,17 +139,13 @@ def test_step_interval_scheduler_steps_after_every_optimizer_step():
 
     module = Regressor(_sgd, schedule)
     trainer = _fit(module, train)
-    net = _net()
-    optimizer = _sgd(net.parameters())
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9)
-    loader = _loader(train)
-    for _ in range(EPOCHS):
-        for _, (x, y) in _batches(loader):
-            loss = F.mse_loss(net(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+    schedulers = {}
+
+    def schedule_step(optimizer):
+        scheduler = schedulers.setdefault("lr", torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9))
+        scheduler.step()
+
+    net, optimizer = _train_by_hand(train, after_step=schedule_step)
     _assert_same_parameters(module, net)
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(optimizer.param_groups[0]["lr"])
 
@@ -182,15 +183,5 @@ def test_bf16_mixed_on_cpu_matches_a_hand_written_autocast_loop():
     train = _data()
     module = Regressor(_sgd)
     _fit(module, train, precision="bf16-mixed")
-
-    net = _net()
-    optimizer = _sgd(net.parameters())
-    loader = _loader(train)
-    for _ in range(EPOCHS):
-        for _, (x, y) in _batches(loader):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = F.mse_loss(net(x).float(), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    net, _ = _train_by_hand(train, autocast=True)
     _assert_same_parameters(module, net)
