@@ -235,10 +235,6 @@ class Trainer(TrainerProperties):
             for logger in self.loggers:
                 logger.finalize("success")
             state.status, state.stage = TrainerStatus.FINISHED, None
-            if fn == TrainerFn.FITTING and self._signals.received is not None:
-                # Stopped by SIGTERM/SIGINT after saving a checkpoint: end the process as the signal asked.
-                sys.exit(self._signals.exit_code)
-            return results
         except KeyboardInterrupt as error:
             rank_zero_info("\nDetected KeyboardInterrupt, attempting graceful shutdown ...")
             previous_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut shutdown
@@ -254,6 +250,10 @@ class Trainer(TrainerProperties):
             if killer is not None:
                 killer()  # the other ranks would wait forever for this one in their next collective
             raise
+        if fn == TrainerFn.FITTING and self._signals.received is not None:
+            # Stopped by SIGTERM/SIGINT after saving a checkpoint: end the process as the signal asked.
+            sys.exit(self._signals.exit_code)
+        return results
 
     def _interrupt(self, error: BaseException) -> None:
         self._state.status = TrainerStatus.INTERRUPTED
