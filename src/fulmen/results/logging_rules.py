@@ -76,13 +76,3 @@ def resolve_log_options(hook: str | None, name: str, on_step: bool | None, on_ep
             f"`self.log({name!r}, on_epoch={on_epoch})` is not allowed in `{hook}`. Use on_epoch=True."
         )
     return on_step, on_epoch
-
-
-def loggable_hooks() -> frozenset[str]:
-    """Names of the hooks where `self.log` is allowed."""
-    return frozenset(_ALLOWED)
-
-
-def forbidden_hooks() -> frozenset[str]:
-    """Names of the hooks where `self.log` raises."""
-    return _FORBIDDEN

@@ -53,10 +53,6 @@ class LoggedValue:
         self.metric: Any = None  # a torchmetrics.Metric, which reduces (and syncs) itself
         self.synced: torch.Tensor | None = None  # the epoch value reduced across processes, once computed
 
-    @property
-    def forked(self) -> bool:
-        return self.on_step and self.on_epoch
-
     def update(self, value: torch.Tensor, batch_size: Callable[[], int]) -> None:
         self.synced = None
         # The step value users and callbacks see never holds the graph; with `enable_graph` only the

@@ -49,7 +49,8 @@ def _rebuild(data: Any, recurse: Callable[[Any], Any]) -> Any:
 
 def move_data_to_device(batch: Any, device: torch.device | str) -> Any:
     """Move every tensor in `batch` (and any leaf with a `.to(device)` method) to `device`."""
-    device = torch.device(device)
+    if not isinstance(device, torch.device):
+        device = torch.device(device)
     if type(batch) in (list, tuple) and all(type(item) is torch.Tensor and item.device == device for item in batch):
         return batch  # the common (inputs, targets) batch already on the device: nothing to rebuild
     # non_blocking only helps host->CUDA copies from pinned memory; for CPU targets it must stay off.
