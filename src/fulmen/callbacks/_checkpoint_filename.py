@@ -32,9 +32,9 @@ def format_template(template: str | None, metrics: dict[str, Any], auto_insert_m
 
 
 def checkpoint_name(template: str | None, metrics: dict[str, Any], auto_insert_metric_name: bool = True,
-                    version: int | None = None) -> str:
-    """The file name (with `.ckpt`), with a `-vN` suffix when `version` is given."""
+                    version: int | None = None, extension: str = EXTENSION) -> str:
+    """The file name (with `extension`), with a `-vN` suffix when `version` is given."""
     name = format_template(template, metrics, auto_insert_metric_name)
     if version is not None:
         name = f"{name}{JOIN_CHAR}v{version}"
-    return name + EXTENSION
+    return name + extension

@@ -6,8 +6,10 @@ contents come from `trainer.save_checkpoint`; the bytes are written atomically b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from copy import copy
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +37,7 @@ class ModelCheckpoint(Callback):
 
     CHECKPOINT_NAME_LAST = "last"
     STARTING_VERSION = 1
+    FILE_EXTENSION = ".ckpt"
     _is_checkpoint = True
     _monitors_metrics = True
 
@@ -89,6 +92,7 @@ class ModelCheckpoint(Callback):
         self._last_global_step_saved = 0
         self._last_checkpoint_saved = ""
         self._last_time_checked: float | None = None
+        self._save_after_validation = False  # a step/time save waiting for the monitored value
 
     @property
     def state_key(self) -> str:
@@ -121,14 +125,32 @@ class ModelCheckpoint(Callback):
             return
         if not skip_time:
             self._last_time_checked = now
+        if self.monitor is not None and self._validation_brings_monitor(trainer, batch_idx):
+            self._save_after_validation = True
+            return
         self._save_topk_and_last(trainer)
+
+    def _validation_brings_monitor(self, trainer: Trainer, batch_idx: int) -> bool:
+        """Whether a step/time save should wait for validation: the monitored value is not logged yet,
+        or the epoch's last batch is followed by a validation that will log a fresh one."""
+        fit_loop = trainer.fit_loop
+        if fit_loop is None or not fit_loop.val_loop.enabled:
+            return False
+        if self.monitor not in trainer.callback_metrics:
+            return True
+        return trainer.is_last_batch and fit_loop._should_validate(batch_idx, True)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._skip_saving(trainer) and self._save_on_train_epoch_end_now(trainer):
             self._save_at_epoch(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self._skip_saving(trainer) and not self._save_on_train_epoch_end_now(trainer):
+        if self._skip_saving(trainer):
+            return
+        if self._save_after_validation:
+            self._save_after_validation = False
+            self._save_topk_and_last(trainer)
+        elif not self._save_on_train_epoch_end_now(trainer):
             self._save_at_epoch(trainer)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -145,10 +167,16 @@ class ModelCheckpoint(Callback):
             self._save_last(trainer, candidates)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if self.save_on_exception and trainer.state.fn == TrainerFn.FITTING and self.dirpath:
-            name = checkpoint_name(f"exception-{type(exception).__name__}-" + "{epoch}-{step}",
-                                   self._monitor_candidates(trainer), self.auto_insert_metric_name)
-            self._save(trainer, os.path.join(self.dirpath, name))
+        if (not self.save_on_exception or trainer.state.fn != TrainerFn.FITTING or not self.dirpath
+                or trainer.fast_dev_run or trainer.sanity_checking
+                or self._last_global_step_saved == trainer.global_step):
+            return
+        # Named like every other save (Lightning 2.6 does the same); not ranked among the top k.
+        candidates = self._monitor_candidates(trainer)
+        path = self._free_path(trainer, candidates, None)
+        self._save(trainer, path)
+        self._save_last(trainer, candidates)
+        rank_zero_info(f"{type(exception).__name__} raised during fit: saved a checkpoint to {path}")
 
     def _epoch_due(self, trainer: Trainer) -> bool:
         return self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0
@@ -186,8 +214,10 @@ class ModelCheckpoint(Callback):
             return
         if self.monitor is None:
             path = self._free_path(trainer, candidates, self.best_model_path)
-            previous, self.best_model_path = self.best_model_path, path
-            self._save(trainer, path)
+            previous = self.best_model_path
+            with self._rollback_on_failure():
+                self.best_model_path = path
+                self._save(trainer, path)
             if self.save_top_k == 1 and previous and self._may_remove(trainer, previous, path):
                 self._remove(trainer, previous)
             return
@@ -216,45 +246,43 @@ class ModelCheckpoint(Callback):
 
     def _update_best_and_save(self, trainer: Trainer, current: Any, candidates: dict[str, Any]) -> None:
         k = len(self.best_k_models) + 1 if self.save_top_k == -1 else self.save_top_k
-        removed = None
-        if len(self.best_k_models) == k and k > 0:
-            removed = self.kth_best_model_path
-            self.best_k_models.pop(removed)
+        removed = self.kth_best_model_path if len(self.best_k_models) == k and k > 0 else None
         current = torch.as_tensor(current).detach()
         if torch.isnan(current):  # a NaN never counts as an improvement
             current = torch.tensor(float("inf") if self.mode == "min" else float("-inf"), device=current.device)
         path = self._free_path(trainer, candidates, removed)
-        self.current_score = current
-        self.best_k_models[path] = current
-        if len(self.best_k_models) == k:
-            worst = max if self.mode == "min" else min
-            self.kth_best_model_path = worst(self.best_k_models, key=self.best_k_models.get)
-            self.kth_value = self.best_k_models[self.kth_best_model_path]
-        best = min if self.mode == "min" else max
-        self.best_model_path = best(self.best_k_models, key=self.best_k_models.get)
-        self.best_model_score = self.best_k_models[self.best_model_path]
+        # The new bookkeeping goes into the file itself (it resumes as the best), and is undone if the write fails.
+        with self._rollback_on_failure():
+            if removed is not None:
+                self.best_k_models.pop(removed)
+            self.current_score = current
+            self.best_k_models[path] = current
+            if len(self.best_k_models) == k:
+                worst = max if self.mode == "min" else min
+                self.kth_best_model_path = worst(self.best_k_models, key=self.best_k_models.get)
+                self.kth_value = self.best_k_models[self.kth_best_model_path]
+            best = min if self.mode == "min" else max
+            self.best_model_path = best(self.best_k_models, key=self.best_k_models.get)
+            self.best_model_score = self.best_k_models[self.best_model_path]
+            self._save(trainer, path)
         if self.verbose:
             rank_zero_info(f"Epoch {trainer.current_epoch}, global step {trainer.global_step}: {self.monitor!r} "
-                           f"reached {current.item():.5f} (best {self.best_model_score.item():.5f}), saving model "
+                           f"reached {current.item():.5f} (best {self.best_model_score.item():.5f}), saved model "
                            f"to {path!r} as top {k}")
-        self._save(trainer, path)
         if removed and self._may_remove(trainer, removed, path):
             self._remove(trainer, removed)
 
     def _save_last(self, trainer: Trainer, candidates: dict[str, Any]) -> None:
         if not self.save_last:
             return
-        path = self.format_checkpoint_name(candidates, self.CHECKPOINT_NAME_LAST)
-        if self._enable_version_counter:
-            version = self.STARTING_VERSION
-            while os.path.exists(path) and path != self.last_model_path:
-                path = self.format_checkpoint_name(candidates, self.CHECKPOINT_NAME_LAST, ver=version)
-                version += 1
-        previous, self.last_model_path = self.last_model_path, path
-        if self.save_last == "link" and self._last_checkpoint_saved and self.save_top_k != 0:
-            self._link(trainer, self._last_checkpoint_saved, path)
-        else:
-            self._save(trainer, path)
+        path = self._free_path(trainer, candidates, self.last_model_path, self.CHECKPOINT_NAME_LAST)
+        previous = self.last_model_path
+        with self._rollback_on_failure():
+            self.last_model_path = path
+            if self.save_last == "link" and self._last_checkpoint_saved and self.save_top_k != 0:
+                self._link(trainer, self._last_checkpoint_saved, path)
+            else:
+                self._save(trainer, path)
         if previous and self._may_remove(trainer, previous, path):
             self._remove(trainer, previous)
 
@@ -263,17 +291,35 @@ class ModelCheckpoint(Callback):
     def format_checkpoint_name(self, metrics: dict[str, Any], filename: str | None = None,
                                ver: int | None = None) -> str:
         """The path a checkpoint with these metrics would get (`dirpath/filename[-vN].ckpt`)."""
-        name = checkpoint_name(filename or self.filename, metrics, self.auto_insert_metric_name, ver)
+        name = checkpoint_name(filename or self.filename, metrics, self.auto_insert_metric_name, ver,
+                               self.FILE_EXTENSION)
         return os.path.join(self.dirpath, name) if self.dirpath else name
 
-    def _free_path(self, trainer: Trainer, candidates: dict[str, Any], replacing: str | None) -> str:
-        path = self.format_checkpoint_name(candidates)
-        if self._enable_version_counter:
+    def _free_path(self, trainer: Trainer, candidates: dict[str, Any], replacing: str | None,
+                   filename: str | None = None) -> str:
+        """The file name for this save, with a `-vN` suffix if taken. Rank 0 looks at the disk and the
+        others follow: each rank's own view can differ (a file rank 0 has just written, a slow filesystem)."""
+        path = self.format_checkpoint_name(candidates, filename)
+        if not self._enable_version_counter:
+            return path
+        if trainer.is_global_zero:
             version = self.STARTING_VERSION
             while os.path.exists(path) and path != replacing:
-                path = self.format_checkpoint_name(candidates, ver=version)
+                path = self.format_checkpoint_name(candidates, filename, ver=version)
                 version += 1
-        return path
+        return trainer.strategy.broadcast(path)
+
+    @contextlib.contextmanager
+    def _rollback_on_failure(self) -> Iterator[None]:
+        """Undo the best/last bookkeeping if the write fails, so no path names a file that was not written."""
+        saved = (dict(self.best_k_models), self.kth_best_model_path, self.kth_value, self.best_model_score,
+                 self.best_model_path, self.current_score, self.last_model_path)
+        try:
+            yield
+        except BaseException:
+            (self.best_k_models, self.kth_best_model_path, self.kth_value, self.best_model_score,
+             self.best_model_path, self.current_score, self.last_model_path) = saved
+            raise
 
     def _save(self, trainer: Trainer, path: str) -> None:
         trainer.save_checkpoint(path, self.save_weights_only)
