@@ -4,6 +4,7 @@
     python ddp_script.py OUT_DIR fail --fail-rank 1      # training_step raises on that rank at step 3
     python ddp_script.py OUT_DIR sigterm                 # trains slowly until the test sends SIGTERM
     python ddp_script.py OUT_DIR progress_sync           # progress bar + checkpointing + a sync_dist value
+    python ddp_script.py OUT_DIR names                   # rank 1 sees taken checkpoint names that rank 0 does not
     python ddp_script.py OUT_DIR torchrun --devices 1 --num-nodes 2   # started by torchrun
 
 Each rank writes `<tag>_<stage>_rank<r>.json` (see `DDPProbe`) and `extra_<scenario>_rank<r>.json` to
@@ -125,10 +126,33 @@ def run_progress_sync(out_dir):
     run.fit(DDPProbe(out_dir, "progress_sync"), make_loader())
 
 
+class StaleView(L.Callback):
+    """On rank 1 only, `os.path.exists` also reports `names` in `directory` as existing: the view of a node
+    whose directory listing lags behind (or runs ahead of) rank 0's."""
+
+    def __init__(self, directory, names):
+        self.phantoms = {os.path.join(directory, name) for name in names}
+
+    def setup(self, trainer, pl_module, stage):
+        if trainer.global_rank == 1:
+            real_exists = os.path.exists
+            os.path.exists = lambda path: os.fspath(path) in self.phantoms or real_exists(path)
+
+
+def run_names(out_dir):
+    directory = os.path.join(out_dir, "names_checkpoints")
+    checkpoint = ModelCheckpoint(dirpath=directory, save_top_k=-1, save_last=True)
+    stale = StaleView(directory, ["epoch=0-step=4.ckpt", "last.ckpt"])
+    run = trainer(out_dir, max_epochs=1, enable_checkpointing=True, callbacks=[stale, checkpoint])
+    run.fit(DDPProbe(out_dir, "names"), make_loader())
+    write_extra(out_dir, "names", run.global_rank, {
+        "best_model_path": checkpoint.best_model_path, "last_model_path": checkpoint.last_model_path})
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")
-    parser.add_argument("scenario", choices=["full", "fail", "sigterm", "progress_sync", "torchrun"])
+    parser.add_argument("scenario", choices=["full", "fail", "sigterm", "progress_sync", "torchrun", "names"])
     parser.add_argument("--fail-rank", type=int, default=1)
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--num-nodes", type=int, default=1)
@@ -144,6 +168,8 @@ def main():
         trainer(args.out_dir, max_epochs=1000).fit(DDPProbe(args.out_dir, "sigterm", step_sleep=0.05), make_loader())
     elif args.scenario == "progress_sync":
         run_progress_sync(args.out_dir)
+    elif args.scenario == "names":
+        run_names(args.out_dir)
     else:
         run_torchrun(args.out_dir, args.devices, args.num_nodes)
 

@@ -246,6 +246,18 @@ def test_early_stopping_and_checkpoint_decisions_agree_across_ranks(full_run):
     assert [report["global_step"] for report in load_reports(full_run, "earlystop")] == [8, 8]
 
 
+def test_checkpoint_names_are_chosen_by_rank_zero(tmp_path):
+    # Rank 1 sees `epoch=0-step=4.ckpt` and `last.ckpt` as taken, rank 0 does not: all ranks use rank 0's names.
+    returncode, _, stderr = run_script(tmp_path, "names")
+    assert returncode == 0, stderr[-3000:]
+    directory = tmp_path / "names_checkpoints"
+    extras = [json.loads((tmp_path / f"extra_names_rank{rank}.json").read_text()) for rank in range(2)]
+    assert extras[0] == extras[1]
+    assert extras[0]["best_model_path"] == str(directory / "epoch=0-step=4.ckpt")
+    assert extras[0]["last_model_path"] == str(directory / "last.ckpt")
+    assert sorted(os.listdir(directory)) == ["epoch=0-step=4.ckpt", "last.ckpt"]
+
+
 def test_progress_bar_and_checkpointing_with_sync_dist_finish(tmp_path):
     returncode, _, stderr = run_script(tmp_path, "progress_sync")
     assert returncode == 0, stderr[-3000:]
