@@ -2,8 +2,8 @@
 
 Behaviour checked against Lightning 2.6.6 where the two agree (keys, `hparams_name`, overriding kwargs,
 TypeError for a missing ignored argument, RuntimeError for unknown weights). fulmen deliberately differs
-in loading safely by default and in refusing, before training, hyperparameters a safe checkpoint
-cannot hold.
+in loading safely by default and in leaving out of the checkpoint (with a warning at fit start)
+hyperparameters a safe checkpoint cannot hold, which `load_from_checkpoint` then asks for.
 """
 
 import argparse
@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 import fulmen as L
 from fulmen.callbacks import ModelCheckpoint
-from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.loggers import CSVLogger
 from helpers.tiny import RandomDataset, TinyModule, make_loader, quiet_trainer
 
 
@@ -148,21 +148,107 @@ def test_paths_and_enums_are_stored_as_plain_values(tmp_path):
     assert PathsAndEnums.load_from_checkpoint(path).hparams.root == "/data/run"
 
 
-@pytest.mark.parametrize("value, kind", [(lambda x: x, "function"), (TrustedConfig(3), "TrustedConfig")])
-def test_unsafe_hyperparameter_is_refused_before_training(tmp_path, value, kind):
-    model = Unsafe(activation=value)
-    with pytest.raises(MisconfigurationException, match=rf"'activation'.*{kind}.*ignore=\['activation'\]"):
-        fit_and_save(tmp_path, model)
-    assert model.calls["training_step"] == 0
-    assert not (tmp_path / "ckpts").exists() or os.listdir(tmp_path / "ckpts") == []
+# -- hyperparameters a safe checkpoint cannot hold: the run goes on, the checkpoint leaves them out -----
 
 
-def test_unsafe_hyperparameter_is_refused_by_save_checkpoint(tmp_path):
+class WithBackbone(L.LightningModule):
+    """A ported script's pattern: a backbone module passed in, and `save_hyperparameters()` of everything."""
+
+    def __init__(self, backbone: nn.Module, lr=1e-3):
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = backbone
+        self.steps = 0
+
+    def training_step(self, batch, batch_idx):
+        self.steps += 1
+        x, y = batch
+        return nn.functional.cross_entropy(self.backbone(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+class WithOptimizerClass(TinyModule):
+    """The other ported pattern: an optimizer class as a hyperparameter."""
+
+    def __init__(self, optimizer_cls=torch.optim.Adam, lr=0.01):
+        super().__init__(lr=lr)
+        self.save_hyperparameters()
+
+    def configure_optimizers(self):
+        return self.hparams.optimizer_cls(self.parameters(), lr=self.hparams.lr)
+
+
+def _left_out_warnings(record):
+    return [str(warning.message) for warning in record if "are not plain values" in str(warning.message)]
+
+
+def test_module_hyperparameter_is_left_out_of_the_checkpoint_and_asked_for_when_loading(tmp_path):
+    with pytest.warns(UserWarning, match=r"'backbone' is an instance of `nn.Module`"):  # as Lightning warns
+        model = WithBackbone(nn.Linear(32, 2), lr=0.05)
+    trainer = quiet_trainer(tmp_path, max_epochs=1, callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpts")],
+                            enable_checkpointing=True, limit_val_batches=0, logger=CSVLogger(tmp_path))
+    with pytest.warns(UserWarning) as record:
+        trainer.fit(model, make_loader(32))
+    messages = _left_out_warnings(record)
+    assert len(messages) == 1
+    assert "'backbone' (a torch.nn.modules.linear.Linear)" in messages[0]
+    assert "ignore=['backbone']" in messages[0]
+    assert model.steps == 4 and model.hparams.backbone is model.backbone  # trained; kept in memory
+
+    path = trainer.checkpoint_callback.best_model_path
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["hyper_parameters"] == {"lr": 0.05}
+    assert checkpoint["hparams_left_out"] == {"backbone": "a torch.nn.modules.linear.Linear"}
+    assert torch.equal(checkpoint["state_dict"]["backbone.weight"], model.backbone.weight)
+    assert checkpoint["optimizer_states"] and checkpoint["loops"]["fit_loop"]["global_step"] == 4
+    hparams_yaml = yaml.safe_load((Path(trainer.logger.log_dir) / "hparams.yaml").read_text())
+    assert hparams_yaml["lr"] == 0.05 and "backbone" in hparams_yaml
+
+    with pytest.raises(TypeError, match=r"'backbone'.*load_from_checkpoint\(path, backbone=\.\.\.\)"):
+        WithBackbone.load_from_checkpoint(path)
+    loaded = WithBackbone.load_from_checkpoint(path, backbone=nn.Linear(32, 2))
+    assert same_weights(loaded, model) and loaded.hparams.lr == 0.05
+    # Training resumes from it as well.
+    resumed = quiet_trainer(tmp_path, max_epochs=2, limit_val_batches=0)
+    resumed.fit(loaded, make_loader(32), ckpt_path=path)
+    assert resumed.global_step == 8 and loaded.steps == 4
+
+
+def test_class_hyperparameter_is_left_out_and_passed_again_when_loading(tmp_path):
+    model = WithOptimizerClass(optimizer_cls=torch.optim.SGD, lr=0.2)
+    with pytest.warns(UserWarning, match=r"'optimizer_cls' \(the class torch\.optim\.sgd\.SGD\)"):
+        path = fit_and_save(tmp_path, model)
+    assert model.calls["training_step"] == 4
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["hyper_parameters"] == {"lr": 0.2}
+    assert checkpoint["hparams_left_out"] == {"optimizer_cls": "the class torch.optim.sgd.SGD"}
+    with pytest.raises(TypeError, match=r"'optimizer_cls'.*optimizer_cls=\.\.\."):
+        WithOptimizerClass.load_from_checkpoint(path)  # its default (Adam) would silently differ
+    loaded = WithOptimizerClass.load_from_checkpoint(path, optimizer_cls=torch.optim.SGD)
+    assert loaded.hparams.optimizer_cls is torch.optim.SGD and same_weights(loaded, model)
+
+
+@pytest.mark.parametrize("value, kind", [(lambda x: x, "the function"), (TrustedConfig(3), "TrustedConfig")])
+def test_unsafe_hyperparameter_is_left_out_by_save_checkpoint(tmp_path, value, kind):
     trainer = quiet_trainer(tmp_path, max_epochs=1, limit_val_batches=0)
-    trainer.fit(Unsafe(activation=lambda x: x), make_loader(32))  # nothing to save while fitting
-    with pytest.raises(MisconfigurationException, match="ignore=\\['activation'\\]"):
-        trainer.save_checkpoint(tmp_path / "model.ckpt")
-    assert not (tmp_path / "model.ckpt").exists()
+    trainer.fit(Unsafe(activation=value), make_loader(32))
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    checkpoint = torch.load(tmp_path / "model.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"] == {"lr": 0.1}
+    assert list(checkpoint["hparams_left_out"]) == ["activation"] and kind in checkpoint["hparams_left_out"]["activation"]
+    assert Unsafe.load_from_checkpoint(tmp_path / "model.ckpt", activation=value).hparams.activation is value
+
+
+def test_unsafe_value_inside_a_single_dict_argument(tmp_path):
+    model = FromConfig({"width": 3, "act": nn.ReLU})
+    with pytest.warns(UserWarning, match="'act'"):
+        path = fit_and_save(tmp_path, model)
+    assert torch.load(path, weights_only=True)["hparams_left_out"] == {"act": "the class torch.nn.modules.activation.ReLU"}
+    with pytest.raises(TypeError, match="act=..."):
+        FromConfig.load_from_checkpoint(path)
+    assert FromConfig.load_from_checkpoint(path, act=nn.ReLU).received == {"width": 3, "act": nn.ReLU}
 
 
 def test_hparams_file_overrides_the_saved_hyperparameters(tmp_path):
@@ -234,9 +320,17 @@ def test_datamodule_single_dict_argument_round_trips(tmp_path):
     assert dict(DataFromConfig.load_from_checkpoint(tmp_path / "dm.ckpt").hparams) == {"batch_size": 4}
 
 
-def test_unsafe_datamodule_hyperparameter_is_refused_before_training(tmp_path):
-    with pytest.raises(MisconfigurationException, match="LightningDataModule.*'flag'.*ignore=\\['flag'\\]"):
-        fit_and_save(tmp_path, Options(), datamodule=Data(flag=TrustedConfig(1)))
+def test_unsafe_datamodule_hyperparameter_is_left_out_and_asked_for_when_loading(tmp_path):
+    with pytest.warns(UserWarning, match=r"LightningDataModule's hyperparameters 'flag'.*ignore=\['flag'\]"):
+        path = fit_and_save(tmp_path, Options(), datamodule=Data(flag=TrustedConfig(1)))
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["datamodule_hyper_parameters"] == {"batch_size": 8}
+    assert list(checkpoint["datamodule_hparams_left_out"]) == ["flag"]
+    with pytest.raises(TypeError, match=r"Data's hyperparameter\(s\) 'flag'.*flag=\.\.\."):
+        Data.load_from_checkpoint(path)
+    flag = TrustedConfig(2)
+    loaded = Data.load_from_checkpoint(path, flag=flag)
+    assert loaded.hparams.flag is flag and loaded.counter == 5
 
 
 # -- safe loading ----------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from typing import Any
 
 from torch import nn
 
-from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 
@@ -130,43 +129,77 @@ def _collect_init_args(frame: FrameType | None, instance: object) -> dict[str, A
     return collected
 
 
+def checkpointable_hparams(hparams: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """Split `hparams` into what a safe checkpoint holds and what it leaves out.
+
+    Returns `(plain, left_out)`: `plain` has the hyperparameters as plain containers and primitives that
+    `torch.load(weights_only=True)` accepts (Namespaces and mappings become dicts, paths strings, enums their
+    values; tensors, dtypes and devices stay). Any other value (a module, a class, a function...) would need
+    arbitrary unpickling to load, so its top-level hyperparameter goes to `left_out`, described by type.
+    """
+    plain: dict[str, Any] = {}
+    left_out: dict[str, str] = {}
+    for key, value in dict(hparams).items():
+        try:
+            plain[key] = _plain(value)
+        except _NotPlain as error:
+            left_out[str(key)] = _describe(error.value)
+    return plain, left_out
+
+
+def warn_unsaved_hparams(owner: Any, label: str) -> None:
+    """Warn (once per call, at fit start) about hyperparameters that checkpoints will leave out."""
+    if not getattr(owner, "_hparams", None):
+        return
+    _, left_out = checkpointable_hparams(owner.hparams)
+    if not left_out:
+        return
+    described = ", ".join(f"{name!r} ({kind})" for name, kind in left_out.items())
+    names = list(left_out)
+    rank_zero_warn(
+        f"The {label}'s hyperparameters {described} are not plain values: they stay in `self.hparams`, but "
+        f"checkpoints leave them out (a safe checkpoint holds no pickled objects; the weights are saved as usual). "
+        f"`load_from_checkpoint` then needs them again, e.g. `{type(owner).__name__}.load_from_checkpoint(path, "
+        f"{names[0]}=...)`. To silence this, use `self.save_hyperparameters(ignore={names!r})`."
+    )
+
+
+class _NotPlain(Exception):
+    def __init__(self, value: Any) -> None:
+        super().__init__()
+        self.value = value
+
+
 _PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes)
 
 
-def checkpointable_hparams(hparams: Any, owner: str = "module") -> Any:
-    """Return `hparams` as plain containers and primitives that `torch.load(weights_only=True)` accepts.
-
-    Namespaces and mappings become dicts, paths strings, enums their values; tensors, dtypes and devices
-    stay. Anything else is refused with a message naming the key, because loading it later would need
-    arbitrary unpickling.
-    """
+def _plain(value: Any) -> Any:
     import enum
     import os
 
     import torch
 
-    def convert(value: Any, key: str) -> Any:
-        if isinstance(value, _PLAIN_LEAVES) or isinstance(value, (torch.Tensor, torch.dtype, torch.device)):
-            return value
-        if isinstance(value, Namespace):
-            value = vars(value)
-        if isinstance(value, Mapping):
-            return {item_key: convert(item, f"{key}.{item_key}") for item_key, item in value.items()}
-        if isinstance(value, (list, tuple)):
-            items = [convert(item, f"{key}[{index}]") for index, item in enumerate(value)]
-            return items if isinstance(value, list) else tuple(items)
-        if isinstance(value, (set, frozenset)):
-            return [convert(item, f"{key}[]") for item in sorted(value, key=repr)]
-        if isinstance(value, os.PathLike):
-            return os.fspath(value)
-        if isinstance(value, enum.Enum):
-            return convert(value.value, key)
-        top = key.split(".")[0].split("[")[0]
-        raise MisconfigurationException(
-            f"The {owner}'s hyperparameter {key!r} is a {type(value).__module__}.{type(value).__qualname__}, which a "
-            f"safe checkpoint cannot hold (loading it would need arbitrary unpickling). Exclude it with "
-            f"`self.save_hyperparameters(ignore=[{top!r}])` and pass it again to `load_from_checkpoint`, or store "
-            "plain values (numbers, strings, lists, dicts) instead."
-        )
+    if isinstance(value, _PLAIN_LEAVES) or isinstance(value, (torch.Tensor, torch.dtype, torch.device)):
+        return value
+    if isinstance(value, Namespace):
+        value = vars(value)
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_plain(item) for item in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, (set, frozenset)):
+        return [_plain(item) for item in sorted(value, key=repr)]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
+    raise _NotPlain(value)
 
-    return {key: convert(value, str(key)) for key, value in dict(hparams).items()}
+
+def _describe(value: Any) -> str:
+    if isinstance(value, type):
+        return f"the class {value.__module__}.{value.__qualname__}"
+    if callable(value) and hasattr(value, "__qualname__") and not isinstance(value, nn.Module):
+        return f"the function {getattr(value, '__module__', '?')}.{value.__qualname__}"
+    return f"a {type(value).__module__}.{type(value).__qualname__}"

@@ -89,9 +89,24 @@ def instantiate_from_checkpoint(cls: type, checkpoint: dict[str, Any], hparams_k
     names = [name for name, p in parameters.items()
              if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     saved = dict(checkpoint.get(hparams_key) or {})
+    overrides = dict(overrides)
+    # Hyperparameters the checkpoint left out (not plain values) must be given again.
+    left_out = checkpoint.get(name_key.replace("hparams_name", "hparams_left_out")) or {}
+    missing = [name for name in left_out if name not in overrides]
+    if missing:
+        described = ", ".join(f"{name!r} ({left_out[name]})" for name in missing)
+        example = ", ".join(f"{name}=..." for name in missing)
+        raise TypeError(
+            f"This checkpoint does not hold {cls.__name__}'s hyperparameter(s) {described}: they are not plain "
+            f"values, so they were left out when it was saved. Pass them again: "
+            f"`{cls.__name__}.load_from_checkpoint(path, {example})`."
+        )
+    container_name = checkpoint.get(name_key)
+    if container_name and container_name in names:
+        for name in left_out:  # they belong inside the saved dict/Namespace argument
+            saved[name] = overrides.pop(name)
     if checkpoint.get(CHECKPOINT_HYPER_PARAMS_TYPE) == "Namespace":
         saved = Namespace(**saved)  # type: ignore[assignment]
-    container_name = checkpoint.get(name_key)
     if container_name and container_name in names:
         # save_hyperparameters(hparams) of one dict/Namespace argument: pass it back under its own name.
         kwargs = {container_name: saved}

@@ -46,16 +46,19 @@ class Checkpointing:
             if precision_state:
                 checkpoint[type(trainer.strategy.precision_plugin).__name__] = precision_state
         if getattr(module, "_hparams", None):
-            checkpoint["hyper_parameters"] = checkpointable_hparams(module.hparams, "LightningModule")
+            checkpoint["hyper_parameters"], left_out = checkpointable_hparams(module.hparams)
             checkpoint["hparams_name"] = getattr(module, "_hparams_name", "kwargs")
+            if left_out:  # fulmen's record of what `load_from_checkpoint` must be given again
+                checkpoint["hparams_left_out"] = left_out
             if getattr(module, "_hparams_type", None) == "Namespace":
                 checkpoint["hparams_type"] = "Namespace"
         datamodule = trainer.datamodule
         if datamodule is not None:
             if getattr(datamodule, "_hparams", None):
-                checkpoint["datamodule_hyper_parameters"] = checkpointable_hparams(datamodule.hparams,
-                                                                                   "LightningDataModule")
+                checkpoint["datamodule_hyper_parameters"], left_out = checkpointable_hparams(datamodule.hparams)
                 checkpoint["datamodule_hparams_name"] = getattr(datamodule, "_hparams_name", "kwargs")
+                if left_out:
+                    checkpoint["datamodule_hparams_left_out"] = left_out
             state = datamodule.state_dict()
             if state:
                 checkpoint[type(datamodule).__qualname__] = state

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fulmen.core.datamodule import LightningDataModule
-from fulmen.core.hparams import checkpointable_hparams
+from fulmen.core.hparams import warn_unsaved_hparams
 from fulmen.core.module import LightningModule
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -24,10 +24,10 @@ def check_run(trainer: Trainer, fn: TrainerFn) -> None:
     config = trainer._config
     if fn == TrainerFn.FITTING:
         if trainer.checkpoint_callbacks:
-            # Fail before training, not at the first checkpoint, if the hparams could not be saved safely.
+            # Say before training, not at the first checkpoint, which hparams the checkpoints will leave out.
             for owner, label in ((module, "LightningModule"), (trainer.datamodule, "LightningDataModule")):
-                if owner is not None and getattr(owner, "_hparams", None):
-                    checkpointable_hparams(owner.hparams, label)
+                if owner is not None:
+                    warn_unsaved_hparams(owner, label)
         if not hooks.module_defines("training_step"):
             raise MisconfigurationException(
                 f"{name} has no `training_step()`; `Trainer.fit` needs one that returns the loss for a batch."
