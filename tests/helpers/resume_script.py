@@ -6,6 +6,7 @@ validation every epoch) up to `--max-steps`, optionally checkpointing or resumin
 
     python resume_script.py --out final.pt --max-steps 20 [--resume CKPT] [--every-steps 5 ...]
         [--epoch-checkpoints] [--val-checkpoints] [--generator] [--accumulate 2]
+        [--default-checkpointing] [--last-in DIR]
         [--slow 0.02 --started FILE] [--teardown FILE]
 """
 
@@ -82,6 +83,8 @@ def main():
     parser.add_argument("--slow", type=float, default=0.0)
     parser.add_argument("--started", default=None)
     parser.add_argument("--teardown", default=None)
+    parser.add_argument("--default-checkpointing", action="store_true")  # the Trainer's own ModelCheckpoint
+    parser.add_argument("--last-in", default=None)  # a ModelCheckpoint(save_last=True) writing to this directory
     args = parser.parse_args()
 
     # Checkpoints and the default root directory go next to the output file.
@@ -106,10 +109,12 @@ def main():
         # Saved when validation ends, while the epoch is still running.
         callbacks.append(ModelCheckpoint(dirpath=os.path.join(root, "val"), monitor="val_loss", save_top_k=-1,
                                          save_on_train_epoch_end=False))
+    if args.last_in:
+        callbacks.append(ModelCheckpoint(dirpath=args.last_in, save_last=True))
     trainer = L.Trainer(default_root_dir=root, max_steps=args.max_steps, max_epochs=-1, logger=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=2,
                         accumulate_grad_batches=args.accumulate, callbacks=callbacks,
-                        enable_checkpointing=len(callbacks) > 1)
+                        enable_checkpointing=len(callbacks) > 1 or args.default_checkpointing)
     model = DropoutRegressor(slow=args.slow, started=args.started, teardown_marker=args.teardown)
     trainer.fit(model, train, val, ckpt_path=args.resume)
 

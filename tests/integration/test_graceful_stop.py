@@ -88,3 +88,54 @@ def test_signal_saves_checkpoint_runs_teardown_and_resumes_exactly(tmp_path, uni
     assert list(actual) == list(expected)
     for name in expected:
         assert torch.equal(actual[name], expected[name]), name
+
+
+def _signal_run(tmp_path, *flags):
+    """Start training, SIGTERM it after 3 batches, and wait for it to end; returns its output."""
+    root, started = tmp_path / "run", tmp_path / "started"
+    command = _script(root / "final.pt", "--slow", 0.03, "--started", started, *flags)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    try:
+        _wait_for(started, process)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 143, output[-3000:]
+    return output
+
+
+def _assert_resumes_exactly(tmp_path, uninterrupted, name, resume, start_step, *flags):
+    resumed = tmp_path / f"resumed_{name}" / "final.pt"
+    _run(_script(resumed, "--resume", resume, *flags))
+    assert json.loads(Path(str(resumed) + ".json").read_text())["start"]["global_step"] == start_step, name
+    expected = torch.load(uninterrupted, weights_only=True)
+    actual = torch.load(resumed, weights_only=True)
+    for key in expected:
+        assert torch.equal(actual[key], expected[key]), (name, key)
+
+
+@pytest.mark.parametrize("checkpointing", ["default", "save_last"])
+def test_every_checkpoint_written_after_the_signal_resumes_exactly(tmp_path, uninterrupted, checkpointing):
+    # The cut-short epoch still ends after the signal, and ModelCheckpoint saves then (and last.ckpt when
+    # training ends): those files must resume mid-epoch like signal-interrupted.ckpt, not skip the epoch's rest.
+    directory = tmp_path / "run" / "checkpoints"
+    flags = ["--default-checkpointing"] if checkpointing == "default" else ["--last-in", directory]
+    _signal_run(tmp_path, *flags)
+    signal_checkpoint = torch.load(directory / "signal-interrupted.ckpt", weights_only=True)
+    stopped_at = signal_checkpoint["global_step"]
+    names = sorted(os.listdir(directory))
+    epoch_file = f"epoch={signal_checkpoint['epoch']}-step={stopped_at}.ckpt"
+    last = {"last.ckpt"} if checkpointing == "save_last" else set()
+    assert set(names) == {"signal-interrupted.ckpt", epoch_file} | last, names
+    for name in names:
+        checkpoint = torch.load(directory / name, weights_only=True)
+        loop, signal_loop = checkpoint["loops"]["fit_loop"], signal_checkpoint["loops"]["fit_loop"]
+        for key in ("current_epoch", "global_step", "phase", "batches_done", "epoch_finished"):
+            assert loop[key] == signal_loop[key], (name, key)
+        assert checkpoint["epoch"] == signal_checkpoint["epoch"], name
+        _assert_resumes_exactly(tmp_path, uninterrupted, name, directory / name, stopped_at)
+    if checkpointing == "save_last":  # a re-queued job asking for "last" in a fresh process
+        _assert_resumes_exactly(tmp_path, uninterrupted, "last", "last", stopped_at, *flags)

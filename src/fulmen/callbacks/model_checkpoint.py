@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from copy import copy
@@ -320,6 +321,13 @@ class ModelCheckpoint(Callback):
             (self.best_k_models, self.kth_best_model_path, self.kth_value, self.best_model_score,
              self.best_model_path, self.current_score, self.last_model_path) = saved
             raise
+
+    def _find_last_checkpoints(self) -> list[str]:
+        """The `last[-vN]` files in `dirpath`, saved by this run or an earlier one (for `ckpt_path="last"`)."""
+        if not self.dirpath or not os.path.isdir(self.dirpath):
+            return []
+        pattern = re.compile(rf"{re.escape(self.CHECKPOINT_NAME_LAST)}(-v\d+)?{re.escape(self.FILE_EXTENSION)}")
+        return [os.path.join(self.dirpath, name) for name in os.listdir(self.dirpath) if pattern.fullmatch(name)]
 
     def _save(self, trainer: Trainer, path: str) -> None:
         trainer.save_checkpoint(path, self.save_weights_only)

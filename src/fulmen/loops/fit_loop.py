@@ -53,6 +53,7 @@ class FitLoop:
         self.epoch_finished = False
         self.epoch_start_rng: dict[str, Any] = {}
         self.resume_from: dict[str, Any] | None = trainer._resume_loop_state
+        self.signal_state: dict[str, Any] | None = None  # the loop state when a signal stopped training
 
     # -- stopping -------------------------------------------------------------------------------------
 

@@ -28,12 +28,13 @@ class Checkpointing:
     def dump(self, weights_only: bool = False) -> dict[str, Any]:
         trainer = self._trainer
         module = trainer.lightning_module
+        loop_state = self._loop_state()
         checkpoint: dict[str, Any] = {
-            "epoch": trainer.current_epoch,
+            "epoch": loop_state["current_epoch"],
             "global_step": trainer.global_step,
             "pytorch-lightning_version": FORMAT_VERSION,
             "state_dict": module.state_dict(),
-            "loops": {"fit_loop": self._loop_state()},
+            "loops": {"fit_loop": loop_state},
         }
         if not weights_only:
             optimization = trainer._optimization
@@ -67,11 +68,22 @@ class Checkpointing:
 
     def _loop_state(self) -> dict[str, Any]:
         trainer = self._trainer
-        state = trainer._state.state_dict()
         fit_loop = trainer.fit_loop
-        if fit_loop is not None and trainer.state.fn == TrainerFn.FITTING:
+        fitting = fit_loop is not None and trainer.state.fn == TrainerFn.FITTING
+        if fitting and fit_loop.signal_state is not None:
+            # After SIGTERM/SIGINT nothing trains any more, but the cut-short epoch still ends (hooks, callbacks
+            # saving): every checkpoint written from then on resumes where the signal stopped training.
+            return fit_loop.signal_state
+        state = trainer._state.state_dict()
+        if fitting:
             state.update(fit_loop.resume_state())
         return state
+
+    def freeze_loop_state(self) -> None:
+        """Record where training stopped for a signal; checkpoints written from now on resume from there."""
+        fit_loop = self._trainer.fit_loop
+        fit_loop.signal_state = None
+        fit_loop.signal_state = self._loop_state()
 
     def save(self, path: str | os.PathLike, weights_only: bool = False, storage_options: Any = None) -> None:
         trainer = self._trainer
@@ -104,12 +116,18 @@ class Checkpointing:
                                  "not saved one yet.")
             return callback.best_model_path
         if path == "last":
-            candidates = [cb.last_model_path for cb in trainer.checkpoint_callbacks
-                          if getattr(cb, "last_model_path", "") and os.path.exists(cb.last_model_path)]
-            if not candidates:
+            candidates = set()
+            for callback in trainer.checkpoint_callbacks:
+                if getattr(callback, "last_model_path", ""):
+                    candidates.add(callback.last_model_path)
+                # In a fresh process (a re-queued job) only the files on disk tell where `last` is.
+                candidates.update(getattr(callback, "_find_last_checkpoints", list)())
+            existing = [candidate for candidate in candidates if os.path.exists(candidate)]
+            # Rank 0 chooses: the ranks' views of the directory (and its mtimes) may differ.
+            newest = trainer.strategy.broadcast(max(existing, key=os.path.getmtime) if existing else None)
+            if newest is None:
                 rank_zero_warn(f'`.{fn.value}(ckpt_path="last")` found no "last" checkpoint; using the model as it is.')
-                return None
-            return max(candidates, key=os.path.getmtime)
+            return newest
         return os.fspath(path)
 
     def restore(self, path: str | os.PathLike | None, fn: TrainerFn, weights_only: bool | None) -> str | None:
