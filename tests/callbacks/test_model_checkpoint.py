@@ -283,3 +283,15 @@ def test_ckpt_path_last_without_a_last_checkpoint_warns_and_uses_the_model(tmp_p
     with pytest.warns(UserWarning, match="last"):
         trainer.validate(trainer.lightning_module, make_loader(32), ckpt_path="last")
     assert _weights_equal(trainer.lightning_module, before)
+
+
+def test_ckpt_path_last_in_a_new_trainer_finds_last_ckpt_on_disk(best_and_last, tmp_path):
+    # A re-queued job: a fresh Trainer whose ModelCheckpoint writes to the same directory (Lightning 2.6.6
+    # looks for `last*.ckpt` files there too).
+    model = ScoredModule()
+    callback = ModelCheckpoint(dirpath=tmp_path / "ckpts", save_last=True)
+    resumed = quiet_trainer(tmp_path / "resumed", callbacks=[callback], max_epochs=5, enable_checkpointing=True,
+                            num_sanity_val_steps=0)
+    resumed.fit(model, make_loader(32), make_loader(32), ckpt_path="last")
+    assert resumed.ckpt_path == str(tmp_path / "ckpts" / "last.ckpt")
+    assert resumed.global_step == 20 and model.calls["training_step"] == 4
