@@ -148,7 +148,7 @@ def checkpointable_hparams(hparams: Any) -> tuple[dict[str, Any], dict[str, str]
 
 
 def warn_unsaved_hparams(owner: Any, label: str) -> None:
-    """Warn (once per call, at fit start) about hyperparameters that checkpoints will leave out."""
+    """Warn about hyperparameters that checkpoints will leave out (called once, at fit start)."""
     if not getattr(owner, "_hparams", None):
         return
     _, left_out = checkpointable_hparams(owner.hparams)
