@@ -237,7 +237,8 @@ def test_unsafe_hyperparameter_is_left_out_by_save_checkpoint(tmp_path, value, k
     trainer.save_checkpoint(tmp_path / "model.ckpt")
     checkpoint = torch.load(tmp_path / "model.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"] == {"lr": 0.1}
-    assert list(checkpoint["hparams_left_out"]) == ["activation"] and kind in checkpoint["hparams_left_out"]["activation"]
+    left_out = checkpoint["hparams_left_out"]
+    assert list(left_out) == ["activation"] and kind in left_out["activation"]
     assert Unsafe.load_from_checkpoint(tmp_path / "model.ckpt", activation=value).hparams.activation is value
 
 
@@ -245,7 +246,8 @@ def test_unsafe_value_inside_a_single_dict_argument(tmp_path):
     model = FromConfig({"width": 3, "act": nn.ReLU})
     with pytest.warns(UserWarning, match="'act'"):
         path = fit_and_save(tmp_path, model)
-    assert torch.load(path, weights_only=True)["hparams_left_out"] == {"act": "the class torch.nn.modules.activation.ReLU"}
+    left_out = torch.load(path, weights_only=True)["hparams_left_out"]
+    assert left_out == {"act": "the class torch.nn.modules.activation.ReLU"}
     with pytest.raises(TypeError, match="act=..."):
         FromConfig.load_from_checkpoint(path)
     assert FromConfig.load_from_checkpoint(path, act=nn.ReLU).received == {"width": 3, "act": nn.ReLU}
