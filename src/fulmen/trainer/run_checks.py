@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hparams import checkpointable_hparams
 from fulmen.core.module import LightningModule
+from fulmen.trainer.data_source import check_loaders
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException
 
@@ -88,4 +89,7 @@ def check_entry_arguments(trainer: Trainer, fn: TrainerFn, model: Any, datamodul
             f"`Trainer.{fn.value}()` received both dataloaders and a datamodule; pass only one of them.")
     if datamodule is not None and not isinstance(datamodule, LightningDataModule):
         raise TypeError(f"`datamodule` must be a `fulmen.LightningDataModule`; received {type(datamodule).__name__}.")
+    names = ("train_dataloaders", "val_dataloaders") if fn == TrainerFn.FITTING else ("dataloaders",)
+    for name, loader in zip(names, loaders):
+        check_loaders(loader, f"`Trainer.{fn.value}({name}=...)` received")
     return model
