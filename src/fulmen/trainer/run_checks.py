@@ -67,6 +67,11 @@ def check_run(trainer: Trainer, fn: TrainerFn) -> None:
                 f"No {stage} data: define `{hook}()` on {name} or on a LightningDataModule, or pass "
                 f"`dataloaders=` to `Trainer.{fn.value}`."
             )
+    elif fn == TrainerFn.PREDICTING and not (hooks.module_defines("predict_step") or hooks.module_defines("forward")):
+        raise MisconfigurationException(
+            f"{name} defines neither `predict_step()` nor `forward()`; `Trainer.predict` calls `predict_step`, "
+            "whose default returns `self(batch)`. Define `predict_step(self, batch, batch_idx)` (or `forward`)."
+        )
     elif fn == TrainerFn.PREDICTING and not trainer._data.has_source("predict"):
         raise MisconfigurationException(
             f"No predict data: define `predict_dataloader()` on {name} or on a LightningDataModule, or pass "
