@@ -46,6 +46,14 @@ def test_a_dataset_instead_of_a_dataloader_names_the_argument_and_says_wrap_it(t
     assert sum(model.calls.values()) == 0
 
 
+def test_a_path_or_a_datamodule_in_a_dataloader_argument_says_what_to_pass(tmp_path):
+    with pytest.raises(TypeError, match=r"`Trainer\.fit\(train_dataloaders=\.\.\.\)` received 'data\.csv' \(str\)"):
+        quiet_trainer(tmp_path).fit(TinyModule(), "data.csv")
+    with pytest.raises(TypeError, match=r"`Trainer\.fit\(val_dataloaders=\.\.\.\)` received a LightningDataModule "
+                                        r"\(DatasetReturningDataModule\); pass it as `datamodule=`"):
+        quiet_trainer(tmp_path).fit(TinyModule(), make_loader(16), DatasetReturningDataModule())
+
+
 def test_a_dataset_inside_a_list_of_dataloaders_is_found(tmp_path):
     with pytest.raises(TypeError, match=r"`Trainer\.validate\(dataloaders=\.\.\.\)` received a RandomDataset"):
         quiet_trainer(tmp_path).validate(TinyModule(), [make_loader(16), RandomDataset(16)])

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, RandomSampler, SequentialSampler
 
+from fulmen.core.datamodule import LightningDataModule
 from fulmen.utilities.distributed_samplers import DistributedSamplerWrapper, UnrepeatedDistributedSampler
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -137,7 +138,10 @@ def check_loaders(raw: Any, source: str) -> None:
         if isinstance(loader, (Dataset, IterableDataset)) and not isinstance(loader, DataLoader):
             raise TypeError(f"{source} a {type(loader).__name__}, which is a Dataset, not a DataLoader: iterating it "
                             "yields single unbatched samples. Wrap it: `DataLoader(dataset, batch_size=...)`.")
-        if not hasattr(loader, "__iter__"):
+        if isinstance(loader, LightningDataModule):
+            raise TypeError(f"{source} a LightningDataModule ({type(loader).__name__}); pass it as `datamodule=` "
+                            "instead.")
+        if not hasattr(loader, "__iter__") or isinstance(loader, (str, bytes)):
             raise TypeError(f"{source} {loader!r} ({type(loader).__name__}), which is not a dataloader. Pass a "
                             "`torch.utils.data.DataLoader` (or any iterable of batches), or a list or dict of them.")
 
