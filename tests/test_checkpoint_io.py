@@ -1,7 +1,11 @@
 """CheckpointIO: checkpoints are written atomically, and a CheckpointIO given in `Trainer(plugins=...)`
 stores and loads every checkpoint of the run."""
 
+import errno
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -54,6 +58,79 @@ def test_failed_first_save_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         trainer.save_checkpoint(tmp_path / "out" / "model.ckpt")
     assert os.listdir(tmp_path / "out") == []
+
+
+class _FullDiskFile:
+    """A real file that accepts `capacity` bytes, then fails every write like a full disk."""
+
+    def __init__(self, file, capacity):
+        self._file, self._left = file, capacity
+
+    def write(self, data):
+        if len(data) > self._left:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._left -= len(data)
+        return self._file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._file.close()
+
+
+def test_disk_full_during_save_raises_the_os_error_naming_the_file(tmp_path, monkeypatch):
+    trainer = _fitted_trainer(tmp_path)
+    path = tmp_path / "ckpts" / "model.ckpt"
+    trainer.save_checkpoint(path)
+    before = path.read_bytes()
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda *args, **kwargs: _FullDiskFile(real_fdopen(*args, **kwargs), 300))
+
+    with pytest.raises(OSError) as raised:
+        trainer.save_checkpoint(path)
+    monkeypatch.undo()
+
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.filename == str(path)
+    assert "No space left on device" in str(raised.value) and "model.ckpt" in str(raised.value)
+    assert os.listdir(path.parent) == ["model.ckpt"]
+    assert path.read_bytes() == before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE / SIGXFSZ semantics are Linux's")
+def test_file_size_limit_during_save_raises_efbig_naming_the_file(tmp_path):
+    # A real failing write: the OS refuses to grow the file past RLIMIT_FSIZE (EFBIG once SIGXFSZ is ignored).
+    script = textwrap.dedent(f"""
+        import os, resource, signal
+        import torch
+        import fulmen as L
+
+        path = {str(tmp_path / "model.ckpt")!r}
+        trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                            enable_checkpointing=False, default_root_dir={str(tmp_path)!r})
+        io = trainer.strategy.checkpoint_io
+        io.save_checkpoint({{"state_dict": {{"w": torch.zeros(10)}}}}, path)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+        try:  # 400 kB of weights cannot fit under the 64 kB limit
+            io.save_checkpoint({{"state_dict": torch.nn.Linear(1000, 100).state_dict()}}, path)
+        except OSError as error:
+            print("ERRNO", error.errno, "FILENAME", error.filename)
+            print("MESSAGE", error)
+        print("FILES", sorted(os.listdir({str(tmp_path)!r})))
+        print("KEPT", list(torch.load(path)["state_dict"]))
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"ERRNO {errno.EFBIG} FILENAME {tmp_path / 'model.ckpt'}" in result.stdout
+    assert "enforce fail" not in result.stdout
+    assert "FILES ['model.ckpt']" in result.stdout
+    assert "KEPT ['w']" in result.stdout
 
 
 def test_save_checkpoint_creates_missing_directories(tmp_path):

@@ -28,8 +28,22 @@ class CheckpointIO:
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(handle, "wb") as file:
-                torch.save(checkpoint, file)
+                recorder = _WriteErrorRecorder(file)
+                try:
+                    torch.save(checkpoint, recorder)
+                except RuntimeError as error:
+                    # torch's zip writer turns a failed write (disk full, file too large) into an opaque
+                    # "enforce fail ... unexpected pos" assert; surface the real OS error with the path instead.
+                    if recorder.error is None:
+                        raise
+                    raise _save_error(recorder.error, path) from error
             os.replace(temporary, path)
+        except OSError as error:
+            with _ignore_missing():
+                os.unlink(temporary)
+            if error.filename is None:  # e.g. the final flush on close failed
+                raise _save_error(error, path) from error
+            raise
         except BaseException:
             with _ignore_missing():
                 os.unlink(temporary)
@@ -45,6 +59,30 @@ class CheckpointIO:
     def remove_checkpoint(self, path: str | os.PathLike) -> None:
         with _ignore_missing():
             os.remove(path)
+
+
+class _WriteErrorRecorder:
+    """Passes writes through to `file` and remembers the OS error of a failed one."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self._file.flush()
+
+
+def _save_error(error: OSError, path: Path) -> OSError:
+    reason = error.strerror or str(error)
+    return OSError(error.errno, f"{reason} while saving a checkpoint (the previous file at this path, if any, is "
+                                f"unchanged; free disk space or save elsewhere)", os.fspath(path))
 
 
 class _ignore_missing:

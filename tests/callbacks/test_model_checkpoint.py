@@ -6,7 +6,6 @@ schedules (4 epochs of 4 batches, a scripted validation metric per epoch).
 """
 
 import os
-from datetime import timedelta
 
 import pytest
 import torch
@@ -185,10 +184,8 @@ def test_save_last_with_top_k_zero_keeps_only_last(tmp_path):
     (dict(save_on_train_epoch_end=True), dict(check_val_every_n_epoch=2),
      ["epoch=0-step=4.ckpt", "epoch=1-step=8.ckpt", "epoch=2-step=12.ckpt", "epoch=3-step=16.ckpt"]),
     ({}, dict(max_steps=6), ["epoch=0-step=4.ckpt", "epoch=1-step=6.ckpt"]),
-    (dict(train_time_interval=timedelta(microseconds=1)), dict(max_epochs=1),
-     ["epoch=0-step=1.ckpt", "epoch=0-step=2.ckpt", "epoch=0-step=3.ckpt", "epoch=0-step=4.ckpt"]),
 ], ids=["every_n_epochs", "every_n_train_steps", "val_check_interval", "check_val_every_n_epoch",
-        "save_on_train_epoch_end", "max_steps", "train_time_interval"])
+        "save_on_train_epoch_end", "max_steps"])
 def test_save_schedule(tmp_path, options, flags, expected):
     callback = ModelCheckpoint(dirpath=tmp_path / "ckpts", save_top_k=-1, **options)
     fit(tmp_path, [callback], **flags)

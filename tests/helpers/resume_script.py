@@ -7,13 +7,18 @@ validation every epoch) up to `--max-steps`, optionally checkpointing or resumin
     python resume_script.py --out final.pt --max-steps 20 [--resume CKPT] [--every-steps 5 ...]
         [--epoch-checkpoints] [--val-checkpoints] [--generator] [--accumulate 2]
         [--default-checkpointing] [--last-in DIR]
-        [--slow 0.02 --started FILE] [--teardown FILE]
+        [--started FILE [--wait-for-signal]] [--teardown FILE]
+
+With `--started FILE --wait-for-signal`, the run writes FILE after its third batch and then waits until
+the Trainer's handler has received SIGTERM or SIGINT from the test, so the signal always lands mid-run
+(no sleeps, no dependence on how fast the machine is).
 """
 
 import argparse
 import json
 import os
-import time
+import signal
+import threading
 
 import torch
 from torch import nn
@@ -27,11 +32,11 @@ BATCH_SIZE = 6  # 7 batches per epoch, the last one holding 4 samples
 
 
 class DropoutRegressor(L.LightningModule):
-    def __init__(self, slow=0.0, started=None, teardown_marker=None):
+    def __init__(self, wait_for_signal=False, started=None, teardown_marker=None):
         super().__init__()
         torch.manual_seed(0)
         self.net = nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.3), nn.Linear(16, 1))
-        self.slow = slow
+        self.wait_for_signal = wait_for_signal
         self.started = started
         self.teardown_marker = teardown_marker
         self.train_batches = 0
@@ -43,10 +48,29 @@ class DropoutRegressor(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.started and self.train_batches == 3:
+            handled = self._watch_signal_handlers() if self.wait_for_signal else None
             with open(self.started, "w") as file:
                 file.write(str(self.trainer.global_step))
-        if self.slow:
-            time.sleep(self.slow)
+            print(f"started at global_step {self.trainer.global_step}", flush=True)
+            if handled is not None:
+                # A generous bound only so a broken run fails instead of hanging; the test's own timeout is shorter.
+                if not handled.wait(timeout=600):
+                    raise RuntimeError("no SIGTERM/SIGINT arrived")
+
+    @staticmethod
+    def _watch_signal_handlers():
+        """Wrap the Trainer's SIGTERM/SIGINT handlers so we learn when one has run (it still does all the work)."""
+        handled = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            trainer_handler = signal.getsignal(signum)
+
+            def handler(received, frame, trainer_handler=trainer_handler):
+                signal.signal(received, trainer_handler)
+                trainer_handler(received, frame)
+                handled.set()
+
+            signal.signal(signum, handler)
+        return handled
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
@@ -80,7 +104,7 @@ def main():
     parser.add_argument("--val-checkpoints", action="store_true")
     parser.add_argument("--generator", action="store_true")
     parser.add_argument("--accumulate", type=int, default=1)
-    parser.add_argument("--slow", type=float, default=0.0)
+    parser.add_argument("--wait-for-signal", action="store_true")
     parser.add_argument("--started", default=None)
     parser.add_argument("--teardown", default=None)
     parser.add_argument("--default-checkpointing", action="store_true")  # the Trainer's own ModelCheckpoint
@@ -115,7 +139,7 @@ def main():
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=2,
                         accumulate_grad_batches=args.accumulate, callbacks=callbacks,
                         enable_checkpointing=len(callbacks) > 1 or args.default_checkpointing)
-    model = DropoutRegressor(slow=args.slow, started=args.started, teardown_marker=args.teardown)
+    model = DropoutRegressor(wait_for_signal=args.wait_for_signal, started=args.started, teardown_marker=args.teardown)
     trainer.fit(model, train, val, ckpt_path=args.resume)
 
     torch.save(model.state_dict(), args.out)

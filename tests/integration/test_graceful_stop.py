@@ -1,8 +1,9 @@
 """Graceful stop: SIGTERM/SIGINT during fit saves `signal-interrupted.ckpt`, runs teardown, ends the
 process with 128 + the signal number, and a fresh process resumes from that file exactly.
 
-The training runs in a subprocess (`tests/helpers/resume_script.py`), slowed down so the signal
-arrives mid-training; the signal is sent once the run writes its "started" marker (after 3 batches).
+The training runs in a subprocess (`tests/helpers/resume_script.py`); the signal is sent once the run
+writes its "started" marker (after 3 batches), and the run waits there until the Trainer's handler has
+received it, so the signal lands mid-run however fast or slow the machine is.
 """
 
 import json
@@ -10,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -34,14 +35,20 @@ def _run(command):
     return result.stdout
 
 
-def _wait_for(path, process, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.poll() is not None:
-            pytest.fail(f"training ended ({process.returncode}) before it started:\n{process.stdout.read()[-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"{path} did not appear within {timeout} s")
-        time.sleep(0.05)
+def _read_until_started(process):
+    """Read the run's output up to its "started" line (a blocking read: no polling, no sleeps)."""
+    # Kills a run that never starts, so the test fails instead of hanging.
+    guard = threading.Timer(120, process.kill)
+    guard.start()
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("started at global_step"):
+                return "".join(lines)
+    finally:
+        guard.cancel()
+    pytest.fail(f"training ended ({process.wait()}) before it started:\n{''.join(lines)[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +65,14 @@ def uninterrupted(tmp_path_factory):
 def test_signal_saves_checkpoint_runs_teardown_and_resumes_exactly(tmp_path, uninterrupted, signum, exit_code,
                                                                   checkpointing, checkpoint_dir):
     root, started, teardown = tmp_path / "run", tmp_path / "started", tmp_path / "teardown"
-    command = _script(root / "final.pt", "--slow", 0.03, "--started", started, "--teardown", teardown, *checkpointing)
+    command = _script(root / "final.pt", "--started", started, "--wait-for-signal", "--teardown", teardown,
+                      *checkpointing)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
     try:
-        _wait_for(started, process)
+        head = _read_until_started(process)
         process.send_signal(signum)
         output, _ = process.communicate(timeout=60)
+        output = head + output
     finally:
         if process.poll() is None:
             process.kill()
@@ -73,7 +82,7 @@ def test_signal_saves_checkpoint_runs_teardown_and_resumes_exactly(tmp_path, uni
     checkpoint_path = root / checkpoint_dir / "signal-interrupted.ckpt"
     assert str(checkpoint_path) in output
     checkpoint = torch.load(checkpoint_path, weights_only=True)
-    assert 3 <= checkpoint["global_step"] < STEPS
+    assert checkpoint["global_step"] == 3  # the step during which the signal arrived is finished, then saved
     assert checkpoint["loops"]["fit_loop"]["phase"] == "between_batches"  # saved after a finished step
     assert teardown.read_text() == "fit"
     assert not (root / "final.pt").exists()  # the process ended inside `fit`
@@ -93,12 +102,13 @@ def test_signal_saves_checkpoint_runs_teardown_and_resumes_exactly(tmp_path, uni
 def _signal_run(tmp_path, *flags):
     """Start training, SIGTERM it after 3 batches, and wait for it to end; returns its output."""
     root, started = tmp_path / "run", tmp_path / "started"
-    command = _script(root / "final.pt", "--slow", 0.03, "--started", started, *flags)
+    command = _script(root / "final.pt", "--started", started, "--wait-for-signal", *flags)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
     try:
-        _wait_for(started, process)
+        head = _read_until_started(process)
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
+        output = head + output
     finally:
         if process.poll() is None:
             process.kill()

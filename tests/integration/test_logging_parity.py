@@ -10,20 +10,10 @@ from pathlib import Path
 import pytest
 
 import fulmen
-from helpers.logging_recorder import LOGGING_SCENARIOS, TORCHMETRICS_SCENARIOS, run_logging_scenario
+from helpers.golden_compare import assert_matches_golden
+from helpers.logging_recorder import LOGGING_SCENARIOS, ROUND, TORCHMETRICS_SCENARIOS, run_logging_scenario
 
 GOLDEN = json.loads((Path(__file__).parent / "golden_logging.json").read_text())
-
-
-def _approx(expected):
-    """Exact structure and keys; floats compared to 1e-5 (the golden values are rounded to 6 places)."""
-    if isinstance(expected, dict):
-        return {key: _approx(value) for key, value in expected.items()}
-    if isinstance(expected, list):
-        return [_approx(value) for value in expected]
-    if isinstance(expected, float):
-        return pytest.approx(expected, abs=1e-5)
-    return expected
 
 
 @pytest.mark.parametrize("scenario", sorted(LOGGING_SCENARIOS))
@@ -32,5 +22,4 @@ def test_logged_values_match_lightning(scenario, tmp_path):
         pytest.importorskip("torchmetrics")
     result = run_logging_scenario(fulmen, scenario, tmp_path)
     expected = GOLDEN[scenario]
-    for field in expected:
-        assert result[field] == _approx(expected[field]), field
+    assert_matches_golden({field: result[field] for field in expected}, expected, ROUND)

@@ -93,7 +93,7 @@ def test_resume_restores_optimizer_scheduler_and_counters(tmp_path):
     assert model.calls["training_step"] == 4
     assert (resumed.current_epoch, resumed.global_step) == (2, 8)
     assert resumed.lr_scheduler_configs[0].scheduler.last_epoch == 2
-    assert resumed.optimizers[0].param_groups[0]["lr"] == 0.2 * 0.1 ** 2
+    assert resumed.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.2 * 0.1 ** 2)
 
 
 class _Recorder:

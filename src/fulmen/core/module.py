@@ -226,7 +226,8 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
         Loading is safe by default (`weights_only=True`): nothing in the file can run code. Pass
         `weights_only=False` only for files you trust. `strict` checks that the weights match the module.
         """
-        from fulmen.core.saving import instantiate_from_checkpoint, load_checkpoint_file, load_hparams_from_yaml
+        from fulmen.core.saving import (instantiate_from_checkpoint, load_checkpoint_file, load_hparams_from_yaml,
+                                        load_weights)
 
         checkpoint = load_checkpoint_file(checkpoint_path, map_location, weights_only)
         if hparams_file is not None:
@@ -239,7 +240,8 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
             raise ValueError(f"`load_from_checkpoint(strict={strict})` contradicts `{cls.__name__}.strict_loading="
                              f"{model._strict_loading}`; set only one of them.")
         model.on_load_checkpoint(checkpoint)
-        result = model.load_state_dict(checkpoint["state_dict"], strict=strict)
+        result = load_weights(model, checkpoint["state_dict"], strict, checkpoint_path,
+                              "pass `strict=False` to `load_from_checkpoint`")
         if not strict and (result.missing_keys or result.unexpected_keys):
             rank_zero_warn(f"Loaded {os.fspath(checkpoint_path)} with strict=False: missing keys "
                            f"{result.missing_keys}, unexpected keys {result.unexpected_keys}.")

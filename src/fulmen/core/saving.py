@@ -116,3 +116,18 @@ def instantiate_from_checkpoint(cls: type, checkpoint: dict[str, Any], hparams_k
     if not accepts_any:
         kwargs = {key: value for key, value in kwargs.items() if key in names}
     return cls(**kwargs)
+
+
+def load_weights(module: Any, state_dict: Mapping[str, Any], strict: bool, path: str | os.PathLike,
+                 strict_hint: str) -> Any:
+    """`module.load_state_dict`, with torch's mismatch error extended by what it means and how to proceed."""
+    try:
+        return module.load_state_dict(state_dict, strict=strict)
+    except RuntimeError as error:
+        if "Error(s) in loading state_dict" not in str(error):
+            raise
+        hint = (f"The checkpoint {os.fspath(path)!r} does not fit `{type(module).__name__}`: it was saved from a "
+                "different architecture (or other constructor arguments). Load it into the module it was saved "
+                f"from; to load only the matching weights, {strict_hint} (missing and unexpected keys are then "
+                "reported, not raised; tensors whose shapes differ can never be loaded).")
+        raise RuntimeError(f"{hint}\n{error}") from error

@@ -94,6 +94,22 @@ def next_version(root_dir: str) -> int:
     return max(versions) + 1 if versions else 0
 
 
+def claim_next_version(root_dir: str) -> int:
+    """Create `root_dir/version_N` for the next free N and return N.
+
+    `os.mkdir` fails if the directory exists, so two runs started at once in one directory can never
+    both claim the same version (and overwrite each other's logs and checkpoints): the loser takes the next.
+    """
+    os.makedirs(root_dir, exist_ok=True)
+    version = next_version(root_dir)
+    while True:
+        try:
+            os.mkdir(os.path.join(root_dir, f"version_{version}"))
+            return version
+        except FileExistsError:
+            version += 1
+
+
 class VersionedDirectoryLogger(Logger):
     """A logger writing to `<save_dir>/<name>/version_N[/sub_dir]`, N the next free number (Lightning's layout)."""
 
@@ -111,7 +127,9 @@ class VersionedDirectoryLogger(Logger):
     @property
     def version(self) -> int | str:
         if self._version is None:
-            self._version = next_version(self.root_dir)
+            # Only the writing process (rank 0) claims a directory; others just name the same number.
+            claim = claim_next_version if rank_zero_only.rank == 0 else next_version
+            self._version = claim(self.root_dir)
         return self._version
 
     @property

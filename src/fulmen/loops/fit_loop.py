@@ -364,11 +364,29 @@ class FitLoop:
         return bool(every) and epoch > 0 and epoch % every == 0
 
 
+def _checked_loss(loss: Any) -> torch.Tensor:
+    """The loss `training_step` returned, if backward can run on it (attribute checks only: no per-step cost)."""
+    if not isinstance(loss, torch.Tensor):
+        raise MisconfigurationException(
+            f"`training_step` returned a loss of type {type(loss).__name__}; return a tensor computed from the "
+            "model's output (not a Python number or `loss.item()`), so backward can reach the parameters.")
+    if not loss.requires_grad:
+        raise MisconfigurationException(
+            "`training_step` returned a loss that does not require grad, so backward cannot train anything: it "
+            "was detached (`.detach()`, `.item()`, `torch.no_grad()`), or no parameter it depends on requires grad "
+            "(all frozen). Return the loss computed from the model's output, with grad.")
+    if loss.ndim and loss.numel() != 1:
+        raise MisconfigurationException(
+            f"`training_step` returned a loss of shape {tuple(loss.shape)}; the loss must be a scalar. Reduce it, "
+            "e.g. `loss.mean()` or a loss function with `reduction='mean'`.")
+    return loss
+
+
 def _split_training_output(output: Any) -> tuple[torch.Tensor | None, dict[str, Any]]:
     if output is None:
         return None, {}
     if isinstance(output, torch.Tensor):
-        return output, {}
+        return _checked_loss(output), {}
     if isinstance(output, Mapping):
         if "loss" not in output:
             raise MisconfigurationException(
@@ -376,7 +394,7 @@ def _split_training_output(output: Any) -> tuple[torch.Tensor | None, dict[str, 
                 "optimization the dict must hold the loss under 'loss'."
             )
         # Like Lightning, only the loss is detached for `on_train_batch_end`; other entries pass as returned.
-        return output["loss"], {key: value for key, value in output.items() if key != "loss"}
+        return _checked_loss(output["loss"]), {key: value for key, value in output.items() if key != "loss"}
     raise MisconfigurationException(
         f"`training_step` returned {type(output).__name__}; return the loss tensor, a dict with a 'loss' key, "
         "or None to skip the batch."

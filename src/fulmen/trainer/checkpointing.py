@@ -10,6 +10,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from fulmen.core.hparams import checkpointable_hparams
+from fulmen.core.saving import load_weights
+from fulmen.trainer.checkpoint_checks import check_resumable, load_optimizer_states, load_scheduler_states
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
 
@@ -137,15 +139,17 @@ class Checkpointing:
         trainer = self._trainer
         path = os.fspath(path)
         checkpoint = trainer.strategy.checkpoint_io.load_checkpoint(path, weights_only=weights_only)
+        if fn == TrainerFn.FITTING:
+            check_resumable(checkpoint, path)
         strict = trainer.lightning_module.strict_loading
         trainer._hooks.on_load_checkpoint(checkpoint)
-        trainer.lightning_module.load_state_dict(checkpoint["state_dict"], strict=strict)
+        load_weights(trainer.lightning_module, checkpoint["state_dict"], strict, path,
+                     "set `model.strict_loading = False` before calling the trainer")
         if fn == TrainerFn.FITTING:
             optimization = trainer._optimization
-            for optimizer, state in zip(optimization.optimizers, checkpoint.get("optimizer_states", [])):
-                optimizer.load_state_dict(state)
-            for config, state in zip(optimization.scheduler_configs, checkpoint.get("lr_schedulers", [])):
-                config.scheduler.load_state_dict(state)
+            optimizers = [opt for opt in optimization.optimizers if type(opt).__name__ != "_NoOptimizer"]
+            load_optimizer_states(optimizers, checkpoint["optimizer_states"], path)
+            load_scheduler_states(optimization.scheduler_configs, checkpoint["lr_schedulers"], path)
             precision = trainer.strategy.precision_plugin
             precision.load_state_dict(checkpoint.get(type(precision).__name__, {}))
             datamodule = trainer.datamodule

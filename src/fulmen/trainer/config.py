@@ -151,23 +151,21 @@ def _check_count(name: str, value: Any, allow_minus_one: bool = False) -> None:
 
 
 def _parse_limit(name: str, value: int | float | None) -> int | float:
+    valid = (f"valid values are an int >= 0 (a number of batches; 0 skips the stage), a float in [0.0, 1.0] (a "
+             f"fraction of each dataloader), or None; for all batches use `{name}=1.0` (the default)")
     if value is None:
         return 1.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MisconfigurationException(
-            f"`{name}` must be an int (a number of batches) or a float in [0.0, 1.0] (a fraction); received {value!r}."
-        )
+        raise MisconfigurationException(f"`{name}={value!r}` is invalid: {valid}.")
     if isinstance(value, int):
         if value < 0:
-            raise MisconfigurationException(f"`{name}` must not be negative; received {value}.")
+            raise MisconfigurationException(f"`{name}={value}` is invalid: {valid}.")
         return value
     if value > 1.0 and value.is_integer():
         return int(value)  # Lightning reads 2.0 as two batches
     if not 0.0 <= value <= 1.0:
-        raise MisconfigurationException(
-            f"`{name}={value}` is invalid: a float limit is a fraction of the dataloader and must be in "
-            f"[0.0, 1.0]; to limit to a number of batches pass an int, e.g. `{name}={int(value)}`."
-        )
+        hint = f"; to limit to a number of batches pass an int, e.g. `{name}={int(value)}`" if value > 1.0 else ""
+        raise MisconfigurationException(f"`{name}={value}` is invalid: {valid}{hint}.")
     return value
 
 

@@ -12,8 +12,9 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, RandomSampler, SequentialSampler
 
+from fulmen.core.datamodule import LightningDataModule
 from fulmen.utilities.distributed_samplers import DistributedSamplerWrapper, UnrepeatedDistributedSampler
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -54,6 +55,8 @@ class DataSource:
                     f"LightningDataModule, or pass the dataloader to `Trainer.{_entry_point(stage)}`."
                 )
         loaders = _flatten(raw)
+        if stage not in self._given:
+            check_loaders(loaders, f"`{_HOOK_NAMES[stage]}()` returned")
         if stage == "train" and len(loaders) != 1:
             raise MisconfigurationException(
                 f"`train_dataloader` returned {len(loaders)} dataloaders; fulmen trains on exactly one. Combine "
@@ -127,6 +130,20 @@ def _flatten(raw: Any) -> list[Any]:
     if isinstance(raw, (list, tuple)):
         return [loader for value in raw for loader in _flatten(value)]
     return [raw]
+
+
+def check_loaders(raw: Any, source: str) -> None:
+    """Raise when `raw` (a loader, or a list/dict of them) holds a Dataset or something that is not iterable."""
+    for loader in _flatten(raw):
+        if isinstance(loader, (Dataset, IterableDataset)) and not isinstance(loader, DataLoader):
+            raise TypeError(f"{source} a {type(loader).__name__}, which is a Dataset, not a DataLoader: iterating it "
+                            "yields single unbatched samples. Wrap it: `DataLoader(dataset, batch_size=...)`.")
+        if isinstance(loader, LightningDataModule):
+            raise TypeError(f"{source} a LightningDataModule ({type(loader).__name__}); pass it as `datamodule=` "
+                            "instead.")
+        if not hasattr(loader, "__iter__") or isinstance(loader, (str, bytes)):
+            raise TypeError(f"{source} {loader!r} ({type(loader).__name__}), which is not a dataloader. Pass a "
+                            "`torch.utils.data.DataLoader` (or any iterable of batches), or a list or dict of them.")
 
 
 def _entry_point(stage: str) -> str:

@@ -15,6 +15,7 @@ from torch.optim import Optimizer
 from fulmen.core.optimizer import LightningOptimizer
 from fulmen.core.optimizer_setup import LRSchedulerConfig, check_scheduler_api, parse_optimizers
 from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
@@ -35,6 +36,26 @@ class _NoOptimizer(Optimizer):
 
 def _no_closure() -> None:
     return None
+
+
+def _check_optimizers_hold_module_parameters(optimizers: list[Optimizer], module: torch.nn.Module) -> None:
+    """An optimizer over tensors that are not the module's parameters would train nothing of the model, silently."""
+    own = {id(parameter) for parameter in module.parameters()}
+    for index, optimizer in enumerate(optimizers):
+        tensors = [tensor for group in optimizer.param_groups for tensor in group["params"]]
+        foreign = sum(id(tensor) not in own for tensor in tensors)
+        if not foreign:
+            continue
+        name = f"optimizer {index} ({type(optimizer).__name__})" if len(optimizers) > 1 else type(optimizer).__name__
+        if foreign == len(tensors):
+            raise MisconfigurationException(
+                f"`configure_optimizers` returned a {name} that holds none of this module's parameters, so "
+                "training would not change the model. Build it from `self.parameters()` (or the parameters of "
+                "a submodule of `self`); tensors you optimize must be `nn.Parameter` attributes of the module.")
+        rank_zero_warn(
+            f"`configure_optimizers` returned a {name} holding {foreign} of {len(tensors)} tensors that are not "
+            "parameters of this module: they are not saved in checkpoints nor moved with the module. Register "
+            "them as `nn.Parameter` attributes of the module (or of one of its submodules).")
 
 
 class Optimization:
@@ -59,6 +80,7 @@ class Optimization:
                 "exactly one. Set `self.automatic_optimization = False` in `__init__` and step them yourself "
                 "in `training_step` (manual optimization)."
             )
+        _check_optimizers_hold_module_parameters(optimizers, self._trainer.lightning_module)
         if not optimizers:
             optimizers = [_NoOptimizer()]  # loops and `self.optimizers()` work unchanged, as in Lightning
         self.optimizers = optimizers

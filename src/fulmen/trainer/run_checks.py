@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hparams import warn_unsaved_hparams
 from fulmen.core.module import LightningModule
+from fulmen.trainer.data_source import check_loaders
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException
 
@@ -66,6 +67,11 @@ def check_run(trainer: Trainer, fn: TrainerFn) -> None:
                 f"No {stage} data: define `{hook}()` on {name} or on a LightningDataModule, or pass "
                 f"`dataloaders=` to `Trainer.{fn.value}`."
             )
+    elif fn == TrainerFn.PREDICTING and not (hooks.module_defines("predict_step") or hooks.module_defines("forward")):
+        raise MisconfigurationException(
+            f"{name} defines neither `predict_step()` nor `forward()`; `Trainer.predict` calls `predict_step`, "
+            "whose default returns `self(batch)`. Define `predict_step(self, batch, batch_idx)` (or `forward`)."
+        )
     elif fn == TrainerFn.PREDICTING and not trainer._data.has_source("predict"):
         raise MisconfigurationException(
             f"No predict data: define `predict_dataloader()` on {name} or on a LightningDataModule, or pass "
@@ -88,4 +94,7 @@ def check_entry_arguments(trainer: Trainer, fn: TrainerFn, model: Any, datamodul
             f"`Trainer.{fn.value}()` received both dataloaders and a datamodule; pass only one of them.")
     if datamodule is not None and not isinstance(datamodule, LightningDataModule):
         raise TypeError(f"`datamodule` must be a `fulmen.LightningDataModule`; received {type(datamodule).__name__}.")
+    names = ("train_dataloaders", "val_dataloaders") if fn == TrainerFn.FITTING else ("dataloaders",)
+    for name, loader in zip(names, loaders):
+        check_loaders(loader, f"`Trainer.{fn.value}({name}=...)` received")
     return model
