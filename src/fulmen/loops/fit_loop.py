@@ -41,7 +41,7 @@ class FitLoop:
         self.min_steps = config.min_steps or 0
         self.accumulate = config.accumulate_grad_batches
         # The closure is bound once: per step it only reads the current batch from `self`.
-        self._closure = self._forward_backward
+        self._closure = self._forward_backward_with_grad
         self._batch: Any = None
         self._batch_idx = 0
         self._zero_grad_due = True
@@ -286,6 +286,14 @@ class FitLoop:
                                           optimization.wrapped_optimizers[0], self._closure)
             trainer._state.global_step += 1
         return self._step_output
+
+    def _forward_backward_with_grad(self) -> torch.Tensor | None:
+        # Lightning runs the closure under `enable_grad`: an optimizer whose `step` is `@torch.no_grad()`
+        # (some third-party AdamW) must not turn training_step's autograd off.
+        if torch.is_grad_enabled():
+            return self._forward_backward()
+        with torch.enable_grad():
+            return self._forward_backward()
 
     def _forward_backward(self) -> torch.Tensor | None:
         trainer = self.trainer

@@ -199,8 +199,8 @@ class Trainer(TrainerProperties):
         hooks = self._hooks
         self.strategy.setup_environment()
         try:
-            self._metrics.hook_name = "configure_callbacks"
-            run_callbacks = merge_module_callbacks(self.callbacks, model.configure_callbacks())
+            run_callbacks = merge_module_callbacks(
+                self.callbacks, hooks.call_as("configure_callbacks", model.configure_callbacks))
             self.callbacks = run_callbacks
             self.strategy.connect(model)
             hooks.bind(model, run_callbacks, datamodule)
