@@ -10,6 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from fulmen.core.hparams import checkpointable_hparams
+from fulmen.trainer.optimization import _NoOptimizer
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
 
@@ -40,7 +41,7 @@ class Checkpointing:
             states = ((callback.state_key, callback.state_dict()) for callback in trainer.callbacks)
             checkpoint["callbacks"] = {key: state for key, state in states if state}
             checkpoint["optimizer_states"] = [opt.state_dict() for opt in optimization.optimizers
-                                              if type(opt).__name__ != "_NoOptimizer"]
+                                              if not isinstance(opt, _NoOptimizer)]
             checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in optimization.scheduler_configs]
             precision_state = trainer.strategy.precision_plugin.state_dict()
             if precision_state:
