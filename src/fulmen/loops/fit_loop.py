@@ -85,6 +85,12 @@ class FitLoop:
         train_loader, num_batches = trainer._request_train_loader()
         if self.val_loop.enabled and not self.val_loop.loaders:
             self.val_loop.setup_data()
+        if self.val_loop.enabled:
+            # Lightning's counts once validation data is set up, whether or not a sanity check or a
+            # validation ever runs: full batch counts, and the sanity share of them (0 when skipped).
+            steps = trainer._config.num_sanity_val_steps
+            trainer.num_sanity_val_batches = [min(steps, count) for count in self.val_loop.num_batches]
+            trainer.num_eval_batches = list(self.val_loop.num_batches)
         if self.val_loop.enabled and not any(self.val_loop.num_batches):
             self.val_loop.enabled = False
         if trainer._config.max_epochs is None and self.max_epochs == 1000:
