@@ -22,6 +22,7 @@ from fulmen.utilities.apply_func import apply_to_collection
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from fulmen.utilities.seed import capture_rng_states, isolate_rng, restore_rng_states
+from fulmen.utilities.warnings import PossibleUserWarning
 
 if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
@@ -119,7 +120,8 @@ class FitLoop:
         has_data = trainer._data.has_source("validate")
         if has_step and not has_data:
             rank_zero_warn("The module defines `validation_step` but there is no validation data; validation "
-                           "is skipped. Define `val_dataloader()` or pass `val_dataloaders=` to fit.")
+                           "is skipped. Define `val_dataloader()` or pass `val_dataloaders=` to fit.",
+                           category=PossibleUserWarning)
         elif has_data and not has_step:
             rank_zero_warn("Validation data was given but the module has no `validation_step`; validation is "
                            "skipped. Define `validation_step` to validate.")

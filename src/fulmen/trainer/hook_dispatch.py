@@ -194,16 +194,25 @@ class HookDispatch:
         name = {"train": "train_dataloader", "validate": "val_dataloader", "sanity_check": "val_dataloader",
                 "test": "test_dataloader", "predict": "predict_dataloader"}[stage]
         owner = self._data_owner(name)
-        if owner is self._module and not is_overridden(name, owner, LightningModule):
+        hook = getattr(owner, name)
+        if hook is None or (owner is self._module and not is_overridden(name, owner, LightningModule)):
             return None
-        return self.call_as(name, getattr(owner, name))
+        return self.call_as(name, hook)
 
     def has_dataloader_hook(self, stage: str) -> bool:
-        name = {"train": "train_dataloader", "validate": "val_dataloader", "test": "test_dataloader",
-                "predict": "predict_dataloader"}[stage]
-        dm = self._datamodule
-        return is_overridden(name, self._module, LightningModule) or (
-            dm is not None and is_overridden(name, dm, LightningDataModule))
+        name = _DATA_HOOKS[("train", "validate", "test", "predict").index(stage)]
+        owner = self._data_owner(name)
+        if getattr(owner, name) is None:
+            return False  # `model.val_dataloader = None` turns the stage's data off, as in Lightning
+        return owner is self._datamodule or is_overridden(name, self._module, LightningModule)
+
+    def dataloader_hook_set_to_none(self, stage: str) -> str | None:
+        """`'model.val_dataloader'` when the stage's chosen hook was replaced by None (that stage then has no data)."""
+        name = _DATA_HOOKS[("train", "validate", "test", "predict").index(stage)]
+        owner = self._data_owner(name)
+        if getattr(owner, name) is not None:
+            return None
+        return f"{'datamodule' if owner is self._datamodule else 'model'}.{name}"
 
     def module_defines(self, method: str) -> bool:
         """Whether the module implements a step method (`training_step`, ...) or `configure_optimizers`."""
