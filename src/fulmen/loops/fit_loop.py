@@ -94,9 +94,6 @@ class FitLoop:
             trainer.num_eval_batches = list(self.val_loop.num_batches)
         if self.val_loop.enabled and not any(self.val_loop.num_batches):
             self.val_loop.enabled = False
-        if trainer._config.max_epochs is None and self.max_epochs == 1000:
-            rank_zero_warn("`max_epochs` was not set; training stops after 1000 epochs. Set `max_epochs=-1` to "
-                           "train without an epoch limit.")
         self._train(train_loader, num_batches)
 
     def _sanity_check(self) -> None:

@@ -78,7 +78,7 @@ class Trainer(TrainerProperties):
         quiet = bool(self._config.fast_dev_run)
         self.callbacks = build_trainer_callbacks(
             callbacks, enable_progress_bar is not False, enable_model_summary is not False,
-            enable_checkpointing is not False and not quiet,
+            enable_checkpointing is not False and not quiet, refuse_checkpoints=enable_checkpointing is False,
         )
         self.loggers = [] if quiet else build_loggers(logger, self._config.default_root_dir)
         self.enable_autolog_hparams = enable_autolog_hparams
@@ -197,6 +197,8 @@ class Trainer(TrainerProperties):
         self._metrics.active = None
         stage_name = fn.value
         hooks = self._hooks
+        if fn == TrainerFn.FITTING:
+            self._config.resolve_max_epochs()  # warns once, at the start of fit, like Lightning
         self.strategy.setup_environment()
         try:
             run_callbacks = merge_module_callbacks(
