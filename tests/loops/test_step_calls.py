@@ -141,3 +141,54 @@ def test_backward_override_receives_keyword_arguments(tmp_path):
 
     quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=1).fit(Recording(), make_loader(16))
     assert received == [{"retain_graph": False}]
+
+
+# -- `dataloader_idx` in signatures is checked before the loop runs (Lightning's RuntimeErrors) ---------------
+
+
+def test_several_val_loaders_need_a_dataloader_idx_argument(tmp_path):
+    class NoIdx(TinyModule):
+        def validation_step(self, batch, batch_idx):
+            raise AssertionError("must not run")
+
+    with pytest.raises(RuntimeError, match=r"several `val_dataloader`s.*NoIdx.validation_step\(\).*dataloader_idx=0"):
+        quiet_trainer(tmp_path).validate(NoIdx(), [make_loader(8), make_loader(8)], verbose=False)
+
+
+def test_single_test_loader_with_a_required_dataloader_idx_is_refused(tmp_path):
+    class RequiredIdx(TinyModule):
+        def test_step(self, batch, batch_idx, dataloader_idx):
+            raise AssertionError("must not run")
+
+    with pytest.raises(RuntimeError, match=r"single `test_dataloader`.*RequiredIdx.test_step\(\).*default"):
+        quiet_trainer(tmp_path).test(RequiredIdx(), make_loader(8), verbose=False)
+
+
+def test_several_predict_loaders_check_the_batch_hooks_too(tmp_path):
+    class HookWithoutIdx(TinyModule):
+        def predict_step(self, batch, batch_idx, dataloader_idx=0):
+            return self(batch)
+
+        def on_predict_batch_start(self, batch, batch_idx):
+            raise AssertionError("must not run")
+
+    loaders = [make_loader(8, targets=False), make_loader(8, targets=False)]
+    with pytest.raises(RuntimeError, match=r"several `predict_dataloader`s.*on_predict_batch_start"):
+        quiet_trainer(tmp_path).predict(HookWithoutIdx(), loaders)
+
+
+def test_single_predict_loader_calls_batch_hooks_without_dataloader_idx(tmp_path):
+    seen = []
+
+    class TwoArgHooks(TinyModule):
+        def predict_step(self, batch, batch_idx):
+            return self(batch)
+
+        def on_predict_batch_start(self, batch, batch_idx):
+            seen.append(("start", batch_idx))
+
+        def on_predict_batch_end(self, outputs, batch, batch_idx):
+            seen.append(("end", batch_idx))
+
+    quiet_trainer(tmp_path).predict(TwoArgHooks(), make_loader(8, targets=False))
+    assert seen == [("start", 0), ("end", 0)]

@@ -46,6 +46,12 @@ _STEP_METHODS = ("training_step", "validation_step", "test_step", "predict_step"
 # mode of every submodule it had, unless the user overrides the restoring hook.
 _MODEL_EVAL = {"validate": "on_validation_model_eval", "test": "on_test_model_eval", "predict": "on_predict_model_eval"}
 _MODEL_TRAIN = {"validate": "on_validation_model_train", "test": "on_test_model_train"}
+# Per loop: the dataloader hook's prefix, and the module methods that receive `dataloader_idx`.
+_INDEXED_HOOKS = {
+    "validate": ("val", ("validation_step", "on_validation_batch_start", "on_validation_batch_end")),
+    "test": ("test", ("test_step", "on_test_batch_start", "on_test_batch_end")),
+    "predict": ("predict", ("predict_step", "on_predict_batch_start", "on_predict_batch_end")),
+}
 _REMOVED_HOOKS = {
     "training_epoch_end": "on_train_epoch_end", "validation_epoch_end": "on_validation_epoch_end",
     "test_epoch_end": "on_test_epoch_end", "predict_epoch_end": "on_predict_epoch_end",
@@ -213,6 +219,23 @@ class HookDispatch:
         if getattr(owner, name) is not None:
             return None
         return f"{'datamodule' if owner is self._datamodule else 'model'}.{name}"
+
+    def check_dataloader_idx(self, stage: str, several: bool) -> None:
+        """Before a loop runs: step and batch hooks take `dataloader_idx` exactly when there are several loaders."""
+        prefix, names = _INDEXED_HOOKS[stage]
+        owner = type(self._module).__name__
+        for name in names:
+            try:
+                parameters = inspect.signature(getattr(self._module, name)).parameters
+            except (TypeError, ValueError):
+                continue
+            named = parameters.get("dataloader_idx")
+            if several and named is None and not any(p.kind == p.VAR_POSITIONAL for p in parameters.values()):
+                raise RuntimeError(f"There are several `{prefix}_dataloader`s, but `{owner}.{name}()` has no "
+                                   "`dataloader_idx` argument to tell them apart. Add `dataloader_idx=0` to it.")
+            if not several and named is not None and named.default is inspect.Parameter.empty:
+                raise RuntimeError(f"There is a single `{prefix}_dataloader`, so `{owner}.{name}()` is called without "
+                                   "`dataloader_idx`. Remove the argument or give it a default: `dataloader_idx=0`.")
 
     def module_defines(self, method: str) -> bool:
         """Whether the module implements a step method (`training_step`, ...) or `configure_optimizers`."""
