@@ -119,3 +119,10 @@ def test_hook_name_is_restored_after_a_nested_user_call(tmp_path):
     trainer = _trainer(tmp_path)
     trainer.fit(TransferThenLog())
     assert "train_x" in trainer.callback_metrics
+
+
+@pytest.mark.parametrize("hook", ["on_sanity_check_start", "on_sanity_check_end"])
+def test_log_in_callback_sanity_check_hooks_names_that_hook(tmp_path, hook):
+    callback_class = type("LogsInSanity", (L.Callback,), {hook: lambda self, trainer, pl_module: pl_module.log("x", 1.0)})
+    with pytest.raises(MisconfigurationException, match=rf"inside `{hook}`, where logging is not supported"):
+        _trainer(tmp_path, callbacks=[callback_class()], num_sanity_val_steps=1).fit(WithData())
