@@ -40,7 +40,8 @@ def _log_x(module):
 
 
 _FIT_HOOKS = [
-    "prepare_data", "setup", "configure_callbacks", "configure_model", "configure_optimizers", "on_fit_start",
+    "prepare_data", "setup", "configure_callbacks", "configure_sharded_model", "configure_model",
+    "configure_optimizers", "on_fit_start",
     "train_dataloader", "val_dataloader", "on_before_batch_transfer", "transfer_batch_to_device",
     "on_after_batch_transfer", "on_validation_model_zero_grad", "on_validation_model_eval",
     "on_validation_model_train", "on_validation_end", "lr_scheduler_step", "on_save_checkpoint", "on_train_end",
