@@ -136,7 +136,11 @@ class RecordingCallback(L.Callback):
 
 def quiet_trainer(root, **flags):
     """A Trainer writing under `root` with no progress bar, summary, logger or checkpointing unless asked."""
+    callbacks = flags.get("callbacks") or []
+    callbacks = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
+    # A ModelCheckpoint among the callbacks asks for checkpointing (Lightning refuses it with enable_checkpointing=False).
+    asked = any(getattr(callback, "_is_checkpoint", False) for callback in callbacks)
     defaults = dict(default_root_dir=root, enable_progress_bar=False, enable_model_summary=False, logger=False,
-                    enable_checkpointing=False)
+                    enable_checkpointing=asked)
     defaults.update(flags)
     return L.Trainer(**defaults)

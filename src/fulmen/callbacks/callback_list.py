@@ -10,7 +10,7 @@ from fulmen.utilities.exceptions import MisconfigurationException
 
 
 def build_trainer_callbacks(user_callbacks: Any, enable_progress_bar: bool, enable_model_summary: bool,
-                            enable_checkpointing: bool) -> list[Callback]:
+                            enable_checkpointing: bool, refuse_checkpoints: bool = False) -> list[Callback]:
     """The Trainer's callbacks: the user's list plus a progress bar and model summary unless disabled."""
     if user_callbacks is None:
         callbacks: list[Callback] = []
@@ -31,6 +31,11 @@ def build_trainer_callbacks(user_callbacks: Any, enable_progress_bar: bool, enab
     if has_bar and not enable_progress_bar:
         raise MisconfigurationException(
             "`enable_progress_bar=False` was passed together with a progress bar callback; remove one of them."
+        )
+    if refuse_checkpoints and any(getattr(cb, "_is_checkpoint", False) for cb in callbacks):
+        raise MisconfigurationException(
+            "`Trainer(enable_checkpointing=False)` was passed together with a `ModelCheckpoint` callback; remove the "
+            "callback, or drop `enable_checkpointing=False`."
         )
     if enable_model_summary and not any(isinstance(cb, ModelSummary) for cb in callbacks):
         callbacks.append(ModelSummary())

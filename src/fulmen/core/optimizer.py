@@ -28,6 +28,11 @@ class LightningOptimizer:
     def __init__(self, optimizer: Optimizer, on_step: Any) -> None:
         pass
 
+    def __reduce__(self) -> tuple[Any, tuple[Optimizer, Any]]:
+        # The combined class is made per wrapper and cannot be found by name: pickle and deepcopy rebuild the
+        # wrapper from the optimizer it shares its state with.
+        return LightningOptimizer, (self._optimizer, self._on_step)
+
     @property
     def optimizer(self) -> Optimizer:
         """The wrapped torch optimizer."""

@@ -36,27 +36,31 @@ class LRSchedulerConfig:
     strict: bool = True
 
 
-def parse_optimizers(output: Any) -> tuple[list[Optimizer], list[LRSchedulerConfig], str | None]:
-    """Return `(optimizers, scheduler_configs, monitor)` for `configure_optimizers()`'s `output`."""
+def parse_optimizers(output: Any, automatic: bool = True) -> tuple[list[Optimizer], list[LRSchedulerConfig], str | None]:
+    """Return `(optimizers, scheduler_configs, monitor)` for `configure_optimizers()`'s `output`.
+
+    Under manual optimization (`automatic=False`) the user steps schedulers, so nothing about stepping
+    them (a plateau monitor) is required, as in Lightning.
+    """
     if output is None:
         rank_zero_warn("`configure_optimizers` returned None; fit runs without an optimizer.")
         return [], [], None
     if isinstance(output, Optimizer):
         return [output], [], None
     if isinstance(output, Mapping):
-        return _parse_dicts([output])
+        return _parse_dicts([output], automatic)
     if isinstance(output, (list, tuple)):
         if not output:
             raise _bad_output(output)
         if all(isinstance(item, Optimizer) for item in output):
             return list(output), [], None
         if all(isinstance(item, Mapping) for item in output):
-            return _parse_dicts(list(output))
+            return _parse_dicts(list(output), automatic)
         if len(output) == 2 and isinstance(output[0], (list, tuple)) and all(isinstance(o, Optimizer) for o in output[0]):
             optimizers = list(output[0])
             schedulers = output[1] if isinstance(output[1], (list, tuple)) else [output[1]]
             if all(isinstance(item, Mapping) or callable(getattr(item, "step", None)) for item in schedulers):
-                return optimizers, [_scheduler_config(item, None) for item in schedulers], None
+                return optimizers, [_scheduler_config(item, None, automatic) for item in schedulers], None
     raise _bad_output(output)
 
 
@@ -74,7 +78,7 @@ def _describe(value: Any, depth: int = 0) -> str:
     return type(value).__name__
 
 
-def _parse_dicts(dicts: list[Mapping]) -> tuple[list[Optimizer], list[LRSchedulerConfig], str | None]:
+def _parse_dicts(dicts: list[Mapping], automatic: bool) -> tuple[list[Optimizer], list[LRSchedulerConfig], str | None]:
     optimizers: list[Optimizer] = []
     configs: list[LRSchedulerConfig] = []
     monitor = None
@@ -97,11 +101,13 @@ def _parse_dicts(dicts: list[Mapping]) -> tuple[list[Optimizer], list[LRSchedule
         optimizers.append(optimizer)
         monitor = item.get("monitor", monitor)
         if item.get("lr_scheduler") is not None:
-            configs.append(_scheduler_config(item["lr_scheduler"], item.get("monitor")))
+            configs.append(_scheduler_config(item["lr_scheduler"], item.get("monitor"), automatic))
     return optimizers, configs, monitor
 
 
-def _scheduler_config(item: Any, monitor: str | None) -> LRSchedulerConfig:
+def _scheduler_config(item: Any, monitor: str | None, automatic: bool) -> LRSchedulerConfig:
+    if not automatic:
+        return _manual_scheduler_config(item)
     if isinstance(item, Mapping):
         if "scheduler" not in item:
             raise MisconfigurationException(
@@ -139,8 +145,32 @@ def _scheduler_config(item: Any, monitor: str | None) -> LRSchedulerConfig:
     return config
 
 
-def check_scheduler_api(configs: list[LRSchedulerConfig], custom_step: bool) -> None:
-    """Schedulers must be torch's, or the module must override `lr_scheduler_step` to drive them."""
+def _manual_scheduler_config(item: Any) -> LRSchedulerConfig:
+    """Manual optimization: the user steps the scheduler; keys about automatic stepping are dropped with a warning."""
+    if not isinstance(item, Mapping):
+        return LRSchedulerConfig(scheduler=item)
+    if "scheduler" not in item:
+        raise MisconfigurationException(
+            f"The `lr_scheduler_config` dict {dict(item)!r:.120} has no 'scheduler' key; add the scheduler "
+            "instance under 'scheduler'."
+        )
+    ignored = sorted(key for key in item if key in ("monitor", "strict", "reduce_on_plateau"))
+    if ignored:
+        rank_zero_warn(f"The `lr_scheduler_config` keys {ignored} are ignored under manual optimization: call "
+                       "`scheduler.step(...)` yourself in `training_step` or an epoch hook.", category=RuntimeWarning)
+    unknown = sorted(set(item) - _CONFIG_KEYS)
+    if unknown:
+        rank_zero_warn(f"The `lr_scheduler_config` has unknown keys {unknown}; they are ignored (allowed: "
+                       f"{sorted(_CONFIG_KEYS)}).", category=RuntimeWarning)
+    return LRSchedulerConfig(scheduler=item["scheduler"], name=item.get("name"), interval=item.get("interval", "epoch"),
+                             frequency=item.get("frequency", 1))
+
+
+def check_scheduler_api(configs: list[LRSchedulerConfig], custom_step: bool, automatic: bool = True) -> None:
+    """Schedulers must be torch's, or the module must override `lr_scheduler_step` to drive them.
+
+    Under manual optimization the user steps them, so any object with a state dict is accepted (as in Lightning).
+    """
     from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
     for config in configs:
@@ -149,7 +179,7 @@ def check_scheduler_api(configs: list[LRSchedulerConfig], custom_step: bool) -> 
         if not (callable(getattr(scheduler, "state_dict", None)) and callable(getattr(scheduler, "load_state_dict", None))):
             raise TypeError(f"The LR scheduler `{name}` has no `state_dict`/`load_state_dict` methods, so it cannot be "
                             "checkpointed; add them.")
-        if not isinstance(scheduler, (LRScheduler, ReduceLROnPlateau)) and not custom_step:
+        if automatic and not isinstance(scheduler, (LRScheduler, ReduceLROnPlateau)) and not custom_step:
             raise MisconfigurationException(
                 f"The LR scheduler `{name}` is not a torch LR scheduler; override `LightningModule.lr_scheduler_step"
                 "(scheduler, metric)` to step it."

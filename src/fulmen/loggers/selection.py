@@ -27,10 +27,18 @@ def build_loggers(logger: Any, default_root_dir: str) -> list[Logger]:
     if isinstance(logger, Iterable):
         loggers = list(logger)
         for item in loggers:
-            if not isinstance(item, Logger):
+            if not _is_logger(item):
                 raise TypeError(f"`logger` holds {type(item).__name__}, which is not a `fulmen.loggers.Logger`.")
         return loggers
+    if _is_logger(logger):
+        return [logger]
     raise TypeError(f"`logger` must be a Logger, a list of loggers, True or False; received {type(logger).__name__}.")
+
+
+def _is_logger(candidate: Any) -> bool:
+    # Lightning takes any object as a logger; a duck-typed one (e.g. `unittest.mock.Mock()`) is accepted here too.
+    return isinstance(candidate, Logger) or (not isinstance(candidate, (str, bytes))
+                                             and callable(getattr(candidate, "log_metrics", None)))
 
 
 def log_hyperparameters(loggers: list[Logger], module: Any, datamodule: Any) -> None:

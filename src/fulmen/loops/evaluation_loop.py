@@ -61,7 +61,8 @@ class EvaluationLoop:
             on_batch_start, step = hooks.on_validation_batch_start, hooks.validation_step
             on_batch_end = hooks.on_validation_batch_end
             on_epoch_end, on_end = hooks.on_validation_epoch_end, hooks.on_validation_end
-        trainer.num_eval_batches = list(num_batches)
+        hooks.check_dataloader_idx(self.stage, several)
+        trainer.num_eval_batches = list(self.num_batches)  # full counts, also while sanity checking (Lightning)
 
         no_grad = torch.inference_mode() if trainer._config.inference_mode else torch.no_grad()
         with no_grad:

@@ -22,6 +22,7 @@ from fulmen.utilities.apply_func import apply_to_collection
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from fulmen.utilities.seed import capture_rng_states, isolate_rng, restore_rng_states
+from fulmen.utilities.warnings import PossibleUserWarning
 
 if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
@@ -41,7 +42,7 @@ class FitLoop:
         self.min_steps = config.min_steps or 0
         self.accumulate = config.accumulate_grad_batches
         # The closure is bound once: per step it only reads the current batch from `self`.
-        self._closure = self._forward_backward
+        self._closure = self._forward_backward_with_grad
         self._batch: Any = None
         self._batch_idx = 0
         self._zero_grad_due = True
@@ -86,11 +87,14 @@ class FitLoop:
         train_loader, num_batches = trainer._request_train_loader()
         if self.val_loop.enabled and not self.val_loop.loaders:
             self.val_loop.setup_data()
+        if self.val_loop.enabled:
+            # Lightning's counts once validation data is set up, whether or not a sanity check or a
+            # validation ever runs: full batch counts, and the sanity share of them (0 when skipped).
+            steps = trainer._config.num_sanity_val_steps
+            trainer.num_sanity_val_batches = [min(steps, count) for count in self.val_loop.num_batches]
+            trainer.num_eval_batches = list(self.val_loop.num_batches)
         if self.val_loop.enabled and not any(self.val_loop.num_batches):
             self.val_loop.enabled = False
-        if trainer._config.max_epochs is None and self.max_epochs == 1000:
-            rank_zero_warn("`max_epochs` was not set; training stops after 1000 epochs. Set `max_epochs=-1` to "
-                           "train without an epoch limit.")
         self._train(train_loader, num_batches)
 
     def _sanity_check(self) -> None:
@@ -114,7 +118,8 @@ class FitLoop:
         has_data = trainer._data.has_source("validate")
         if has_step and not has_data:
             rank_zero_warn("The module defines `validation_step` but there is no validation data; validation "
-                           "is skipped. Define `val_dataloader()` or pass `val_dataloaders=` to fit.")
+                           "is skipped. Define `val_dataloader()` or pass `val_dataloaders=` to fit.",
+                           category=PossibleUserWarning)
         elif has_data and not has_step:
             rank_zero_warn("Validation data was given but the module has no `validation_step`; validation is "
                            "skipped. Define `validation_step` to validate.")
@@ -287,6 +292,14 @@ class FitLoop:
                                           optimization.wrapped_optimizers[0], self._closure)
             trainer._state.global_step += 1
         return self._step_output
+
+    def _forward_backward_with_grad(self) -> torch.Tensor | None:
+        # Lightning runs the closure under `enable_grad`: an optimizer whose `step` is `@torch.no_grad()`
+        # (some third-party AdamW) must not turn training_step's autograd off.
+        if torch.is_grad_enabled():
+            return self._forward_backward()
+        with torch.enable_grad():
+            return self._forward_backward()
 
     def _forward_backward(self) -> torch.Tensor | None:
         trainer = self.trainer

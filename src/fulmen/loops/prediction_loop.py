@@ -26,6 +26,7 @@ class PredictionLoop:
         hooks = trainer._hooks
         precision = trainer.strategy.precision_plugin
         several = len(loaders) > 1
+        hooks.check_dataloader_idx("predict", several)
         predictions: list[list[Any]] = [[] for _ in loaders]
         no_grad = torch.inference_mode() if trainer._config.inference_mode else torch.no_grad()
         with no_grad:
@@ -36,11 +37,11 @@ class PredictionLoop:
                 for batch_idx, batch, _ in iterate_batches(loader, num_batches[dataloader_idx]):
                     batch = hooks.transfer_batch(precision.convert_input(batch), dataloader_idx)
                     args = (batch, batch_idx, dataloader_idx) if several else (batch, batch_idx)
-                    hooks.on_predict_batch_start(batch, batch_idx, dataloader_idx)
+                    hooks.on_predict_batch_start(*args)  # `dataloader_idx` only with several loaders, as in Lightning
                     prediction = hooks.predict_step(*args)
                     if prediction is None:
                         rank_zero_warn("`predict_step` returned None; if that was intended, ignore this warning.")
-                    hooks.on_predict_batch_end(prediction, batch, batch_idx, dataloader_idx)
+                    hooks.on_predict_batch_end(prediction, *args)
                     if self.return_predictions:
                         predictions[dataloader_idx].append(move_data_to_device(prediction, "cpu"))
             hooks.on_predict_epoch_end()

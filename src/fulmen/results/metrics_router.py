@@ -45,6 +45,7 @@ class MetricsRouter:
         results = self.active
         hook = self.hook_name
         if results is None:
+            resolve_log_options(hook, name, on_step, on_epoch)  # a hook that never allows logging says so first
             raise MisconfigurationException(
                 f"`self.log({name!r}, ...)` was called inside `{hook}`, where no loop is collecting values. "
                 "Log from a training, validation or test step or epoch hook."

@@ -13,7 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 from fulmen.utilities.exceptions import MisconfigurationException
-from fulmen.utilities.rank_zero import rank_zero_info
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fulmen.utilities.warnings import PossibleUserWarning
 
 
 @dataclass
@@ -87,6 +88,12 @@ class TrainerConfig:
             raise MisconfigurationException(
                 f"`check_val_every_n_epoch` must be an int >= 1 or None; received {check_val_every_n_epoch!r}."
             )
+        if isinstance(val_check_interval, float) and check_val_every_n_epoch is None:
+            raise MisconfigurationException(
+                f"`val_check_interval={val_check_interval}` is a fraction of an epoch, but `check_val_every_n_epoch="
+                "None` counts training batches across epochs. Pass an int `val_check_interval` (a number of batches), "
+                "or set `check_val_every_n_epoch`."
+            )
         val_check_interval = _parse_val_check_interval(val_check_interval)
         if num_sanity_val_steps is None:
             num_sanity_val_steps = 2
@@ -131,6 +138,15 @@ class TrainerConfig:
                            "logging and checkpointing are off.")
         elif self.overfit_batches > 0:
             self.limit_train_batches = self.limit_val_batches = self.overfit_batches
+
+    def resolve_max_epochs(self) -> None:
+        """At the start of `fit`, an unset `max_epochs` takes its default for good (as `trainer.max_epochs` shows)."""
+        if self.max_epochs is None:
+            self.max_epochs = self.resolved_max_epochs()
+            if self.max_epochs == 1000:
+                rank_zero_warn("`max_epochs` was not set, so training stops after 1000 epochs. Set `max_epochs=-1` to "
+                               "train without an epoch limit, or set `max_epochs` or `max_steps`.",
+                               category=PossibleUserWarning)
 
     def resolved_max_epochs(self) -> int:
         """`max_epochs` with Lightning's default: 1000 when no step or time limit is set, else unlimited."""

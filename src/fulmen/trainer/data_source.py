@@ -35,10 +35,13 @@ class DataSource:
     def __init__(self, trainer: Trainer) -> None:
         self._trainer = trainer
         self._given: dict[str, Any] = {}
+        # What each stage of this run uses, shaped as given (a loader, a list or a dict): `trainer.val_dataloaders`.
+        self.current: dict[str, Any] = {}
 
     def set_given(self, **loaders_by_stage: Any) -> None:
-        """Record dataloaders passed to fit/validate/test/predict; they win over hooks."""
+        """Record dataloaders passed to fit/validate/test/predict; they win over hooks. A new run forgets the last."""
         self._given = {stage: value for stage, value in loaders_by_stage.items() if value is not None}
+        self.current = {}
 
     def has_source(self, stage: str) -> bool:
         return stage in self._given or self._trainer._hooks.has_dataloader_hook(stage)
@@ -62,7 +65,9 @@ class DataSource:
                 f"`train_dataloader` returned {len(loaders)} dataloaders; fulmen trains on exactly one. Combine "
                 "the datasets (e.g. `torch.utils.data.ConcatDataset`) into a single DataLoader."
             )
-        return [self._prepare(stage, loader) for loader in loaders]
+        prepared = [self._prepare(stage, loader) for loader in loaders]
+        self.current[stage] = _reshape(raw, iter(prepared))
+        return prepared
 
     def _prepare(self, stage: str, loader: Any) -> Any:
         if not isinstance(loader, DataLoader):
@@ -144,6 +149,16 @@ def check_loaders(raw: Any, source: str) -> None:
         if not hasattr(loader, "__iter__") or isinstance(loader, (str, bytes)):
             raise TypeError(f"{source} {loader!r} ({type(loader).__name__}), which is not a dataloader. Pass a "
                             "`torch.utils.data.DataLoader` (or any iterable of batches), or a list or dict of them.")
+
+
+def _reshape(raw: Any, prepared: Any) -> Any:
+    """`raw`'s list/tuple/dict structure, with each loader replaced by the next prepared one."""
+    if isinstance(raw, Mapping):
+        return {key: _reshape(value, prepared) for key, value in raw.items()}
+    if isinstance(raw, (list, tuple)):
+        items = [_reshape(value, prepared) for value in raw]
+        return items if isinstance(raw, list) else tuple(items)
+    return next(prepared)
 
 
 def _entry_point(stage: str) -> str:

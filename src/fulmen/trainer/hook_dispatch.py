@@ -7,6 +7,7 @@ function that calls only what is overridden, so an event nobody overrides costs 
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
 from fulmen.callbacks.callback import Callback
@@ -45,6 +46,12 @@ _STEP_METHODS = ("training_step", "validation_step", "test_step", "predict_step"
 # mode of every submodule it had, unless the user overrides the restoring hook.
 _MODEL_EVAL = {"validate": "on_validation_model_eval", "test": "on_test_model_eval", "predict": "on_predict_model_eval"}
 _MODEL_TRAIN = {"validate": "on_validation_model_train", "test": "on_test_model_train"}
+# Per loop: the dataloader hook's prefix, and the module methods that receive `dataloader_idx`.
+_INDEXED_HOOKS = {
+    "validate": ("val", ("validation_step", "on_validation_batch_start", "on_validation_batch_end")),
+    "test": ("test", ("test_step", "on_test_batch_start", "on_test_batch_end")),
+    "predict": ("predict", ("predict_step", "on_predict_batch_start", "on_predict_batch_end")),
+}
 _REMOVED_HOOKS = {
     "training_epoch_end": "on_train_epoch_end", "validation_epoch_end": "on_validation_epoch_end",
     "test_epoch_end": "on_test_epoch_end", "predict_epoch_end": "on_predict_epoch_end",
@@ -86,10 +93,15 @@ class HookDispatch:
             setattr(self, name, self._build_event(name, [], self._module_hook(name)))
         for name in _MODULE_ACTING:
             setattr(self, name, self._build_event(name, [], getattr(module, name)))
+        # `manual_backward(loss, retain_graph=True)`: only this event forwards keyword arguments.
+        self.backward = self._build_event("backward", [], module.backward, keywords=True)
         strategy = self._trainer.strategy
         for name in _STEP_METHODS:
             # Step methods run through the strategy: precision contexts, and (DDP) the wrapped forward.
-            setattr(self, name, self._build_event(name, [], strategy.step_function(name)))
+            step = strategy.step_function(name)
+            if not _takes_batch_idx(getattr(module, name)):
+                step = _without_batch_idx(step)  # `def training_step(self, batch)`, as Lightning allows
+            setattr(self, name, self._build_event(name, [], step))
         monitoring = [cb for cb in callbacks if getattr(cb, "_monitors_metrics", False)]
         others = [cb for cb in callbacks if not getattr(cb, "_monitors_metrics", False)]
         # Monitoring callbacks (checkpointing, early stopping) run after the module at epoch end so
@@ -107,10 +119,21 @@ class HookDispatch:
     def _module_hook(self, name: str) -> Callable | None:
         return getattr(self._module, name) if is_overridden(name, self._module, LightningModule) else None
 
-    def _build_event(self, name: str, callback_fns: list[Callable], module_fn: Callable | None) -> Callable:
+    def _build_event(self, name: str, callback_fns: list[Callable], module_fn: Callable | None,
+                     keywords: bool = False) -> Callable:
         if not callback_fns and module_fn is None:
             return _noop
         trainer, module, metrics = self._trainer, self._module, self._trainer._metrics
+        if keywords:
+            def event_with_keywords(*args: Any, **kwargs: Any) -> Any:
+                previous = metrics.hook_name
+                metrics.hook_name = name
+                try:
+                    return module_fn(*args, **kwargs)
+                finally:
+                    metrics.hook_name = previous
+
+            return event_with_keywords
 
         def event(*args: Any) -> Any:
             previous = metrics.hook_name
@@ -123,6 +146,16 @@ class HookDispatch:
                 metrics.hook_name = previous
 
         return event
+
+    def call_as(self, name: str, fn: Callable, *args: Any) -> Any:
+        """Run user code `fn(*args)` as hook `name`: `self.log` checks against it; the previous name comes back."""
+        metrics = self._trainer._metrics
+        previous = metrics.hook_name
+        metrics.hook_name = name
+        try:
+            return fn(*args)
+        finally:
+            metrics.hook_name = previous
 
     def _data_owner(self, name: str) -> Any:
         """The datamodule if it overrides `name`, else the module (Lightning's precedence)."""
@@ -151,18 +184,15 @@ class HookDispatch:
 
     def transfer_batch(self, batch: Any, dataloader_idx: int) -> Any:
         """Run on_before_batch_transfer → transfer_batch_to_device → on_after_batch_transfer."""
-        metrics = self._trainer._metrics
         if self._before_transfer is not None:
-            metrics.hook_name = "on_before_batch_transfer"
-            batch = self._before_transfer(batch, dataloader_idx)
+            batch = self.call_as("on_before_batch_transfer", self._before_transfer, batch, dataloader_idx)
         if self._transfer is not None:
-            metrics.hook_name = "transfer_batch_to_device"
-            batch = self._transfer(batch, self._trainer.strategy.root_device, dataloader_idx)
+            batch = self.call_as("transfer_batch_to_device", self._transfer, batch,
+                                 self._trainer.strategy.root_device, dataloader_idx)
         else:
             batch = self._trainer.strategy.batch_to_device(batch)
         if self._after_transfer is not None:
-            metrics.hook_name = "on_after_batch_transfer"
-            batch = self._after_transfer(batch, dataloader_idx)
+            batch = self.call_as("on_after_batch_transfer", self._after_transfer, batch, dataloader_idx)
         return batch
 
     def request_dataloader(self, stage: str) -> Any:
@@ -170,18 +200,42 @@ class HookDispatch:
         name = {"train": "train_dataloader", "validate": "val_dataloader", "sanity_check": "val_dataloader",
                 "test": "test_dataloader", "predict": "predict_dataloader"}[stage]
         owner = self._data_owner(name)
-        if owner is self._module and not is_overridden(name, owner, LightningModule):
+        hook = getattr(owner, name)
+        if hook is None or (owner is self._module and not is_overridden(name, owner, LightningModule)):
             return None
-        metrics = self._trainer._metrics
-        metrics.hook_name = name
-        return getattr(owner, name)()
+        return self.call_as(name, hook)
 
     def has_dataloader_hook(self, stage: str) -> bool:
-        name = {"train": "train_dataloader", "validate": "val_dataloader", "test": "test_dataloader",
-                "predict": "predict_dataloader"}[stage]
-        dm = self._datamodule
-        return is_overridden(name, self._module, LightningModule) or (
-            dm is not None and is_overridden(name, dm, LightningDataModule))
+        name = _DATA_HOOKS[("train", "validate", "test", "predict").index(stage)]
+        owner = self._data_owner(name)
+        if getattr(owner, name) is None:
+            return False  # `model.val_dataloader = None` turns the stage's data off, as in Lightning
+        return owner is self._datamodule or is_overridden(name, self._module, LightningModule)
+
+    def dataloader_hook_set_to_none(self, stage: str) -> str | None:
+        """`'model.val_dataloader'` when the stage's chosen hook was replaced by None (that stage then has no data)."""
+        name = _DATA_HOOKS[("train", "validate", "test", "predict").index(stage)]
+        owner = self._data_owner(name)
+        if getattr(owner, name) is not None:
+            return None
+        return f"{'datamodule' if owner is self._datamodule else 'model'}.{name}"
+
+    def check_dataloader_idx(self, stage: str, several: bool) -> None:
+        """Before a loop runs: step and batch hooks take `dataloader_idx` exactly when there are several loaders."""
+        prefix, names = _INDEXED_HOOKS[stage]
+        owner = type(self._module).__name__
+        for name in names:
+            try:
+                parameters = inspect.signature(getattr(self._module, name)).parameters
+            except (TypeError, ValueError):
+                continue
+            named = parameters.get("dataloader_idx")
+            if several and named is None and not any(p.kind == p.VAR_POSITIONAL for p in parameters.values()):
+                raise RuntimeError(f"There are several `{prefix}_dataloader`s, but `{owner}.{name}()` has no "
+                                   "`dataloader_idx` argument to tell them apart. Add `dataloader_idx=0` to it.")
+            if not several and named is not None and named.default is inspect.Parameter.empty:
+                raise RuntimeError(f"There is a single `{prefix}_dataloader`, so `{owner}.{name}()` is called without "
+                                   "`dataloader_idx`. Remove the argument or give it a default: `dataloader_idx=0`.")
 
     def module_defines(self, method: str) -> bool:
         """Whether the module implements a step method (`training_step`, ...) or `configure_optimizers`."""
@@ -197,8 +251,7 @@ class HookDispatch:
                 continue
             per_node = getattr(owner, "prepare_data_per_node", True)
             if (per_node and trainer.local_rank == 0) or (not per_node and trainer.global_rank == 0):
-                self._trainer._metrics.hook_name = "prepare_data"
-                owner.prepare_data()
+                self.call_as("prepare_data", owner.prepare_data)
 
     def setup(self, stage: str) -> None:
         """DataModule, then callbacks, then module."""
@@ -210,32 +263,32 @@ class HookDispatch:
 
     def _stage_hook(self, name: str, stage: str) -> None:
         trainer, module = self._trainer, self._module
-        trainer._metrics.hook_name = name
         if self._datamodule is not None:
-            getattr(self._datamodule, name)(stage)
+            self.call_as(name, getattr(self._datamodule, name), stage)
         for callback in self._callbacks:
-            getattr(callback, name)(trainer, module, stage)
-        getattr(module, name)(stage)
+            self.call_as(name, getattr(callback, name), trainer, module, stage)
+        self.call_as(name, getattr(module, name), stage)
 
     def on_exception(self, exception: BaseException) -> None:
         """Callbacks, then the datamodule, are told the run failed."""
         for callback in self._callbacks:
-            callback.on_exception(self._trainer, self._module, exception)
+            self.call_as("on_exception", callback.on_exception, self._trainer, self._module, exception)
         if self._datamodule is not None:
-            self._datamodule.on_exception(exception)
+            self.call_as("on_exception", self._datamodule.on_exception, exception)
 
     # -- eval/train mode ---------------------------------------------------------------------------
 
     def model_eval(self, stage: str) -> None:
         """Remember each submodule's mode, then run the stage's `on_*_model_eval` hook."""
         self._captured_modes = {id(m): m.training for m in self._module.modules()}
-        getattr(self._module, _MODEL_EVAL[stage])()
+        name = _MODEL_EVAL[stage]
+        self.call_as(name, getattr(self._module, name))
 
     def model_train(self, stage: str) -> None:
         """Run an overridden `on_*_model_train` hook, or restore the modes `model_eval` remembered."""
         name = _MODEL_TRAIN.get(stage)
         if name is not None and is_overridden(name, self._module, LightningModule):
-            getattr(self._module, name)()
+            self.call_as(name, getattr(self._module, name))
             return
         modes = self._captured_modes
         for submodule in self._module.modules():
@@ -245,19 +298,21 @@ class HookDispatch:
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Callbacks, then the datamodule, then the module may add to the checkpoint."""
+        name = "on_save_checkpoint"
         for callback in self._callbacks:
-            callback.on_save_checkpoint(self._trainer, self._module, checkpoint)
+            self.call_as(name, callback.on_save_checkpoint, self._trainer, self._module, checkpoint)
         if self._datamodule is not None:
-            self._datamodule.on_save_checkpoint(checkpoint)
-        self._module.on_save_checkpoint(checkpoint)
+            self.call_as(name, self._datamodule.on_save_checkpoint, checkpoint)
+        self.call_as(name, self._module.on_save_checkpoint, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """The module reads the checkpoint first, then the datamodule, then callbacks (Lightning's exception)."""
-        self._module.on_load_checkpoint(checkpoint)
+        name = "on_load_checkpoint"
+        self.call_as(name, self._module.on_load_checkpoint, checkpoint)
         if self._datamodule is not None:
-            self._datamodule.on_load_checkpoint(checkpoint)
+            self.call_as(name, self._datamodule.on_load_checkpoint, checkpoint)
         for callback in self._callbacks:
-            callback.on_load_checkpoint(self._trainer, self._module, checkpoint)
+            self.call_as(name, callback.on_load_checkpoint, self._trainer, self._module, checkpoint)
 
 
 def _chain(first: Callable, second: Callable) -> Callable:
@@ -271,6 +326,24 @@ def _chain(first: Callable, second: Callable) -> Callable:
         second(*args)
 
     return both
+
+
+def _takes_batch_idx(step: Callable) -> bool:
+    """Lightning's rule: pass `batch_idx` if the step names it, takes `*args`, or has two or more positionals."""
+    try:
+        parameters = inspect.signature(step).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return (any(p.name == "batch_idx" for p in positional) or len(positional) >= 2
+            or any(p.kind == p.VAR_POSITIONAL for p in parameters))
+
+
+def _without_batch_idx(step: Callable) -> Callable:
+    def step_without_batch_idx(batch: Any, batch_idx: int, *rest: Any) -> Any:
+        return step(batch, *rest)
+
+    return step_without_batch_idx
 
 
 def _check_removed_hooks(module: LightningModule) -> None:

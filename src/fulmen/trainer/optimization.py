@@ -7,6 +7,7 @@ Does not own: when steps happen (`loops/fit_loop.py`).
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -22,10 +23,22 @@ if TYPE_CHECKING:
 
 
 class _NoOptimizer(Optimizer):
-    """Stands in when `configure_optimizers` returns None, so the loop (and `global_step`) run unchanged."""
+    """Stands in when `configure_optimizers` returns None, so the loop (and `global_step`) run unchanged.
+
+    Like Lightning's placeholder it has no parameter groups and an empty state.
+    """
 
     def __init__(self) -> None:
         super().__init__([torch.zeros(1)], {})
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        pass  # keeps `param_groups == []`: there is nothing to optimize
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         return closure() if closure is not None else None
@@ -58,6 +71,13 @@ def _check_optimizers_hold_module_parameters(optimizers: list[Optimizer], module
             "them as `nn.Parameter` attributes of the module (or of one of its submodules).")
 
 
+def _names_optimizer_idx(training_step: Callable[..., Any]) -> bool:
+    try:
+        return "optimizer_idx" in inspect.signature(training_step).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class Optimization:
     """Holds optimizers and scheduler configs for one run and performs steps and backward passes."""
 
@@ -72,8 +92,14 @@ class Optimization:
         """Call `configure_optimizers` and check the result fits the optimization mode."""
         hooks = self._trainer._hooks
         output = hooks.configure_optimizers()
-        optimizers, configs, monitor = parse_optimizers(output)
-        check_scheduler_api(configs, hooks.module_defines("lr_scheduler_step"))
+        optimizers, configs, monitor = parse_optimizers(output, automatic)
+        check_scheduler_api(configs, hooks.module_defines("lr_scheduler_step"), automatic)
+        if _names_optimizer_idx(self._trainer.lightning_module.training_step):
+            raise RuntimeError(
+                "`training_step` takes an `optimizer_idx` argument, which Lightning 2.x no longer passes: with "
+                "several optimizers set `self.automatic_optimization = False`, remove `optimizer_idx`, and step "
+                "them in `training_step` via `opt1, opt2 = self.optimizers()`."
+            )
         if automatic and len(optimizers) > 1:
             raise RuntimeError(
                 f"`configure_optimizers` returned {len(optimizers)} optimizers, but automatic optimization steps "

@@ -152,6 +152,24 @@ class TrainerProperties:
         return self.num_eval_batches
 
     @property
+    def train_dataloader(self) -> Any:
+        """The training dataloader of the current or last `fit` (None before it is requested)."""
+        return self._data.current.get("train")
+
+    @property
+    def val_dataloaders(self) -> Any:
+        """The validation dataloader(s) of the current or last run, shaped as given (a loader, list or dict)."""
+        return self._data.current.get("validate")
+
+    @property
+    def test_dataloaders(self) -> Any:
+        return self._data.current.get("test")
+
+    @property
+    def predict_dataloaders(self) -> Any:
+        return self._data.current.get("predict")
+
+    @property
     def estimated_stepping_batches(self) -> int | float:
         """Optimizer steps the whole fit will take, from max_steps, max_epochs and accumulation.
 

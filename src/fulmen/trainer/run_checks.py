@@ -34,6 +34,7 @@ def check_run(trainer: Trainer, fn: TrainerFn) -> None:
                 f"{name} has no `training_step()`; `Trainer.fit` needs one that returns the loss for a batch."
             )
         if not trainer._data.has_source("train"):
+            _refuse_none_hook(trainer, "train", "fit(train_dataloaders=...)")
             raise MisconfigurationException(
                 f"No training data: define `train_dataloader()` on {name} or on a LightningDataModule, or pass "
                 "`train_dataloaders=` to `Trainer.fit`."
@@ -62,6 +63,7 @@ def check_run(trainer: Trainer, fn: TrainerFn) -> None:
             )
         stage = "validate" if fn == TrainerFn.VALIDATING else "test"
         if not trainer._data.has_source(stage):
+            _refuse_none_hook(trainer, stage, f"{fn.value}(dataloaders=...)")
             hook = "val_dataloader" if stage == "validate" else "test_dataloader"
             raise MisconfigurationException(
                 f"No {stage} data: define `{hook}()` on {name} or on a LightningDataModule, or pass "
@@ -73,10 +75,19 @@ def check_run(trainer: Trainer, fn: TrainerFn) -> None:
             "whose default returns `self(batch)`. Define `predict_step(self, batch, batch_idx)` (or `forward`)."
         )
     elif fn == TrainerFn.PREDICTING and not trainer._data.has_source("predict"):
+        _refuse_none_hook(trainer, "predict", "predict(dataloaders=...)")
         raise MisconfigurationException(
             f"No predict data: define `predict_dataloader()` on {name} or on a LightningDataModule, or pass "
             "`dataloaders=` to `Trainer.predict`."
         )
+
+
+def _refuse_none_hook(trainer: Trainer, stage: str, entry: str) -> None:
+    """A stage that needs data, whose dataloader hook was set to None: Lightning's TypeError."""
+    hook = trainer._hooks.dataloader_hook_set_to_none(stage)
+    if hook is not None:
+        raise TypeError(f"`{hook}` is None, so `Trainer.{entry.split('(')[0]}` has no data. Pass the dataloader "
+                        f"as `Trainer.{entry}` or make `{hook}` a method returning a DataLoader.")
 
 
 def check_entry_arguments(trainer: Trainer, fn: TrainerFn, model: Any, datamodule: Any,

@@ -78,7 +78,7 @@ class Trainer(TrainerProperties):
         quiet = bool(self._config.fast_dev_run)
         self.callbacks = build_trainer_callbacks(
             callbacks, enable_progress_bar is not False, enable_model_summary is not False,
-            enable_checkpointing is not False and not quiet,
+            enable_checkpointing is not False and not quiet, refuse_checkpoints=enable_checkpointing is False,
         )
         self.loggers = [] if quiet else build_loggers(logger, self._config.default_root_dir)
         self.enable_autolog_hparams = enable_autolog_hparams
@@ -197,10 +197,12 @@ class Trainer(TrainerProperties):
         self._metrics.active = None
         stage_name = fn.value
         hooks = self._hooks
+        if fn == TrainerFn.FITTING:
+            self._config.resolve_max_epochs()  # warns once, at the start of fit, like Lightning
         self.strategy.setup_environment()
         try:
-            self._metrics.hook_name = "configure_callbacks"
-            run_callbacks = merge_module_callbacks(self.callbacks, model.configure_callbacks())
+            run_callbacks = merge_module_callbacks(
+                self.callbacks, hooks.call_as("configure_callbacks", model.configure_callbacks))
             self.callbacks = run_callbacks
             self.strategy.connect(model)
             hooks.bind(model, run_callbacks, datamodule)
