@@ -9,6 +9,7 @@ computes the same statistics with a differentiable all-reduce that gloo can run.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -61,15 +62,13 @@ class CPUSyncBatchNorm(_BatchNorm):
         group = self.process_group or (dist.group.WORLD if dist.is_available() and dist.is_initialized() else None)
         if not self.training or group is None or dist.get_world_size(group) == 1:
             return super().forward(input)
-        from torch.distributed.nn.functional import all_reduce
-
         self._check_input_dim(input)
         channels = input.size(1)
         dims = [0, *range(2, input.dim())]
         count = torch.full((1,), input.numel() // channels, dtype=input.dtype, device=input.device)
         # Sums (not means) are reduced so that ranks with different batch sizes weigh correctly; the
         # all-reduce is differentiable, so gradients flow through the global statistics as with SyncBatchNorm.
-        totals = all_reduce(torch.cat([input.sum(dims), (input * input).sum(dims), count]), group=group)
+        totals = _AllReduceSum.apply(torch.cat([input.sum(dims), (input * input).sum(dims), count]), group)
         total = totals[-1]
         mean = totals[:channels] / total
         var = (totals[channels:2 * channels] / total - mean * mean).clamp_min(0)
@@ -84,6 +83,23 @@ class CPUSyncBatchNorm(_BatchNorm):
         if self.affine:
             output = output * self.weight.view(shape) + self.bias.view(shape)
         return output
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the group; the gradient of every rank's input is the sum of every rank's output gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor, group: Any) -> torch.Tensor:
+        ctx.group = group
+        total = tensor.clone()
+        dist.all_reduce(total, group=group)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        total = grad.contiguous().clone()
+        dist.all_reduce(total, group=ctx.group)
+        return total, None
 
 
 def _replace_batchnorms(module: nn.Module, convert) -> nn.Module:  # noqa: ANN001 - a converter function

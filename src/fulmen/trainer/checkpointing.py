@@ -101,13 +101,17 @@ class Checkpointing:
                                  "not saved one yet.")
             return callback.best_model_path
         if path == "last":
-            candidates = [cb.last_model_path for cb in trainer.checkpoint_callbacks
-                          if getattr(cb, "last_model_path", "") and os.path.exists(cb.last_model_path)]
-            if not candidates:
-                rank_zero_warn(f'`.{fn.value}(ckpt_path="last")` found no "last" checkpoint; using the model as it is.')
-                return None
-            return max(candidates, key=os.path.getmtime)
+            # Rank zero looks at the files and decides; every rank loads what it chose.
+            return trainer.strategy.broadcast(self._newest_last(fn) if trainer.is_global_zero else None)
         return os.fspath(path)
+
+    def _newest_last(self, fn: TrainerFn) -> str | None:
+        candidates = [cb.last_model_path for cb in self._trainer.checkpoint_callbacks
+                      if getattr(cb, "last_model_path", "") and os.path.exists(cb.last_model_path)]
+        if not candidates:
+            rank_zero_warn(f'`.{fn.value}(ckpt_path="last")` found no "last" checkpoint; using the model as it is.')
+            return None
+        return max(candidates, key=os.path.getmtime)
 
     def restore(self, path: str | os.PathLike | None, fn: TrainerFn, weights_only: bool | None) -> str | None:
         """Load `path` (if given) into the module and, when fitting, into optimizers, schedulers and counters."""
