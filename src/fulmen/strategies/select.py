@@ -164,13 +164,16 @@ def apply_plugins(strategy: Strategy, plugins: Any, sync_batchnorm: bool = False
 
 
 def apply_determinism(deterministic: bool | str | None, benchmark: bool | None, device: torch.device) -> None:
-    """Apply `Trainer(deterministic=..., benchmark=...)` to torch and cuDNN."""
+    """Apply `Trainer(deterministic=..., benchmark=...)` to torch and cuDNN (cuDNN's flag is set on any device,
+    as Lightning does; `benchmark=None` leaves it as the session has it unless `deterministic` asks for False)."""
     if deterministic is not None:
         torch.use_deterministic_algorithms(bool(deterministic), warn_only=deterministic == "warn")
         if deterministic:
             # cuBLAS needs a fixed workspace to be deterministic.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(benchmark) if benchmark is not None else not deterministic
-        if deterministic:
-            torch.backends.cudnn.deterministic = True
+    if deterministic and benchmark is None:
+        benchmark = False
+    if benchmark is not None:
+        torch.backends.cudnn.benchmark = bool(benchmark)
+    if device.type == "cuda" and deterministic:
+        torch.backends.cudnn.deterministic = True
