@@ -76,6 +76,16 @@ def make_layer():
     return layer
 
 
+def make_batchnorm_net():
+    """Linear(32, 4) -> BatchNorm1d(4) -> Linear(4, 2), the same in every process (seeded, global RNG untouched)."""
+    net = nn.Sequential(nn.Linear(NUM_FEATURES, 4), nn.BatchNorm1d(4), nn.Linear(4, NUM_OUTPUTS))
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    return net
+
+
 def _plain(value):
     return getattr(value, "value", value)
 

@@ -154,3 +154,38 @@ def test_epoch_mean_with_uninferable_batch_size_raises(tmp_path):
 
     with pytest.raises(MisconfigurationException, match=r"batch_size=N"):
         log_trainer(tmp_path).fit(Module(), DataLoader(_StringDataset(), batch_size=2))
+
+
+class _LogsAMetric(TinyModule):
+    """Logs a torchmetrics MeanMetric that is an attribute (`attribute=True`) or lives in a plain dict."""
+
+    def __init__(self, attribute, metric_attribute=None):
+        super().__init__()
+        import torchmetrics
+
+        metric = torchmetrics.MeanMetric()
+        if attribute:
+            self.mean_loss = metric
+        self.hidden = {"metric": metric}  # a plain dict: not registered as a submodule
+        self.metric_attribute = metric_attribute
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        metric = self.hidden["metric"]
+        metric(loss.detach())
+        self.log("mean_loss", metric, on_epoch=True, metric_attribute=self.metric_attribute)
+        return loss
+
+
+def test_logged_metric_must_be_a_module_attribute(tmp_path):
+    # Lightning 2.6.6 raises a MisconfigurationException here too ("Could not find the `LightningModule` attribute").
+    pytest.importorskip("torchmetrics")
+    with pytest.raises(MisconfigurationException, match="not an attribute of the LightningModule; assign the metric"):
+        _fit(tmp_path, _LogsAMetric(attribute=False))
+
+
+def test_metric_attribute_names_a_metric_kept_elsewhere(tmp_path):
+    pytest.importorskip("torchmetrics")
+    trainer = _fit(tmp_path, _LogsAMetric(attribute=False, metric_attribute="metric"))
+    assert "mean_loss" in trainer.callback_metrics
+    assert "mean_loss" in _fit(tmp_path, _LogsAMetric(attribute=True)).callback_metrics

@@ -15,10 +15,12 @@ from fulmen.strategies.cluster_environments import (
     first_host,
 )
 from fulmen.strategies.launchers import MultiprocessingLauncher, SubprocessScriptLauncher
+from helpers.tiny import TinyModule, make_loader
 
 _LAUNCH_VARIABLES = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK", "MASTER_ADDR",
                      "MASTER_PORT", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID",
-                     "SLURM_NODEID", "SLURM_NODELIST", "SLURM_JOB_NODELIST", "SLURM_JOB_NAME", "SLURM_JOB_ID")
+                     "SLURM_NODEID", "SLURM_NODELIST", "SLURM_JOB_NODELIST", "SLURM_JOB_NAME", "SLURM_JOB_ID",
+                     "SLURM_NTASKS_PER_NODE", "SLURM_NNODES")
 
 
 @pytest.fixture(autouse=True)
@@ -72,6 +74,23 @@ def test_trainer_under_torchrun_reads_its_ranks_and_launches_nothing(monkeypatch
     assert trainer.strategy.launcher is None
 
 
+def test_torchrun_with_default_devices_reports_the_launchers_ranks(monkeypatch):
+    # The launcher is the source of truth: not world size 1 and rank node_rank * devices + local_rank.
+    _set(monkeypatch, **TORCHRUN)
+    trainer = _trainer()
+    assert (trainer.world_size, trainer.global_rank, trainer.local_rank, trainer.node_rank) == (4, 3, 1, 1)
+    assert not trainer.is_global_zero and trainer.strategy.launcher is None
+
+
+@pytest.mark.parametrize("flags", [{}, {"devices": 2}, {"devices": 4, "num_nodes": 2}])
+def test_torchrun_world_size_must_match_devices_times_num_nodes(monkeypatch, flags):
+    # Lightning 2.6.6 raises this ValueError when the run starts (its launcher validates the environment).
+    _set(monkeypatch, **TORCHRUN)
+    trainer = _trainer(max_epochs=1, **flags)
+    with pytest.raises(ValueError, match=r"torchrun started 4 \(WORLD_SIZE=4\)\. Set `devices=2, num_nodes=2`"):
+        trainer.fit(TinyModule(), make_loader())
+
+
 # -- SLURM ----------------------------------------------------------------------------------------------------
 
 
@@ -91,6 +110,24 @@ def test_trainer_under_slurm_reads_its_ranks(monkeypatch):
     assert isinstance(trainer.strategy.cluster_environment, SLURMEnvironment)
     assert (trainer.global_rank, trainer.local_rank, trainer.node_rank, trainer.world_size) == (2, 0, 1, 4)
     assert trainer.strategy.launcher is None
+
+
+def test_slurm_with_default_devices_reports_slurms_ranks(monkeypatch):
+    _set(monkeypatch, **SLURM)
+    trainer = _trainer()
+    assert (trainer.global_rank, trainer.local_rank, trainer.node_rank, trainer.world_size) == (2, 0, 1, 4)
+
+
+@pytest.mark.parametrize(("flags", "variables", "message"), [
+    ({"devices": 1, "num_nodes": 2}, {"SLURM_NTASKS_PER_NODE": 2}, r"--ntasks-per-node=2`: set `devices=2`"),
+    ({"devices": 2, "num_nodes": 1}, {"SLURM_NNODES": 2}, r"--nodes=2`: set `num_nodes=2`"),
+    ({"devices": 2, "num_nodes": 1}, {}, r"SLURM started 4 tasks \(SLURM_NTASKS=4\)"),
+])
+def test_slurm_tasks_must_match_devices_and_num_nodes(monkeypatch, flags, variables, message):
+    _set(monkeypatch, **SLURM, **variables)
+    trainer = _trainer(max_epochs=1, **flags)
+    with pytest.raises(ValueError, match=message):
+        trainer.fit(TinyModule(), make_loader())
 
 
 def test_slurm_main_port_is_the_same_on_every_rank_and_master_variables_win(monkeypatch):

@@ -356,3 +356,11 @@ def test_trainer_can_fit_again_after_an_exception(tmp_path):
     trainer.validate(module, make_loader(16), verbose=False)
     assert trainer.state.status == "finished" and not trainer.interrupted
     assert module.calls["validation_step"] == 2
+
+
+@pytest.mark.parametrize(("flag", "value"), [("profiler", "simple"), ("profiler", object()),
+                                             ("model_registry", "my-model")])
+def test_flags_without_an_implementation_raise_instead_of_being_ignored(flag, value):
+    with pytest.raises(NotImplementedError, match=rf"`Trainer\({flag}=.*not implemented yet"):
+        L.Trainer(**{flag: value})
+    L.Trainer(**{flag: None}, logger=False)

@@ -9,7 +9,7 @@ import torch
 from fulmen.callbacks.callback import Callback
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException
-from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fulmen.utilities.rank_zero import log, rank_zero_warn
 
 if TYPE_CHECKING:
     from fulmen.core.module import LightningModule
@@ -95,7 +95,7 @@ class EarlyStopping(Callback):
             self.stopped_epoch = trainer.current_epoch
             self.stopping_reason_message = reason
         if reason and self.verbose:
-            rank_zero_info(reason)
+            _log_reason(trainer, reason, self.log_rank_zero_only)
 
     def _evaluate(self, current: torch.Tensor) -> tuple[bool, str | None]:
         better = self.monitor_op
@@ -133,3 +133,11 @@ class EarlyStopping(Callback):
         self.patience = state_dict["patience"]
         self.stopping_reason = state_dict.get("stopping_reason", "not_stopped")
         self.stopping_reason_message = state_dict.get("stopping_reason_message")
+
+
+def _log_reason(trainer: Trainer, message: str, rank_zero_only: bool) -> None:
+    """Every rank reports (prefixed with its rank) unless `log_rank_zero_only`, as in Lightning."""
+    if trainer.world_size == 1:
+        log.info(message)
+    elif not rank_zero_only or trainer.global_rank == 0:
+        log.info(f"[rank: {trainer.global_rank}] {message}")

@@ -19,6 +19,10 @@ class ModelSummary(Callback):
     """Summarize the module's submodules down to `max_depth` (-1: all levels, 0: no summary)."""
 
     def __init__(self, max_depth: int = 1, **summarize_kwargs: Any) -> None:
+        if summarize_kwargs:
+            # Lightning forwards these to its table printer, which only RichModelSummary reads.
+            raise TypeError(f"`ModelSummary` got unexpected keyword argument(s) {sorted(summarize_kwargs)}: fulmen's "
+                            "summary table takes only `max_depth`.")
         self._max_depth = max_depth
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -6,7 +6,7 @@ import importlib.util
 from collections.abc import Iterable
 from typing import Any
 
-from fulmen.loggers.logger import Logger
+from fulmen.loggers.logger import Logger, VersionedDirectoryLogger
 
 
 def build_loggers(logger: Any, default_root_dir: str) -> list[Logger]:
@@ -63,3 +63,29 @@ def log_hyperparameters(loggers: list[Logger], module: Any, datamodule: Any) -> 
             logger.log_hyperparams(params)
         logger.log_graph(module)
         logger.save()
+
+
+def share_logger_versions(loggers: list[Logger], strategy: Any) -> None:
+    """Make every rank use the version rank zero created (each rank listing the directories itself could pick
+    another number once rank zero's `version_N` exists). Call on every rank, after rank zero made its experiments."""
+    if not loggers or strategy.world_size == 1:
+        return
+    decided = [_identity(logger) for logger in loggers] if strategy.is_global_zero else None
+    decided = strategy.broadcast(decided)
+    for logger, identity in zip(loggers, decided):
+        if identity is None:
+            continue
+        if isinstance(logger, VersionedDirectoryLogger):
+            logger._version = identity
+        else:  # MLFlowLogger: the experiment and run rank zero created
+            logger._experiment_id, logger._run_id = identity
+
+
+def _identity(logger: Logger) -> Any:
+    if isinstance(logger, VersionedDirectoryLogger):
+        return logger.version
+    from fulmen.loggers.mlflow import MLFlowLogger  # the module imports mlflow only when a logger is created
+
+    if isinstance(logger, MLFlowLogger) and logger._initialized:
+        return logger._experiment_id, logger._run_id
+    return None

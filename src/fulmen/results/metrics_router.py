@@ -35,6 +35,7 @@ class MetricsRouter:
         self._callback: dict[str, torch.Tensor] = {}
         self._logged: dict[str, torch.Tensor] = {}
         self._progress_bar: dict[str, torch.Tensor] = {}
+        self._metric_attributes: dict[int, str] | None = None
 
     # -- the self.log front end -------------------------------------------------------------------
 
@@ -58,17 +59,39 @@ class MetricsRouter:
             )
         if not _is_torchmetric(value):
             value = _as_tensor(name, value, module)
+        elif metric_attribute is None:
+            self._check_metric_attribute(module, name, value)
         dataloader_idx = self.dataloader_idx
         if dataloader_idx is not None and add_dataloader_idx:
             name = f"{name}/dataloader_idx_{dataloader_idx}"
         if logger is None:
             logger = True
+        if rank_zero_only:
+            # Logged from rank zero alone (Lightning's `rank_zero_only`): a collective would wait forever for the
+            # other ranks, so the value is never synced.
+            sync_dist = False
         results.log(
             hook, name, value, on_step=on_step, on_epoch=on_epoch, prog_bar=prog_bar, logger=logger,
             reduce=reduce_name(reduce_fx), sync_dist=sync_dist, sync_dist_group=sync_dist_group,
             dataloader_idx=dataloader_idx, enable_graph=enable_graph, batch_size=batch_size,
             reduce_across_processes=self._reduce if sync_dist else None,
         )
+
+    def _check_metric_attribute(self, module: Any, name: str, metric: Any) -> None:
+        """A logged torchmetrics object must be an attribute of the module (Lightning's rule), or be named by
+        `metric_attribute`; the lookup runs once per run."""
+        if self._metric_attributes is None:
+            torchmetrics = sys.modules["torchmetrics"]
+            self._metric_attributes = {id(child): child_name for child_name, child in module.named_modules()
+                                       if isinstance(child, torchmetrics.Metric)}
+        if id(metric) not in self._metric_attributes:
+            known = list(self._metric_attributes.values())
+            hint = (f"pass `self.log({name!r}, ..., metric_attribute=NAME)` with NAME one of {known}" if known
+                    else "assign the metric to an attribute of your LightningModule (e.g. `self.accuracy = ...`)")
+            raise MisconfigurationException(
+                f"`self.log({name!r}, metric)`: the torchmetrics.Metric is not an attribute of the LightningModule; "
+                f"{hint}."
+            )
 
     # -- the trainer's three dicts ----------------------------------------------------------------
 
@@ -107,6 +130,7 @@ class MetricsRouter:
     def clear(self) -> None:
         """Drop every stored metric (after the sanity check, or when a new stage starts)."""
         self._callback, self._logged, self._progress_bar = {}, {}, {}
+        self._metric_attributes = None
         self.train_results.reset()
         self.eval_results.reset()
 

@@ -44,6 +44,9 @@ class ClusterEnvironment:
     def main_port(self) -> int:
         return int(os.environ["MASTER_PORT"]) if "MASTER_PORT" in os.environ else find_free_port()
 
+    def validate_settings(self, num_devices: int, num_nodes: int) -> None:
+        """Raise if `Trainer(devices, num_nodes)` contradicts what the launcher started; nothing to check here."""
+
 
 class LightningEnvironment(ClusterEnvironment):
     """Processes fulmen starts itself (or any launcher that sets LOCAL_RANK/NODE_RANK/WORLD_SIZE)."""
@@ -73,6 +76,19 @@ class TorchElasticEnvironment(ClusterEnvironment):
     def world_size(self) -> int:
         return int(os.environ["WORLD_SIZE"])
 
+    def validate_settings(self, num_devices: int, num_nodes: int) -> None:
+        world_size = self.world_size()
+        if num_devices * num_nodes != world_size:
+            per_node = os.environ.get("LOCAL_WORLD_SIZE")
+            hint = (f"`devices={per_node}, num_nodes={world_size // int(per_node)}`"
+                    if per_node and per_node.isdigit() and int(per_node) > 0 and world_size % int(per_node) == 0
+                    else "`devices` x `num_nodes` equal to it")
+            raise ValueError(
+                f"`Trainer(devices={num_devices}, num_nodes={num_nodes})` describes {num_devices * num_nodes} "
+                f"process(es), but torchrun started {world_size} (WORLD_SIZE={world_size}). Set {hint}, or start "
+                "torchrun with a matching `--nnodes`/`--nproc_per_node`."
+            )
+
 
 class SLURMEnvironment(ClusterEnvironment):
     """Started by `srun`: ranks from SLURM_PROCID/SLURM_LOCALID/SLURM_NODEID, address from the node list."""
@@ -95,6 +111,23 @@ class SLURMEnvironment(ClusterEnvironment):
 
     def node_rank(self) -> int:
         return int(os.environ["SLURM_NODEID"])
+
+    def validate_settings(self, num_devices: int, num_nodes: int) -> None:
+        per_node = os.environ.get("SLURM_NTASKS_PER_NODE")
+        if per_node is not None and per_node.isdigit() and int(per_node) != num_devices:
+            raise ValueError(f"`Trainer(devices={num_devices})` does not match SLURM's `--ntasks-per-node={per_node}`: "
+                             f"set `devices={per_node}` (one process per device).")
+        nodes = os.environ.get("SLURM_NNODES")
+        if nodes is not None and nodes.isdigit() and int(nodes) != num_nodes:
+            raise ValueError(f"`Trainer(num_nodes={num_nodes})` does not match SLURM's `--nodes={nodes}`: "
+                             f"set `num_nodes={nodes}`.")
+        world_size = self.world_size()
+        if num_devices * num_nodes != world_size:
+            raise ValueError(
+                f"`Trainer(devices={num_devices}, num_nodes={num_nodes})` describes {num_devices * num_nodes} "
+                f"process(es), but SLURM started {world_size} tasks (SLURM_NTASKS={world_size}). Set `devices` to "
+                "the tasks per node and `num_nodes` to the number of nodes."
+            )
 
     @property
     def main_address(self) -> str:

@@ -18,9 +18,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fulmen.checkpoint_io import CheckpointIO
 from fulmen.precision import Precision
+from fulmen.plugins.layer_sync import LayerSync
 from fulmen.strategies.cluster_environments import ClusterEnvironment, LightningEnvironment
+from fulmen.strategies.ddp_comm import _check_ddp_kwargs, _CommHookConfig
 from fulmen.strategies.launchers import MultiprocessingLauncher, SubprocessScriptLauncher
-from fulmen.strategies.strategy import Strategy
+from fulmen.strategies.strategy import Strategy, reject_accelerator_object
+from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.apply_func import apply_to_collection
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only
 
@@ -34,10 +37,17 @@ class DDPStrategy(Strategy):
 
     def __init__(self, accelerator: Any = None, parallel_devices: list[torch.device] | None = None,
                  cluster_environment: ClusterEnvironment | None = None, checkpoint_io: CheckpointIO | None = None,
-                 precision_plugin: Precision | None = None, process_group_backend: str | None = None,
+                 precision_plugin: Precision | None = None, ddp_comm_state: object | None = None,
+                 ddp_comm_hook: Callable | None = None, ddp_comm_wrapper: Callable | None = None,
+                 model_averaging_period: int | None = None, process_group_backend: str | None = None,
                  timeout: timedelta | None = timedelta(minutes=30), start_method: str = "popen",
                  find_unused_parameters: bool = False, static_graph: bool = False, num_nodes: int = 1,
                  **ddp_kwargs: Any) -> None:
+        reject_accelerator_object(accelerator, type(self).__name__)
+        _check_ddp_kwargs(ddp_kwargs)
+        self._comm = _CommHookConfig(ddp_comm_state, ddp_comm_hook, ddp_comm_wrapper, model_averaging_period)
+        self._model_averager: Any = None
+        self._layer_sync: LayerSync | None = None
         self._devices_given = parallel_devices is not None
         self._environment_given = cluster_environment is not None
         self._precision_given = precision_plugin is not None
@@ -86,7 +96,15 @@ class DDPStrategy(Strategy):
         return self._num_nodes
 
     @property
+    def _ranks_from_launcher(self) -> bool:
+        # torchrun and SLURM state the ranks and world size; with fulmen's own launcher the flags decide them.
+        environment = self.cluster_environment
+        return environment.creates_processes_externally and not isinstance(environment, LightningEnvironment)
+
+    @property
     def world_size(self) -> int:
+        if self._ranks_from_launcher:
+            return self.cluster_environment.world_size()
         return self.num_nodes * self.num_processes
 
     @property
@@ -99,6 +117,8 @@ class DDPStrategy(Strategy):
 
     @property
     def global_rank(self) -> int:
+        if self._ranks_from_launcher:
+            return self.cluster_environment.global_rank()
         return self.node_rank * self.num_processes + self.local_rank
 
     @property
@@ -121,6 +141,7 @@ class DDPStrategy(Strategy):
 
     def setup_environment(self) -> None:
         """Join the process group (once per process) and make rank-zero-only helpers know our rank."""
+        self.cluster_environment.validate_settings(self.num_processes, self.num_nodes)
         rank_zero_only.rank = self.global_rank
         if self.root_device.type == "cuda":
             torch.cuda.set_device(self.root_device)
@@ -134,8 +155,19 @@ class DDPStrategy(Strategy):
 
     def setup_module(self, module: Any) -> None:
         super().setup_module(module)
+        if self._layer_sync is not None and _fitting(module):
+            self._layer_sync.apply(module)  # after the move, so each layer is converted for its device
         device_ids = [self.root_device.index] if self.root_device.type == "cuda" else None
         self._ddp_model = DistributedDataParallel(module, device_ids=device_ids, **self._ddp_kwargs)
+        self._model_averager = self._comm.register(self._ddp_model)
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
+                       before_step: Callable[[], None], automatic: bool = True) -> Any:
+        output = self.precision_plugin.optimizer_step(optimizer, closure, before_step, automatic)
+        if self._model_averager is not None:  # post-local SGD: average the parameters every `period` steps
+            self._model_averager.average_parameters(
+                iter([p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]))
+        return output
 
     def step_function(self, name: str) -> Callable[..., Any]:
         if name != "training_step":
@@ -216,7 +248,17 @@ class DDPStrategy(Strategy):
 
     def teardown(self) -> None:
         self._ddp_model = None
+        self._model_averager = None
+        module = self._module
+        if self._layer_sync is not None and module is not None and _fitting(module):
+            self._layer_sync.revert(module)
         super().teardown()
+
+
+def _fitting(module: Any) -> bool:
+    # Lightning synchronises layers for `fit` only: evaluation uses the running statistics.
+    trainer = getattr(module, "_trainer", None)
+    return trainer is not None and trainer.state.fn == TrainerFn.FITTING
 
 
 def gather_collection(strategy: Strategy, data: Any, group: Any = None, sync_grads: bool = False) -> Any:

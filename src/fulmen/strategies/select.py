@@ -135,29 +135,45 @@ def select_strategy(accelerator: Any = "auto", devices: Any = "auto", strategy: 
                        precision_plugin=precision_plugin, **options)
 
 
-def apply_plugins(strategy: Strategy, plugins: Any) -> None:
-    """Install `Trainer(plugins=...)`: a CheckpointIO (where checkpoints are stored) and/or a Precision."""
+def apply_plugins(strategy: Strategy, plugins: Any, sync_batchnorm: bool = False) -> None:
+    """Install `Trainer(plugins=..., sync_batchnorm=...)`: a CheckpointIO (where checkpoints are stored), a
+    Precision, and/or a LayerSync (`sync_batchnorm=True` is `TorchSyncBatchNorm`)."""
     from fulmen.checkpoint_io import CheckpointIO
+    from fulmen.plugins.layer_sync import LayerSync, TorchSyncBatchNorm
     from fulmen.precision import Precision
 
+    layer_sync: LayerSync | None = TorchSyncBatchNorm() if sync_batchnorm else None
     for plugin in plugins if isinstance(plugins, (list, tuple)) else [plugins] if plugins is not None else []:
         if isinstance(plugin, CheckpointIO):
             strategy.checkpoint_io = plugin
         elif isinstance(plugin, Precision):
             strategy.precision_plugin = plugin
+        elif isinstance(plugin, LayerSync):
+            if sync_batchnorm and not isinstance(plugin, TorchSyncBatchNorm):
+                raise MisconfigurationException(
+                    f"`Trainer(sync_batchnorm=True)` asks for TorchSyncBatchNorm, but `plugins` also holds "
+                    f"{type(plugin).__name__}; keep only one layer-sync plugin."
+                )
+            layer_sync = plugin
         else:
-            raise TypeError(f"`plugins` holds {type(plugin).__name__}; fulmen accepts `fulmen.checkpoint_io.CheckpointIO` "
-                            "and `fulmen.precision.Precision` instances.")
+            raise TypeError(f"`plugins` holds {type(plugin).__name__}; fulmen accepts `fulmen.checkpoint_io.CheckpointIO`"
+                            ", `fulmen.precision.Precision` and `fulmen.plugins.LayerSync` instances.")
+    if layer_sync is not None and hasattr(strategy, "_layer_sync"):
+        # Only multi-process strategies synchronise layers; with one process BatchNorm already sees the whole batch.
+        strategy._layer_sync = layer_sync
 
 
 def apply_determinism(deterministic: bool | str | None, benchmark: bool | None, device: torch.device) -> None:
-    """Apply `Trainer(deterministic=..., benchmark=...)` to torch and cuDNN."""
+    """Apply `Trainer(deterministic=..., benchmark=...)` to torch and cuDNN (cuDNN's flag is set on any device,
+    as Lightning does; `benchmark=None` leaves it as the session has it unless `deterministic` asks for False)."""
     if deterministic is not None:
         torch.use_deterministic_algorithms(bool(deterministic), warn_only=deterministic == "warn")
         if deterministic:
             # cuBLAS needs a fixed workspace to be deterministic.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(benchmark) if benchmark is not None else not deterministic
-        if deterministic:
-            torch.backends.cudnn.deterministic = True
+    if deterministic and benchmark is None:
+        benchmark = False
+    if benchmark is not None:
+        torch.backends.cudnn.benchmark = bool(benchmark)
+    if device.type == "cuda" and deterministic:
+        torch.backends.cudnn.deterministic = True

@@ -8,7 +8,7 @@ import torch
 
 from fulmen.checkpoint_io import CheckpointIO
 from fulmen.precision import Precision
-from fulmen.strategies.strategy import Strategy
+from fulmen.strategies.strategy import Strategy, reject_accelerator_object
 
 
 class SingleDeviceStrategy(Strategy):
@@ -18,6 +18,7 @@ class SingleDeviceStrategy(Strategy):
 
     def __init__(self, device: torch.device | str = "cpu", accelerator: Any = None,
                  checkpoint_io: CheckpointIO | None = None, precision_plugin: Precision | None = None) -> None:
+        reject_accelerator_object(accelerator, type(self).__name__)
         super().__init__(device, precision_plugin, checkpoint_io)
 
     def teardown(self) -> None:

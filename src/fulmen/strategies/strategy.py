@@ -141,3 +141,12 @@ class Strategy:
 
     def teardown(self) -> None:
         """Release devices and process groups; the module stays where it is."""
+
+
+def reject_accelerator_object(accelerator: Any, strategy_name: str) -> None:
+    """fulmen has no Accelerator objects: the Trainer's `accelerator` flag chooses the device type."""
+    if accelerator is not None:
+        raise NotImplementedError(
+            f"`{strategy_name}(accelerator={accelerator!r})` is not supported: fulmen has no Accelerator objects. "
+            "Choose the device with `Trainer(accelerator='cpu'|'cuda'|'mps', devices=...)` instead."
+        )

@@ -119,19 +119,22 @@ class Checkpointing:
                                  "not saved one yet.")
             return callback.best_model_path
         if path == "last":
-            candidates = set()
-            for callback in trainer.checkpoint_callbacks:
-                if getattr(callback, "last_model_path", ""):
-                    candidates.add(callback.last_model_path)
-                # In a fresh process (a re-queued job) only the files on disk tell where `last` is.
-                candidates.update(getattr(callback, "_find_last_checkpoints", list)())
-            existing = [candidate for candidate in candidates if os.path.exists(candidate)]
-            # Rank 0 chooses: the ranks' views of the directory (and its mtimes) may differ.
-            newest = trainer.strategy.broadcast(max(existing, key=os.path.getmtime) if existing else None)
-            if newest is None:
-                rank_zero_warn(f'`.{fn.value}(ckpt_path="last")` found no "last" checkpoint; using the model as it is.')
-            return newest
+            # Rank zero looks at the files and decides; every rank loads what it chose.
+            return trainer.strategy.broadcast(self._newest_last(fn) if trainer.is_global_zero else None)
         return os.fspath(path)
+
+    def _newest_last(self, fn: TrainerFn) -> str | None:
+        candidates = set()
+        for callback in self._trainer.checkpoint_callbacks:
+            if getattr(callback, "last_model_path", ""):
+                candidates.add(callback.last_model_path)
+            # In a fresh process (a re-queued job) only the files on disk tell where `last` is.
+            candidates.update(getattr(callback, "_find_last_checkpoints", list)())
+        existing = [candidate for candidate in candidates if os.path.exists(candidate)]
+        if not existing:
+            rank_zero_warn(f'`.{fn.value}(ckpt_path="last")` found no "last" checkpoint; using the model as it is.')
+            return None
+        return max(existing, key=os.path.getmtime)
 
     def restore(self, path: str | os.PathLike | None, fn: TrainerFn, weights_only: bool | None) -> str | None:
         """Load `path` (if given) into the module and, when fitting, into optimizers, schedulers and counters."""

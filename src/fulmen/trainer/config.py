@@ -157,6 +157,19 @@ class TrainerConfig:
         return -1
 
 
+_NOT_YET = {
+    "profiler": "profiling is not implemented yet; remove the flag (or pass `profiler=None`)",
+    "model_registry": "uploading to a model registry is not implemented yet; remove the flag",
+}
+
+
+def reject_unimplemented(**flags: Any) -> None:
+    """Flags fulmen accepts for Lightning compatibility but cannot honour yet must fail loudly, not be ignored."""
+    for name, value in flags.items():
+        if value is not None:
+            raise NotImplementedError(f"`Trainer({name}={value!r})`: {_NOT_YET[name]}.")
+
+
 def _check_count(name: str, value: Any, allow_minus_one: bool = False) -> None:
     if value is None:
         return

@@ -22,10 +22,10 @@ from fulmen.loops.prediction_loop import PredictionLoop
 from fulmen.results.metrics_router import MetricsRouter
 from fulmen.strategies.select import apply_determinism, apply_plugins, select_strategy
 from fulmen.trainer.checkpointing import Checkpointing
-from fulmen.trainer.config import TrainerConfig
+from fulmen.trainer.config import TrainerConfig, reject_unimplemented
 from fulmen.trainer.data_source import DataSource
 from fulmen.trainer.hook_dispatch import HookDispatch
-from fulmen.loggers.selection import build_loggers, log_hyperparameters
+from fulmen.loggers.selection import build_loggers, log_hyperparameters, share_logger_versions
 from fulmen.trainer.optimization import Optimization
 from fulmen.trainer.properties import TrainerProperties
 from fulmen.trainer.run_checks import check_entry_arguments, check_run
@@ -58,6 +58,7 @@ class Trainer(TrainerProperties):
         reload_dataloaders_every_n_epochs: int = 0, default_root_dir: str | os.PathLike | None = None,
         enable_autolog_hparams: bool = True, model_registry: str | None = None,
     ) -> None:
+        reject_unimplemented(profiler=profiler, model_registry=model_registry)
         self._config = TrainerConfig.from_flags(
             max_epochs=max_epochs, min_epochs=min_epochs, max_steps=max_steps, min_steps=min_steps,
             max_time=max_time, limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
@@ -71,7 +72,7 @@ class Trainer(TrainerProperties):
             deterministic=deterministic, benchmark=benchmark, barebones=barebones,
         )
         self.strategy = select_strategy(accelerator, devices, strategy, num_nodes, precision)
-        apply_plugins(self.strategy, plugins)
+        apply_plugins(self.strategy, plugins, sync_batchnorm)
         if barebones:
             enable_checkpointing = enable_progress_bar = enable_model_summary = False
             logger = False if logger is None else logger
@@ -211,6 +212,7 @@ class Trainer(TrainerProperties):
             for logger in self.loggers:
                 # Creating the experiment now makes the version directory, so its number is fixed for the run.
                 getattr(logger, "experiment", None)
+            share_logger_versions(self.loggers, self.strategy)
             hooks.setup(stage_name)
             hooks.configure_sharded_model()
             hooks.configure_model()
