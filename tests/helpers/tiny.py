@@ -87,6 +87,25 @@ class TinyModule(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.lr)
 
 
+class WithDataHooks(TinyModule):
+    """TinyModule whose dataloader hooks serve every stage (16 samples, 2 batches each; predict without targets)."""
+
+    def train_dataloader(self):
+        return make_loader(16)
+
+    def val_dataloader(self):
+        return make_loader(16)
+
+    def test_dataloader(self):
+        return make_loader(16)
+
+    def predict_dataloader(self):
+        return make_loader(16, targets=False)
+
+    def predict_step(self, batch, batch_idx):
+        return self(batch)
+
+
 def _plain(value):
     """A stage may arrive as a str-Enum; keep its value so f-strings read "fit" on every Python."""
     return getattr(value, "value", value)

@@ -51,6 +51,23 @@ def _read_until_started(process):
     pytest.fail(f"training ended ({process.wait()}) before it started:\n{''.join(lines)[-3000:]}")
 
 
+def _signal_run(tmp_path, signum, exit_code, *flags):
+    """Train under `tmp_path/run`, send `signum` after 3 batches, check the exit code; returns the output."""
+    command = _script(tmp_path / "run" / "final.pt", "--started", tmp_path / "started", "--wait-for-signal", *flags)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    try:
+        head = _read_until_started(process)
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=60)
+        output = head + output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == exit_code, output[-3000:]
+    return output
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted") / "final.pt"
@@ -64,21 +81,8 @@ def uninterrupted(tmp_path_factory):
 ], ids=["SIGTERM", "SIGINT"])
 def test_signal_saves_checkpoint_runs_teardown_and_resumes_exactly(tmp_path, uninterrupted, signum, exit_code,
                                                                   checkpointing, checkpoint_dir):
-    root, started, teardown = tmp_path / "run", tmp_path / "started", tmp_path / "teardown"
-    command = _script(root / "final.pt", "--started", started, "--wait-for-signal", "--teardown", teardown,
-                      *checkpointing)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
-    try:
-        head = _read_until_started(process)
-        process.send_signal(signum)
-        output, _ = process.communicate(timeout=60)
-        output = head + output
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-
-    assert process.returncode == exit_code, output[-3000:]
+    root, teardown = tmp_path / "run", tmp_path / "teardown"
+    output = _signal_run(tmp_path, signum, exit_code, "--teardown", teardown, *checkpointing)
     checkpoint_path = root / checkpoint_dir / "signal-interrupted.ckpt"
     assert str(checkpoint_path) in output
     checkpoint = torch.load(checkpoint_path, weights_only=True)
@@ -99,24 +103,6 @@ def test_signal_saves_checkpoint_runs_teardown_and_resumes_exactly(tmp_path, uni
         assert torch.equal(actual[name], expected[name]), name
 
 
-def _signal_run(tmp_path, *flags):
-    """Start training, SIGTERM it after 3 batches, and wait for it to end; returns its output."""
-    root, started = tmp_path / "run", tmp_path / "started"
-    command = _script(root / "final.pt", "--started", started, "--wait-for-signal", *flags)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
-    try:
-        head = _read_until_started(process)
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
-        output = head + output
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 143, output[-3000:]
-    return output
-
-
 def _assert_resumes_exactly(tmp_path, uninterrupted, name, resume, start_step, *flags):
     resumed = tmp_path / f"resumed_{name}" / "final.pt"
     _run(_script(resumed, "--resume", resume, *flags))
@@ -133,7 +119,7 @@ def test_every_checkpoint_written_after_the_signal_resumes_exactly(tmp_path, uni
     # training ends): those files must resume mid-epoch like signal-interrupted.ckpt, not skip the epoch's rest.
     directory = tmp_path / "run" / "checkpoints"
     flags = ["--default-checkpointing"] if checkpointing == "default" else ["--last-in", directory]
-    _signal_run(tmp_path, *flags)
+    _signal_run(tmp_path, signal.SIGTERM, 143, *flags)
     signal_checkpoint = torch.load(directory / "signal-interrupted.ckpt", weights_only=True)
     stopped_at = signal_checkpoint["global_step"]
     names = sorted(os.listdir(directory))

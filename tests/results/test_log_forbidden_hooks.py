@@ -9,26 +9,11 @@ import torch
 import fulmen as L
 from fulmen.utilities.exceptions import MisconfigurationException
 from helpers.log_fixtures import log_trainer, module_logging_in
-from helpers.tiny import TinyModule, make_loader
+from helpers.tiny import WithDataHooks
 
 
-class WithData(TinyModule):
-    """TinyModule with every dataloader hook and a StepLR, so each stage's hooks run without arguments."""
-
-    def train_dataloader(self):
-        return make_loader(16)
-
-    def val_dataloader(self):
-        return make_loader(16)
-
-    def test_dataloader(self):
-        return make_loader(16)
-
-    def predict_dataloader(self):
-        return make_loader(16, targets=False)
-
-    def predict_step(self, batch, batch_idx):
-        return self(batch)
+class WithData(WithDataHooks):
+    """Every stage's hooks run without arguments; a StepLR makes `lr_scheduler_step` run too."""
 
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.parameters(), lr=0.1)

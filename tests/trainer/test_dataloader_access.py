@@ -6,7 +6,7 @@ import pytest
 
 import fulmen as L
 from fulmen.utilities.warnings import PossibleUserWarning
-from helpers.tiny import TinyModule, make_loader, quiet_trainer
+from helpers.tiny import TinyModule, WithDataHooks, make_loader, quiet_trainer
 
 
 def _snapshot(trainer):
@@ -61,22 +61,8 @@ def test_val_dataloaders_keep_a_dict_shape(tmp_path):
     assert trainer.val_dataloaders == {"a": val_a, "b": val_b}
 
 
-class AllHooks(TinyModule):
-    def train_dataloader(self):
-        return make_loader(16)
-
-    def val_dataloader(self):
-        return make_loader(16)
-
-    def test_dataloader(self):
-        return make_loader(16)
-
-    def predict_dataloader(self):
-        return make_loader(16)
-
-
 def test_val_dataloader_set_to_none_skips_validation_in_fit(tmp_path):
-    module = AllHooks()
+    module = WithDataHooks()
     module.val_dataloader = None
     with pytest.warns(PossibleUserWarning, match="no validation data; validation is skipped"):
         quiet_trainer(tmp_path, max_epochs=1).fit(module)
@@ -90,7 +76,7 @@ def test_val_dataloader_set_to_none_skips_validation_in_fit(tmp_path):
     ("predict_dataloader", lambda trainer, module: trainer.predict(module)),
 ])
 def test_dataloader_hook_set_to_none_where_the_stage_needs_data_is_a_type_error(tmp_path, hook, run):
-    module = AllHooks()
+    module = WithDataHooks()
     setattr(module, hook, None)
     with pytest.raises(TypeError, match=rf"`model\.{hook}` is None.*Pass the dataloader"):
         run(quiet_trainer(tmp_path, max_epochs=1), module)
