@@ -7,7 +7,7 @@ import torch
 import fulmen as L
 from fulmen.callbacks import Callback
 from fulmen.core import hooks as hook_catalogue
-from fulmen.trainer.hook_dispatch import HOOK_NAMES
+from fulmen.trainer.hook_events import HOOK_NAMES
 from helpers.module_fixtures import LinearModule, LinearModuleWithValidation, quiet_trainer, vector_loader
 
 _CATALOGUE = (hook_catalogue.ModelHooks, hook_catalogue.DataHooks, hook_catalogue.CheckpointHooks,

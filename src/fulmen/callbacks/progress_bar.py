@@ -156,7 +156,8 @@ class TQDMProgressBar(ProgressBar):
     def _eval_batch_start(self, trainer: Trainer, batch_idx: int, dataloader_idx: int) -> None:
         if batch_idx != 0:
             return
-        counts = trainer.num_sanity_val_batches if trainer.sanity_checking else trainer.num_eval_batches
+        counts = (trainer.num_sanity_val_batches if trainer.sanity_checking else
+                  trainer.num_test_batches if trainer.testing else trainer.num_val_batches)
         total = counts[dataloader_idx] if dataloader_idx < len(counts) else float("inf")
         in_fit = trainer.state.fn is not None and trainer.state.fn.value == "fit"
         description = f"{self._eval_description(trainer)} DataLoader {dataloader_idx}"

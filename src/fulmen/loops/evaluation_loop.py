@@ -14,14 +14,16 @@ from fulmen.loops.batch_iterator import iterate_batches
 from fulmen.trainer.state import RunningStage
 
 if TYPE_CHECKING:
+    from fulmen.trainer.run import Run
     from fulmen.trainer.trainer import Trainer
 
 
 class EvaluationLoop:
     """Runs `validation_step` or `test_step` over every batch of the stage's dataloaders."""
 
-    def __init__(self, trainer: Trainer, stage: str) -> None:
+    def __init__(self, trainer: Trainer, run: Run, stage: str) -> None:
         self.trainer = trainer
+        self.run_state = run
         self.stage = stage  # "validate" or "test"
         self.loaders: list[Any] = []
         self.num_batches: list[int | float] = []
@@ -62,7 +64,11 @@ class EvaluationLoop:
             on_batch_end = hooks.on_validation_batch_end
             on_epoch_end, on_end = hooks.on_validation_epoch_end, hooks.on_validation_end
         hooks.check_dataloader_idx(self.stage, several)
-        trainer.num_eval_batches = list(self.num_batches)  # full counts, also while sanity checking (Lightning)
+        # Full counts, also while sanity checking (Lightning).
+        if testing:
+            self.run_state.num_test_batches = list(self.num_batches)
+        else:
+            self.run_state.num_val_batches = list(self.num_batches)
 
         no_grad = torch.inference_mode() if trainer._config.inference_mode else torch.no_grad()
         with no_grad:

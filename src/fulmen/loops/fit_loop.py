@@ -25,14 +25,16 @@ from fulmen.utilities.seed import capture_rng_states, isolate_rng, restore_rng_s
 from fulmen.utilities.warnings import PossibleUserWarning
 
 if TYPE_CHECKING:
+    from fulmen.trainer.run import Run
     from fulmen.trainer.trainer import Trainer
 
 
 class FitLoop:
     """Runs training epochs with periodic validation until a stopping condition holds."""
 
-    def __init__(self, trainer: Trainer, val_loop: EvaluationLoop) -> None:
+    def __init__(self, trainer: Trainer, run: Run, val_loop: EvaluationLoop) -> None:
         self.trainer = trainer
+        self.run_state = run
         self.val_loop = val_loop
         config = trainer._config
         self.max_epochs = config.resolved_max_epochs()
@@ -53,7 +55,7 @@ class FitLoop:
         self.batches_done = 0
         self.epoch_finished = False
         self.epoch_start_rng: dict[str, Any] = {}
-        self.resume_from: dict[str, Any] | None = trainer._resume_loop_state
+        self.resume_from: dict[str, Any] | None = run.resume
         self.signal_state: dict[str, Any] | None = None  # the loop state when a signal stopped training
 
     # -- stopping -------------------------------------------------------------------------------------
@@ -84,15 +86,15 @@ class FitLoop:
         if self.val_loop.enabled and trainer._config.num_sanity_val_steps > 0:
             with isolate_rng():  # the sanity check must not change the data order or dropout of training
                 self._sanity_check()
-        train_loader, num_batches = trainer._request_train_loader()
+        train_loader, num_batches = trainer._data.train_loader()
         if self.val_loop.enabled and not self.val_loop.loaders:
             self.val_loop.setup_data()
         if self.val_loop.enabled:
             # Lightning's counts once validation data is set up, whether or not a sanity check or a
             # validation ever runs: full batch counts, and the sanity share of them (0 when skipped).
             steps = trainer._config.num_sanity_val_steps
-            trainer.num_sanity_val_batches = [min(steps, count) for count in self.val_loop.num_batches]
-            trainer.num_eval_batches = list(self.val_loop.num_batches)
+            self.run_state.num_sanity_val_batches = [min(steps, count) for count in self.val_loop.num_batches]
+            self.run_state.num_val_batches = list(self.val_loop.num_batches)
         if self.val_loop.enabled and not any(self.val_loop.num_batches):
             self.val_loop.enabled = False
         self._train(train_loader, num_batches)
@@ -104,8 +106,8 @@ class FitLoop:
         trainer._hooks.on_sanity_check_start()
         self.val_loop.setup_data()
         steps = trainer._config.num_sanity_val_steps
-        trainer.num_sanity_val_batches = [min(steps, count) for count in self.val_loop.num_batches]
-        self.val_loop.run(trainer.num_sanity_val_batches, sanity_checking=True)
+        self.run_state.num_sanity_val_batches = [min(steps, count) for count in self.val_loop.num_batches]
+        self.val_loop.run(self.run_state.num_sanity_val_batches, sanity_checking=True)
         trainer._hooks.on_sanity_check_end()
         trainer._metrics.clear()  # nothing logged while sanity checking survives it
         trainer._state.stage = RunningStage.TRAINING
@@ -154,10 +156,9 @@ class FitLoop:
         while (resume is not None and resume["batches_done"] > 0) or not self.done():
             epoch = state.current_epoch
             if self._reload_due(epoch):
-                train_loader, num_batches = trainer._request_train_loader(reload=True)
+                train_loader, num_batches = trainer._data.train_loader(reload=True)
                 self._set_val_check_batch(num_batches)
             set_sampler_epoch(train_loader, epoch)
-            trainer.num_training_batches = num_batches
             generators = data_generators(train_loader)
             mid_epoch = resume is not None and resume["batches_done"] > 0
             if mid_epoch:
@@ -181,7 +182,7 @@ class FitLoop:
             resume = None
 
             for batch_idx, batch, is_last in batches:
-                trainer.is_last_batch = is_last
+                self.run_state.is_last_batch = is_last
                 batch = hooks.transfer_batch(precision.convert_input(batch), 0)
                 metrics.train_results.on_batch(batch)
                 if hooks.on_train_batch_start(batch, batch_idx) == -1:
@@ -272,7 +273,7 @@ class FitLoop:
         mid_epoch = self.batches_done > 0 and self.phase != "epoch_end"
         return {"phase": self.phase, "batches_done": self.batches_done, "epoch_finished": self.epoch_finished,
                 "total_batch_idx": self.total_batch_idx, "epoch_start_rng": self.epoch_start_rng if mid_epoch else {},
-                "rng": capture_rng_states(data_generators(trainer._train_source[0]) if trainer._train_source else []),
+                "rng": capture_rng_states(data_generators(self.run_state.train_loader)),
                 "callback_metrics": callback_metrics}
 
     # -- one batch ----------------------------------------------------------------------------------

@@ -11,14 +11,16 @@ from fulmen.utilities.apply_func import move_data_to_device
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
+    from fulmen.trainer.run import Run
     from fulmen.trainer.trainer import Trainer
 
 
 class PredictionLoop:
     """Collects predictions per dataloader (moved to CPU), unless `return_predictions=False`."""
 
-    def __init__(self, trainer: Trainer, return_predictions: bool) -> None:
+    def __init__(self, trainer: Trainer, run: Run, return_predictions: bool) -> None:
         self.trainer = trainer
+        self.run_state = run
         self.return_predictions = return_predictions
 
     def run(self, loaders: list[Any], num_batches: list[int | float]) -> Any:

@@ -16,6 +16,7 @@ import torch
 
 from fulmen.results.logging_rules import resolve_log_options
 from fulmen.results.result_collection import ResultCollection, reduce_name
+from fulmen.trainer.run import Run
 from fulmen.utilities.exceptions import MisconfigurationException
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ class MetricsRouter:
 
     def __init__(self, trainer: Trainer) -> None:
         self._trainer = trainer
-        self.hook_name: str | None = None
+        self._run = Run()  # whose `hook_name` tells `self.log` which hook is calling
         self.train_results = ResultCollection(training=True)
         self.eval_results = ResultCollection(training=False)
         self.active: ResultCollection | None = None
@@ -44,7 +45,7 @@ class MetricsRouter:
             sync_dist_group: Any, add_dataloader_idx: bool, batch_size: int | None,
             metric_attribute: str | None, rank_zero_only: bool) -> None:
         results = self.active
-        hook = self.hook_name
+        hook = self._run.hook_name
         if results is None:
             resolve_log_options(hook, name, on_step, on_epoch)  # a hook that never allows logging says so first
             raise MisconfigurationException(
@@ -126,6 +127,12 @@ class MetricsRouter:
 
     def _reduce(self, value: torch.Tensor, reduce: str, group: Any) -> torch.Tensor:
         return self._trainer.strategy.reduce(value, group=group, reduce_op=reduce)
+
+    def start_run(self, run: Run) -> None:
+        """A new run: forget every stored metric and collection; `self.log` checks hooks against `run`."""
+        self._run = run
+        self.clear()
+        self.active = None
 
     def clear(self) -> None:
         """Drop every stored metric (after the sanity check, or when a new stage starts)."""

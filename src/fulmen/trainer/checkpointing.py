@@ -17,6 +17,7 @@ from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
+    from fulmen.trainer.run import Run
     from fulmen.trainer.trainer import Trainer
 
 FORMAT_VERSION = "2.6.0"  # the Lightning checkpoint layout these dicts follow
@@ -28,10 +29,10 @@ class Checkpointing:
     def __init__(self, trainer: Trainer) -> None:
         self._trainer = trainer
 
-    def dump(self, weights_only: bool = False) -> dict[str, Any]:
+    def dump(self, run: Run, weights_only: bool = False) -> dict[str, Any]:
         trainer = self._trainer
-        module = trainer.lightning_module
-        loop_state = self._loop_state()
+        module = run.module
+        loop_state = self._loop_state(run)
         checkpoint: dict[str, Any] = {
             "epoch": loop_state["current_epoch"],
             "global_step": trainer.global_step,
@@ -41,7 +42,7 @@ class Checkpointing:
         }
         if not weights_only:
             optimization = trainer._optimization
-            states = ((callback.state_key, callback.state_dict()) for callback in trainer.callbacks)
+            states = ((callback.state_key, callback.state_dict()) for callback in run.callbacks)
             checkpoint["callbacks"] = {key: state for key, state in states if state}
             checkpoint["optimizer_states"] = [opt.state_dict() for opt in optimization.optimizers
                                               if not isinstance(opt, _NoOptimizer)]
@@ -56,7 +57,7 @@ class Checkpointing:
                 checkpoint["hparams_left_out"] = left_out
             if getattr(module, "_hparams_type", None) == "Namespace":
                 checkpoint["hparams_type"] = "Namespace"
-        datamodule = trainer.datamodule
+        datamodule = run.datamodule
         if datamodule is not None:
             if getattr(datamodule, "_hparams", None):
                 checkpoint["datamodule_hyper_parameters"], left_out = checkpointable_hparams(datamodule.hparams)
@@ -69,10 +70,10 @@ class Checkpointing:
         trainer._hooks.on_save_checkpoint(checkpoint)
         return checkpoint
 
-    def _loop_state(self) -> dict[str, Any]:
+    def _loop_state(self, run: Run) -> dict[str, Any]:
         trainer = self._trainer
-        fit_loop = trainer.fit_loop
-        fitting = fit_loop is not None and trainer.state.fn == TrainerFn.FITTING
+        fit_loop = run.fit_loop
+        fitting = fit_loop is not None and run.fn == TrainerFn.FITTING
         if fitting and fit_loop.signal_state is not None:
             # After SIGTERM/SIGINT nothing trains any more, but the cut-short epoch still ends (hooks, callbacks
             # saving): every checkpoint written from then on resumes where the signal stopped training.
@@ -82,17 +83,18 @@ class Checkpointing:
             state.update(fit_loop.resume_state())
         return state
 
-    def freeze_loop_state(self) -> None:
+    def freeze_loop_state(self, run: Run) -> None:
         """Record where training stopped for a signal; checkpoints written from now on resume from there."""
-        fit_loop = self._trainer.fit_loop
+        fit_loop = run.fit_loop
         fit_loop.signal_state = None
-        fit_loop.signal_state = self._loop_state()
+        fit_loop.signal_state = self._loop_state(run)
 
-    def save(self, path: str | os.PathLike, weights_only: bool = False, storage_options: Any = None) -> None:
+    def save(self, run: Run, path: str | os.PathLike, weights_only: bool = False,
+             storage_options: Any = None) -> None:
         trainer = self._trainer
-        if trainer.lightning_module is None:
+        if run.module is None:
             raise RuntimeError("`trainer.save_checkpoint` needs a model: call it during or after `fit/validate/...`.")
-        checkpoint = self.dump(weights_only)
+        checkpoint = self.dump(run, weights_only)
         if trainer.is_global_zero:
             trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
         trainer.strategy.barrier("save_checkpoint")
@@ -136,18 +138,18 @@ class Checkpointing:
             return None
         return max(existing, key=os.path.getmtime)
 
-    def restore(self, path: str | os.PathLike | None, fn: TrainerFn, weights_only: bool | None) -> str | None:
+    def restore(self, run: Run, path: str | os.PathLike | None, weights_only: bool | None) -> str | None:
         """Load `path` (if given) into the module and, when fitting, into optimizers, schedulers and counters."""
         if path is None:
             return None
-        trainer = self._trainer
+        trainer, fn = self._trainer, run.fn
         path = os.fspath(path)
         checkpoint = trainer.strategy.checkpoint_io.load_checkpoint(path, weights_only=weights_only)
         if fn == TrainerFn.FITTING:
             check_resumable(checkpoint, path)
-        strict = trainer.lightning_module.strict_loading
+        strict = run.module.strict_loading
         trainer._hooks.on_load_checkpoint(checkpoint)
-        load_weights(trainer.lightning_module, checkpoint["state_dict"], strict, path,
+        load_weights(run.module, checkpoint["state_dict"], strict, path,
                      "set `model.strict_loading = False` before calling the trainer")
         if fn == TrainerFn.FITTING:
             optimization = trainer._optimization
@@ -156,7 +158,7 @@ class Checkpointing:
             load_scheduler_states(optimization.scheduler_configs, checkpoint["lr_schedulers"], path)
             precision = trainer.strategy.precision_plugin
             precision.load_state_dict(checkpoint.get(type(precision).__name__, {}))
-            datamodule = trainer.datamodule
+            datamodule = run.datamodule
             if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
                 datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
             loop_state = checkpoint.get("loops", {}).get("fit_loop")
@@ -165,8 +167,8 @@ class Checkpointing:
             if loop_state:
                 trainer._state.load_state_dict(loop_state)
                 # The fit loop picks this up to continue where the checkpoint was taken.
-                trainer._resume_loop_state = loop_state if "phase" in loop_state else None
-            for callback in trainer.callbacks:
+                run.resume = loop_state if "phase" in loop_state else None
+            for callback in run.callbacks:
                 state = checkpoint.get("callbacks", {}).get(callback.state_key)
                 if state:
                     callback.load_state_dict(state)

@@ -21,7 +21,10 @@ from fulmen.utilities.rank_zero import rank_zero_warn
 from fulmen.utilities.seed import worker_init_function
 
 if TYPE_CHECKING:
-    from fulmen.trainer.trainer import Trainer
+    from fulmen.strategies.strategy import Strategy
+    from fulmen.trainer.config import TrainerConfig
+    from fulmen.trainer.hook_dispatch import HookDispatch
+    from fulmen.trainer.run import Run
 
 _HOOK_NAMES = {"train": "train_dataloader", "validate": "val_dataloader", "test": "test_dataloader",
                "predict": "predict_dataloader"}
@@ -30,35 +33,45 @@ _LIMIT_FLAGS = {"train": "limit_train_batches", "validate": "limit_val_batches",
 
 
 class DataSource:
-    """The dataloaders a run uses, with the number of batches each stage draws from them."""
+    """The dataloaders one run uses, with the number of batches each stage draws from them.
 
-    def __init__(self, trainer: Trainer) -> None:
-        self._trainer = trainer
-        self._given: dict[str, Any] = {}
-        # What each stage of this run uses, shaped as given (a loader, a list or a dict): `trainer.val_dataloaders`.
-        self.current: dict[str, Any] = {}
+    Built per run; it writes what it resolved into the run (`dataloaders`, `train_loader`,
+    `num_training_batches`), which is where the Trainer's properties read them.
+    """
 
-    def set_given(self, **loaders_by_stage: Any) -> None:
-        """Record dataloaders passed to fit/validate/test/predict; they win over hooks. A new run forgets the last."""
-        self._given = {stage: value for stage, value in loaders_by_stage.items() if value is not None}
-        self.current = {}
+    def __init__(self, run: Run, hooks: HookDispatch, config: TrainerConfig, strategy: Strategy,
+                 use_distributed_sampler: bool) -> None:
+        self._run = run
+        self._hooks = hooks
+        self._config = config
+        self._strategy = strategy
+        self._use_distributed_sampler = use_distributed_sampler
 
     def has_source(self, stage: str) -> bool:
-        return stage in self._given or self._trainer._hooks.has_dataloader_hook(stage)
+        return stage in self._run.given_loaders or self._hooks.has_dataloader_hook(stage)
+
+    def train_loader(self, reload: bool = False) -> tuple[Any, int | float]:
+        """The training dataloader and its batch count: requested once per run, again only when reloading."""
+        run = self._run
+        if run.train_loader is None or reload:
+            loader = self.request("train")[0]
+            run.train_loader, run.num_training_batches = loader, self.num_batches("train", loader)
+        return run.train_loader, run.num_training_batches
 
     def request(self, stage: str) -> list[Any]:
         """Return the stage's dataloaders as a flat list (one entry per `dataloader_idx`)."""
-        if stage in self._given:
-            raw = self._given[stage]
+        given = self._run.given_loaders
+        if stage in given:
+            raw = given[stage]
         else:
-            raw = self._trainer._hooks.request_dataloader(stage)
+            raw = self._hooks.request_dataloader(stage)
             if raw is None:
                 raise MisconfigurationException(
                     f"No `{_HOOK_NAMES[stage]}` found: define `{_HOOK_NAMES[stage]}()` on your LightningModule or "
                     f"LightningDataModule, or pass the dataloader to `Trainer.{_entry_point(stage)}`."
                 )
         loaders = _flatten(raw)
-        if stage not in self._given:
+        if stage not in given:
             check_loaders(loaders, f"`{_HOOK_NAMES[stage]}()` returned")
         if stage == "train" and len(loaders) != 1:
             raise MisconfigurationException(
@@ -66,28 +79,28 @@ class DataSource:
                 "the datasets (e.g. `torch.utils.data.ConcatDataset`) into a single DataLoader."
             )
         prepared = [self._prepare(stage, loader) for loader in loaders]
-        self.current[stage] = _reshape(raw, iter(prepared))
+        self._run.dataloaders[stage] = _reshape(raw, iter(prepared))
         return prepared
 
     def _prepare(self, stage: str, loader: Any) -> Any:
         if not isinstance(loader, DataLoader):
             return loader
-        config = self._trainer._config
+        config = self._config
         if stage == "train" and config.overfit_batches > 0 and not isinstance(loader.sampler, SequentialSampler):
             rank_zero_warn("`overfit_batches` turns off shuffling of the training dataloader so the same "
                            "batches are seen every epoch.")
             loader = replace_sampler(loader, SequentialSampler(loader.dataset))
-        distributed = self._trainer.strategy.distributed_sampler_kwargs
-        if distributed and self._trainer.use_distributed_sampler:
+        distributed = self._strategy.distributed_sampler_kwargs
+        if distributed and self._use_distributed_sampler:
             loader = replace_sampler(loader, _distributed_sampler(stage, loader, distributed))
         if loader.num_workers > 0 and loader.worker_init_fn is None and os.environ.get("PL_SEED_WORKERS") == "1":
-            loader.worker_init_fn = functools.partial(worker_init_function, rank=self._trainer.global_rank)
+            loader.worker_init_fn = functools.partial(worker_init_function, rank=self._strategy.global_rank)
         return loader
 
     def num_batches(self, stage: str, loader: Any, limit: int | float | None = None) -> int | float:
         """How many batches `stage` draws from `loader` (`inf` for an unsized iterable)."""
         if limit is None:
-            limit = getattr(self._trainer._config, _LIMIT_FLAGS[stage])
+            limit = getattr(self._config, _LIMIT_FLAGS[stage])
         try:
             length: int | float = len(loader)
         except (TypeError, NotImplementedError):

@@ -7,100 +7,79 @@ function that calls only what is overridden, so an event nobody overrides costs 
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
 from fulmen.callbacks.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hooks import is_overridden
 from fulmen.core.module import LightningModule
+from fulmen.trainer.hook_events import (
+    CALLBACK_ONLY, CALLBACK_THEN_MODULE, DATA_HOOKS, MODEL_EVAL, MODEL_TRAIN, MODULE_ACTING, MODULE_ONLY,
+    EVENTS, STEP_METHODS, HookEvents, noop,
+)
+from fulmen.trainer.run import Run
+from fulmen.trainer.step_signatures import (
+    check_dataloader_idx, check_removed_hooks, takes_batch_idx, without_batch_idx,
+)
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
-    from fulmen.trainer.trainer import Trainer
-
-# Events where every overriding callback runs, then the module's hook (if overridden).
-_CALLBACK_THEN_MODULE = (
-    "on_fit_start", "on_fit_end", "on_train_start", "on_train_end",
-    "on_train_epoch_start", "on_train_batch_start", "on_train_batch_end",
-    "on_validation_start", "on_validation_end", "on_validation_epoch_start", "on_validation_epoch_end",
-    "on_validation_batch_start", "on_validation_batch_end",
-    "on_test_start", "on_test_end", "on_test_epoch_start", "on_test_epoch_end",
-    "on_test_batch_start", "on_test_batch_end",
-    "on_predict_start", "on_predict_end", "on_predict_epoch_start", "on_predict_epoch_end",
-    "on_predict_batch_start", "on_predict_batch_end",
-    "on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad",
-)
-# Events only callbacks have.
-_CALLBACK_ONLY = ("on_sanity_check_start", "on_sanity_check_end")
-# Module hooks without a callback twin whose default does nothing: skipped unless overridden.
-_MODULE_ONLY = ("configure_model", "configure_sharded_model")
-# Module hooks with a default that acts: always called.
-_MODULE_ACTING = (
-    "on_validation_model_zero_grad", "configure_optimizers", "configure_callbacks",
-    "optimizer_step", "optimizer_zero_grad", "backward", "lr_scheduler_step", "configure_gradient_clipping",
-)
-_DATA_HOOKS = ("train_dataloader", "val_dataloader", "test_dataloader", "predict_dataloader")
-_STEP_METHODS = ("training_step", "validation_step", "test_step", "predict_step")
-# Eval-mode hooks: the loop's model is put in eval mode, then restored to the exact train/eval
-# mode of every submodule it had, unless the user overrides the restoring hook.
-_MODEL_EVAL = {"validate": "on_validation_model_eval", "test": "on_test_model_eval", "predict": "on_predict_model_eval"}
-_MODEL_TRAIN = {"validate": "on_validation_model_train", "test": "on_test_model_train"}
-# Per loop: the dataloader hook's prefix, and the module methods that receive `dataloader_idx`.
-_INDEXED_HOOKS = {
-    "validate": ("val", ("validation_step", "on_validation_batch_start", "on_validation_batch_end")),
-    "test": ("test", ("test_step", "on_test_batch_start", "on_test_batch_end")),
-    "predict": ("predict", ("predict_step", "on_predict_batch_start", "on_predict_batch_end")),
-}
-_REMOVED_HOOKS = {
-    "training_epoch_end": "on_train_epoch_end", "validation_epoch_end": "on_validation_epoch_end",
-    "test_epoch_end": "on_test_epoch_end", "predict_epoch_end": "on_predict_epoch_end",
-    "training_step_end": "training_step", "validation_step_end": "validation_step",
-    "test_step_end": "test_step", "on_epoch_start": "on_train_epoch_start",
-    "on_epoch_end": "on_train_epoch_end", "on_batch_start": "on_train_batch_start",
-    "on_batch_end": "on_train_batch_end",
-}
+    from fulmen.strategies.strategy import Strategy
 
 
-def _noop(*args: Any) -> None:
-    return None
+class HookDispatch(HookEvents):
+    """Calls hooks for one run at a time; loops call its methods, never user objects directly.
 
+    Args:
+        trainer: what callbacks receive as their first argument (read for nothing else but the ranks).
+        strategy: runs the step methods (precision context, DDP forward) and moves batches.
+    """
 
-class HookDispatch:
-    """Calls hooks for the trainer; loops call its methods, never user objects directly."""
-
-    def __init__(self, trainer: Trainer) -> None:
+    def __init__(self, trainer: Any, strategy: Strategy) -> None:
         self._trainer = trainer
+        self._strategy = strategy
         self._captured_modes: dict[int, bool] = {}
+        self.start(Run())
 
     def __getstate__(self) -> dict[str, Any]:
         # The prebuilt event functions are closures; a spawned process rebuilds them at bind().
-        return {"_trainer": self._trainer, "_captured_modes": {}}
+        return {"_trainer": self._trainer, "_strategy": self._strategy, "_captured_modes": {}, "_run": Run(),
+                "_module": None, "_callbacks": [], "_datamodule": None}
 
     # -- binding ----------------------------------------------------------------------------------
 
-    def bind(self, module: LightningModule, callbacks: list[Callback], datamodule: LightningDataModule | None) -> None:
-        """Build one function per event for this run's module, callbacks and datamodule."""
-        _check_removed_hooks(module)
+    def start(self, run: Run) -> None:
+        """Take a new run: its hook name is where `call_as` records the running hook; events are no-ops again."""
+        for name in [name for name in vars(self) if name in EVENTS]:
+            delattr(self, name)  # back to the declared no-op of `HookEvents`
+        self._run = run
+        self._module: LightningModule | None = None
+        self._callbacks: list[Callback] = []
+        self._datamodule: LightningDataModule | None = None
+
+    def bind(self) -> None:
+        """Build one function per event for the run's module, callbacks (merged by now) and datamodule."""
+        run = self._run
+        module, callbacks = run.module, run.callbacks
+        check_removed_hooks(module)
         self._module = module
         self._callbacks = callbacks
-        self._datamodule = datamodule
-        for name in _CALLBACK_THEN_MODULE:
+        self._datamodule = run.datamodule
+        for name in CALLBACK_THEN_MODULE:
             setattr(self, name, self._build_event(name, self._overriding_callbacks(name), self._module_hook(name)))
-        for name in _CALLBACK_ONLY:
+        for name in CALLBACK_ONLY:
             setattr(self, name, self._build_event(name, self._overriding_callbacks(name), None))
-        for name in _MODULE_ONLY:
+        for name in MODULE_ONLY:
             setattr(self, name, self._build_event(name, [], self._module_hook(name)))
-        for name in _MODULE_ACTING:
+        for name in MODULE_ACTING:
             setattr(self, name, self._build_event(name, [], getattr(module, name)))
         # `manual_backward(loss, retain_graph=True)`: only this event forwards keyword arguments.
         self.backward = self._build_event("backward", [], module.backward, keywords=True)
-        strategy = self._trainer.strategy
-        for name in _STEP_METHODS:
+        for name in STEP_METHODS:
             # Step methods run through the strategy: precision contexts, and (DDP) the wrapped forward.
-            step = strategy.step_function(name)
-            if not _takes_batch_idx(getattr(module, name)):
-                step = _without_batch_idx(step)  # `def training_step(self, batch)`, as Lightning allows
+            step = self._strategy.step_function(name)
+            if not takes_batch_idx(getattr(module, name)):
+                step = without_batch_idx(step)  # `def training_step(self, batch)`, as Lightning allows
             setattr(self, name, self._build_event(name, [], step))
         monitoring = [cb for cb in callbacks if getattr(cb, "_monitors_metrics", False)]
         others = [cb for cb in callbacks if not getattr(cb, "_monitors_metrics", False)]
@@ -122,40 +101,44 @@ class HookDispatch:
     def _build_event(self, name: str, callback_fns: list[Callable], module_fn: Callable | None,
                      keywords: bool = False) -> Callable:
         if not callback_fns and module_fn is None:
-            return _noop
-        trainer, module, metrics = self._trainer, self._module, self._trainer._metrics
+            return noop
+        trainer, module, run = self._trainer, self._module, self._run
         if keywords:
             def event_with_keywords(*args: Any, **kwargs: Any) -> Any:
-                previous = metrics.hook_name
-                metrics.hook_name = name
+                previous = run.hook_name
+                run.hook_name = name
                 try:
                     return module_fn(*args, **kwargs)
                 finally:
-                    metrics.hook_name = previous
+                    run.hook_name = previous
 
             return event_with_keywords
 
         def event(*args: Any) -> Any:
-            previous = metrics.hook_name
-            metrics.hook_name = name
+            previous = run.hook_name
+            run.hook_name = name
             try:
                 for fn in callback_fns:
                     fn(trainer, module, *args)
                 return module_fn(*args) if module_fn is not None else None
             finally:
-                metrics.hook_name = previous
+                run.hook_name = previous
 
         return event
 
     def call_as(self, name: str, fn: Callable, *args: Any) -> Any:
-        """Run user code `fn(*args)` as hook `name`: `self.log` checks against it; the previous name comes back."""
-        metrics = self._trainer._metrics
-        previous = metrics.hook_name
-        metrics.hook_name = name
+        """Run user code `fn(*args)` as hook `name`: `self.log` checks against it; the previous name comes back.
+
+        The one way every path outside the prebuilt events (batch transfer, dataloader requests, stage,
+        mode and checkpoint hooks) runs user code.
+        """
+        run = self._run
+        previous = run.hook_name
+        run.hook_name = name
         try:
             return fn(*args)
         finally:
-            metrics.hook_name = previous
+            run.hook_name = previous
 
     def _data_owner(self, name: str) -> Any:
         """The datamodule if it overrides `name`, else the module (Lightning's precedence)."""
@@ -188,9 +171,9 @@ class HookDispatch:
             batch = self.call_as("on_before_batch_transfer", self._before_transfer, batch, dataloader_idx)
         if self._transfer is not None:
             batch = self.call_as("transfer_batch_to_device", self._transfer, batch,
-                                 self._trainer.strategy.root_device, dataloader_idx)
+                                 self._strategy.root_device, dataloader_idx)
         else:
-            batch = self._trainer.strategy.batch_to_device(batch)
+            batch = self._strategy.batch_to_device(batch)
         if self._after_transfer is not None:
             batch = self.call_as("on_after_batch_transfer", self._after_transfer, batch, dataloader_idx)
         return batch
@@ -206,7 +189,7 @@ class HookDispatch:
         return self.call_as(name, hook)
 
     def has_dataloader_hook(self, stage: str) -> bool:
-        name = _DATA_HOOKS[("train", "validate", "test", "predict").index(stage)]
+        name = DATA_HOOKS[("train", "validate", "test", "predict").index(stage)]
         owner = self._data_owner(name)
         if getattr(owner, name) is None:
             return False  # `model.val_dataloader = None` turns the stage's data off, as in Lightning
@@ -214,7 +197,7 @@ class HookDispatch:
 
     def dataloader_hook_set_to_none(self, stage: str) -> str | None:
         """`'model.val_dataloader'` when the stage's chosen hook was replaced by None (that stage then has no data)."""
-        name = _DATA_HOOKS[("train", "validate", "test", "predict").index(stage)]
+        name = DATA_HOOKS[("train", "validate", "test", "predict").index(stage)]
         owner = self._data_owner(name)
         if getattr(owner, name) is not None:
             return None
@@ -222,20 +205,7 @@ class HookDispatch:
 
     def check_dataloader_idx(self, stage: str, several: bool) -> None:
         """Before a loop runs: step and batch hooks take `dataloader_idx` exactly when there are several loaders."""
-        prefix, names = _INDEXED_HOOKS[stage]
-        owner = type(self._module).__name__
-        for name in names:
-            try:
-                parameters = inspect.signature(getattr(self._module, name)).parameters
-            except (TypeError, ValueError):
-                continue
-            named = parameters.get("dataloader_idx")
-            if several and named is None and not any(p.kind == p.VAR_POSITIONAL for p in parameters.values()):
-                raise RuntimeError(f"There are several `{prefix}_dataloader`s, but `{owner}.{name}()` has no "
-                                   "`dataloader_idx` argument to tell them apart. Add `dataloader_idx=0` to it.")
-            if not several and named is not None and named.default is inspect.Parameter.empty:
-                raise RuntimeError(f"There is a single `{prefix}_dataloader`, so `{owner}.{name}()` is called without "
-                                   "`dataloader_idx`. Remove the argument or give it a default: `dataloader_idx=0`.")
+        check_dataloader_idx(self._module, stage, several)
 
     def module_defines(self, method: str) -> bool:
         """Whether the module implements a step method (`training_step`, ...) or `configure_optimizers`."""
@@ -281,12 +251,12 @@ class HookDispatch:
     def model_eval(self, stage: str) -> None:
         """Remember each submodule's mode, then run the stage's `on_*_model_eval` hook."""
         self._captured_modes = {id(m): m.training for m in self._module.modules()}
-        name = _MODEL_EVAL[stage]
+        name = MODEL_EVAL[stage]
         self.call_as(name, getattr(self._module, name))
 
     def model_train(self, stage: str) -> None:
         """Run an overridden `on_*_model_train` hook, or restore the modes `model_eval` remembered."""
-        name = _MODEL_TRAIN.get(stage)
+        name = MODEL_TRAIN.get(stage)
         if name is not None and is_overridden(name, self._module, LightningModule):
             self.call_as(name, getattr(self._module, name))
             return
@@ -316,9 +286,9 @@ class HookDispatch:
 
 
 def _chain(first: Callable, second: Callable) -> Callable:
-    if second is _noop:
+    if second is noop:
         return first
-    if first is _noop:
+    if first is noop:
         return second
 
     def both(*args: Any) -> None:
@@ -326,39 +296,3 @@ def _chain(first: Callable, second: Callable) -> Callable:
         second(*args)
 
     return both
-
-
-def _takes_batch_idx(step: Callable) -> bool:
-    """Lightning's rule: pass `batch_idx` if the step names it, takes `*args`, or has two or more positionals."""
-    try:
-        parameters = inspect.signature(step).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return (any(p.name == "batch_idx" for p in positional) or len(positional) >= 2
-            or any(p.kind == p.VAR_POSITIONAL for p in parameters))
-
-
-def _without_batch_idx(step: Callable) -> Callable:
-    def step_without_batch_idx(batch: Any, batch_idx: int, *rest: Any) -> Any:
-        return step(batch, *rest)
-
-    return step_without_batch_idx
-
-
-def _check_removed_hooks(module: LightningModule) -> None:
-    for removed, replacement in _REMOVED_HOOKS.items():
-        if not callable(getattr(module, removed, None)):
-            continue
-        message = (f"`{type(module).__name__}.{removed}` was removed in Lightning 2.0 and fulmen never calls it. "
-                   f"Move its code to `{replacement}`; to use step outputs there, keep them in a list on the module.")
-        if removed in ("training_epoch_end", "validation_epoch_end", "test_epoch_end"):
-            raise NotImplementedError(message)
-        rank_zero_warn(message)
-
-
-HOOK_NAMES = frozenset(_CALLBACK_THEN_MODULE + _CALLBACK_ONLY + _MODULE_ONLY + _MODULE_ACTING + _DATA_HOOKS
-                       + _STEP_METHODS + tuple(_MODEL_EVAL.values()) + tuple(_MODEL_TRAIN.values())
-                       + ("on_train_epoch_end", "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer",
-                          "prepare_data", "setup", "teardown", "on_exception", "on_save_checkpoint",
-                          "on_load_checkpoint"))

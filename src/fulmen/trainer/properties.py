@@ -42,7 +42,46 @@ class TrainerProperties:
 
     @property
     def lightning_module(self) -> LightningModule:
-        return self._module  # type: ignore[return-value]
+        return self._current.module  # type: ignore[return-value]
+
+    @property
+    def datamodule(self) -> Any:
+        return self._current.datamodule
+
+    @property
+    def callbacks(self) -> list[Any]:
+        """This run's callbacks (the Trainer's plus the module's `configure_callbacks()`); before a run, the Trainer's."""
+        return self._current.callbacks
+
+    @callbacks.setter
+    def callbacks(self, callbacks: list[Any]) -> None:
+        self._callbacks = self._current.callbacks = list(callbacks)
+
+    @property
+    def fit_loop(self) -> Any:
+        """The running (or last) fit's loop; None before `fit`."""
+        return self._current.fit_loop
+
+    @property
+    def ckpt_path(self) -> str | None:
+        """The checkpoint the current (or last) run restored."""
+        return self._current.ckpt_path
+
+    @property
+    def is_last_batch(self) -> bool:
+        return self._current.is_last_batch
+
+    @property
+    def num_training_batches(self) -> int | float:
+        return self._current.num_training_batches
+
+    @property
+    def num_sanity_val_batches(self) -> list[int | float]:
+        return self._current.num_sanity_val_batches
+
+    @property
+    def num_predict_batches(self) -> list[int | float]:
+        return self._current.num_predict_batches
 
     @property
     def model(self) -> Any:
@@ -145,29 +184,29 @@ class TrainerProperties:
 
     @property
     def num_val_batches(self) -> list[int | float]:
-        return self.num_eval_batches
+        return self._current.num_val_batches
 
     @property
     def num_test_batches(self) -> list[int | float]:
-        return self.num_eval_batches
+        return self._current.num_test_batches
 
     @property
     def train_dataloader(self) -> Any:
         """The training dataloader of the current or last `fit` (None before it is requested)."""
-        return self._data.current.get("train")
+        return self._current.dataloaders.get("train")
 
     @property
     def val_dataloaders(self) -> Any:
         """The validation dataloader(s) of the current or last run, shaped as given (a loader, list or dict)."""
-        return self._data.current.get("validate")
+        return self._current.dataloaders.get("validate")
 
     @property
     def test_dataloaders(self) -> Any:
-        return self._data.current.get("test")
+        return self._current.dataloaders.get("test")
 
     @property
     def predict_dataloaders(self) -> Any:
-        return self._data.current.get("predict")
+        return self._current.dataloaders.get("predict")
 
     @property
     def estimated_stepping_batches(self) -> int | float:
@@ -179,9 +218,9 @@ class TrainerProperties:
         max_epochs = config.resolved_max_epochs()
         if max_epochs == -1:
             return float("inf") if config.max_steps == -1 else config.max_steps
-        if self._train_source is None and self._state.fn == TrainerFn.FITTING:
+        if self._current.train_loader is None and self._state.fn == TrainerFn.FITTING:
             rank_zero_info("Loading `train_dataloader` to estimate the number of stepping batches.")
-            self._request_train_loader()
+            self._data.train_loader()
         total_batches = self.num_training_batches
         if total_batches == float("inf"):
             return config.max_steps

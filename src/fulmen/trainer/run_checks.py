@@ -94,7 +94,7 @@ def check_entry_arguments(trainer: Trainer, fn: TrainerFn, model: Any, datamodul
                           *loaders: Any) -> LightningModule:
     """Check the arguments of fit/validate/test/predict; return the model to run (the last one if None)."""
     if model is None and fn != TrainerFn.FITTING:
-        model = trainer._module
+        model = trainer.lightning_module
         if model is None:
             raise TypeError(f"`Trainer.{fn.value}()` needs a model: pass `model=` (no model was fitted before).")
     if not isinstance(model, LightningModule):

@@ -69,7 +69,7 @@ def stop_agreed(trainer: Trainer) -> bool:
 def save_and_stop(trainer: Trainer) -> None:
     """Write the resumable checkpoint, say where, and make fit stop cleanly."""
     path = trainer._signal_checkpoint_path()
-    trainer._checkpointing.freeze_loop_state()
+    trainer._checkpointing.freeze_loop_state(trainer._current)
     trainer.save_checkpoint(path)
     rank_zero_info(f"Saved a checkpoint to resume from: {path}  (resume with `trainer.fit(..., ckpt_path=...)`)")
     trainer._state.should_stop = True

@@ -27,6 +27,7 @@ from fulmen.trainer.data_source import DataSource
 from fulmen.trainer.hook_dispatch import HookDispatch
 from fulmen.loggers.selection import build_loggers, log_hyperparameters, share_logger_versions
 from fulmen.trainer.optimization import Optimization
+from fulmen.trainer.run import Run
 from fulmen.trainer.properties import TrainerProperties
 from fulmen.trainer.run_checks import check_entry_arguments, check_run
 from fulmen.trainer.signals import GracefulStop
@@ -77,7 +78,7 @@ class Trainer(TrainerProperties):
             enable_checkpointing = enable_progress_bar = enable_model_summary = False
             logger = False if logger is None else logger
         quiet = bool(self._config.fast_dev_run)
-        self.callbacks = build_trainer_callbacks(
+        self._callbacks = build_trainer_callbacks(
             callbacks, enable_progress_bar is not False, enable_model_summary is not False,
             enable_checkpointing is not False and not quiet, refuse_checkpoints=enable_checkpointing is False,
         )
@@ -86,23 +87,14 @@ class Trainer(TrainerProperties):
         self.use_distributed_sampler = use_distributed_sampler
         apply_determinism(deterministic, benchmark, self.strategy.root_device)
         self._state = TrainerState()
-        self._hooks = HookDispatch(self)
+        self._hooks = HookDispatch(self, self.strategy)
         self._metrics = MetricsRouter(self)
-        self._data = DataSource(self)
         self._optimization = Optimization(self)
         self._checkpointing = Checkpointing(self)
-        self._module: LightningModule | None = None
-        self.datamodule: LightningDataModule | None = None
-        self.num_training_batches: int | float = float("inf")
-        self.num_sanity_val_batches: list[int | float] = []
-        self.num_eval_batches: list[int | float] = []
-        self.num_predict_batches: list[int | float] = []
-        self.is_last_batch = False
-        self.ckpt_path: str | None = None
-        self.fit_loop: FitLoop | None = None
-        self._train_source: tuple[Any, int | float] | None = None
-        self._resume_loop_state: dict[str, Any] | None = None
         self._signals = GracefulStop()
+        # The latest run (a fresh one per fit/validate/test/predict); before any, an empty one.
+        self._current = Run(callbacks=self._callbacks)
+        self._data = DataSource(self._current, self._hooks, self._config, self.strategy, use_distributed_sampler)
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -159,7 +151,9 @@ class Trainer(TrainerProperties):
 
     def _launch(self, fn: TrainerFn, model: LightningModule, *args: Any, **kwargs: Any) -> Any:
         """Run `_run` here, or in every process of a multi-process strategy (through its launcher)."""
-        self._module = model
+        # Lightning keeps the last fit's sanity-check counts through later validate/test/predict calls.
+        sanity = [] if fn == TrainerFn.FITTING else self._current.num_sanity_val_batches
+        self._current = Run(fn=fn, module=model, callbacks=self._callbacks, num_sanity_val_batches=sanity)
         launcher = self.strategy.launcher
         if launcher is None:
             return self._run(fn, model, *args, **kwargs)
@@ -175,7 +169,7 @@ class Trainer(TrainerProperties):
                 "best_model_path": callback.best_model_path if callback is not None else None}
 
     def _collect_spawn_results(self, output: dict[str, Any]) -> None:
-        self._module.load_state_dict(output["state_dict"])
+        self.lightning_module.load_state_dict(output["state_dict"])
         self._state.load_state_dict(output["state"])
         self._state.status = TrainerStatus.FINISHED
         self._metrics._callback.update(output["callback_metrics"])
@@ -187,26 +181,25 @@ class Trainer(TrainerProperties):
              return_predictions: bool = True, model_given: bool = True) -> Any:
         state = self._state
         state.fn, state.stage, state.status, state.should_stop = fn, _STAGE_OF[fn], TrainerStatus.RUNNING, False
-        self._module, self.datamodule = model, datamodule
+        given = {stage: loaders for stage, loaders in given_loaders.items() if loaders is not None}
+        self._current = run = Run(fn=fn, module=model, datamodule=datamodule, callbacks=list(self._callbacks),
+                                  given_loaders=given, num_sanity_val_batches=self._current.num_sanity_val_batches)
         model.trainer = self
         if datamodule is not None:
             datamodule.trainer = self
-        self._data.set_given(**given_loaders)
-        self._train_source = None
-        self._resume_loop_state = None
-        self._metrics.clear()
-        self._metrics.active = None
-        stage_name = fn.value
         hooks = self._hooks
+        self._data = DataSource(run, hooks, self._config, self.strategy, self.use_distributed_sampler)
+        self._metrics.start_run(run)
+        stage_name = fn.value
         if fn == TrainerFn.FITTING:
             self._config.resolve_max_epochs()  # warns once, at the start of fit, like Lightning
+        hooks.start(run)
         self.strategy.setup_environment()
         try:
-            run_callbacks = merge_module_callbacks(
-                self.callbacks, hooks.call_as("configure_callbacks", model.configure_callbacks))
-            self.callbacks = run_callbacks
+            run.callbacks = merge_module_callbacks(
+                self._callbacks, hooks.call_as("configure_callbacks", model.configure_callbacks))
             self.strategy.connect(model)
-            hooks.bind(model, run_callbacks, datamodule)
+            hooks.bind()
             check_run(self, fn)
             hooks.prepare_data()
             for logger in self.loggers:
@@ -220,7 +213,7 @@ class Trainer(TrainerProperties):
             if fn == TrainerFn.FITTING:
                 self._optimization.setup(model.automatic_optimization)
             resolved = self._checkpointing.resolve(ckpt_path, fn, model_given)
-            self.ckpt_path = self._checkpointing.restore(resolved, fn, weights_only)
+            run.ckpt_path = self._checkpointing.restore(run, resolved, weights_only)
             if fn == TrainerFn.FITTING:
                 hooks.on_fit_start()
             if self.enable_autolog_hparams:
@@ -261,8 +254,7 @@ class Trainer(TrainerProperties):
 
     def _interrupt(self, error: BaseException) -> None:
         self._state.status = TrainerStatus.INTERRUPTED
-        if getattr(self._hooks, "_module", None) is not None:
-            self._hooks.on_exception(error)
+        self._hooks.on_exception(error)  # a no-op until the run's hooks are bound
         for logger in self.loggers:
             logger.finalize("failed")
         self.strategy.teardown()
@@ -270,27 +262,21 @@ class Trainer(TrainerProperties):
     def _run_stage(self, fn: TrainerFn, return_predictions: bool) -> Any:
         if fn == TrainerFn.FITTING:
             return self._run_fit()
+        run = self._current
         if fn == TrainerFn.PREDICTING:
             loaders = self._data.request("predict")
-            self.num_predict_batches = [self._data.num_batches("predict", loader) for loader in loaders]
-            return PredictionLoop(self, return_predictions).run(loaders, self.num_predict_batches)
-        loop = EvaluationLoop(self, "validate" if fn == TrainerFn.VALIDATING else "test")
+            run.num_predict_batches = [self._data.num_batches("predict", loader) for loader in loaders]
+            return PredictionLoop(self, run, return_predictions).run(loaders, run.num_predict_batches)
+        loop = EvaluationLoop(self, run, "validate" if fn == TrainerFn.VALIDATING else "test")
         loop.setup_data()
         if not any(loop.num_batches):
             return []
         return loop.run(loop.num_batches)
 
     def _run_fit(self) -> None:
-        self.fit_loop = FitLoop(self, EvaluationLoop(self, "validate"))
-        self.fit_loop.run()
-
-    def _request_train_loader(self, reload: bool = False) -> tuple[Any, int | float]:
-        """The training dataloader and its batch count, requested once per run unless reloading."""
-        if self._train_source is None or reload:
-            loader = self._data.request("train")[0]
-            self._train_source = (loader, self._data.num_batches("train", loader))
-        self.num_training_batches = self._train_source[1]
-        return self._train_source
+        run = self._current
+        run.fit_loop = FitLoop(self, run, EvaluationLoop(self, run, "validate"))
+        run.fit_loop.run()
 
     def _signal_checkpoint_path(self) -> str:
         callback = self.checkpoint_callback
@@ -305,7 +291,7 @@ class Trainer(TrainerProperties):
     def save_checkpoint(self, filepath: str | os.PathLike, weights_only: bool | None = None,
                         storage_options: Any = None) -> None:
         """Write a checkpoint of the current run to `filepath` (atomically)."""
-        self._checkpointing.save(filepath, bool(weights_only), storage_options)
+        self._checkpointing.save(self._current, filepath, bool(weights_only), storage_options)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """`print` on global rank zero only, above the progress bar when one is shown."""
