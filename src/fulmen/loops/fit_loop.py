@@ -291,7 +291,7 @@ class FitLoop:
             trainer = self.trainer
             trainer._hooks.optimizer_step(trainer._state.current_epoch, batch_idx,
                                           optimization.wrapped_optimizers[0], self._closure)
-            trainer._state.global_step += 1
+            trainer._state.optimizer_stepped()
         return self._step_output
 
     def _forward_backward_with_grad(self) -> torch.Tensor | None:

@@ -134,7 +134,7 @@ class Optimization:
         output = trainer.strategy.optimizer_step(optimizer, closure or _no_closure, before_step, self._automatic)
         if not self._automatic:
             # Manual optimization counts every optimizer step (two optimizers: two per batch).
-            trainer._state.global_step += 1
+            trainer._state.optimizer_stepped()
         return output
 
     def manual_backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:

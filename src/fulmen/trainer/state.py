@@ -71,6 +71,10 @@ class TrainerState:
     def stopped(self) -> bool:
         return self.status.stopped
 
+    def optimizer_stepped(self) -> None:
+        """Count one optimizer step: the one place `global_step` grows (automatic steps and manual `opt.step()`)."""
+        self.global_step += 1
+
     def state_dict(self) -> dict[str, Any]:
         return {"current_epoch": self.current_epoch, "global_step": self.global_step,
                 "batches_that_stepped": self.batches_that_stepped}
