@@ -148,6 +148,14 @@ class TrainerProperties:
         return self._metrics.progress_bar_metrics
 
     @property
+    def loggers(self) -> list[Any]:
+        return self._metrics.loggers
+
+    @loggers.setter
+    def loggers(self, loggers: list[Any]) -> None:
+        self._metrics.loggers = loggers
+
+    @property
     def logger(self) -> Any:
         return self.loggers[0] if self.loggers else None
 
