@@ -32,7 +32,7 @@ def check_run(run: Run, hooks: HookDispatch, config: TrainerConfig, data: DataSo
             for owner, label in ((module, "LightningModule"), (run.datamodule, "LightningDataModule")):
                 if owner is not None:
                     warn_unsaved_hparams(owner, label)
-        if not hooks.module_defines("training_step"):
+        if not hooks.module_defines(stage.step_method):
             raise MisconfigurationException(
                 f"{name} has no `training_step()`; `Trainer.fit` needs one that returns the loss for a batch."
             )
