@@ -48,9 +48,9 @@ class Checkpointing:
     def dump(self, run: Run, weights_only: bool = False) -> dict[str, Any]:
         module = run.module
         loop_state = self._loop_state(run)
-        # The top-level keys Lightning reads back: `epoch`/`global_step` (also shown by its tools), `state_dict`,
-        # `loops`, `optimizer_states`, `lr_schedulers`, `callbacks` (by `state_key`), `hyper_parameters`, and the
-        # precision plugin's and datamodule's states under their class names.
+        # Lightning's layout. Its restore reads `state_dict`, `loops`, `optimizer_states`, `lr_schedulers`,
+        # `callbacks` (by `state_key`) and the precision plugin's and datamodule's states under their class names;
+        # `hyper_parameters` feed `load_from_checkpoint`; `epoch`/`global_step` are for people and old checkpoints.
         checkpoint: dict[str, Any] = {
             "epoch": loop_state["current_epoch"],
             "global_step": self._state.global_step,

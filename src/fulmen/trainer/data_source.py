@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.trainer.stages import STAGES
+from fulmen.trainer.state import RunningStage
 from fulmen.utilities.distributed_samplers import DistributedSamplerWrapper, UnrepeatedDistributedSampler
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -50,8 +51,8 @@ class DataSource:
         """The training dataloader and its batch count: requested once per run, again only when reloading."""
         run = self._run
         if run.train_loader is None or reload:
-            loader = self.request("train")[0]
-            run.train_loader, run.num_training_batches = loader, self.num_batches("train", loader)
+            loader = self.request(RunningStage.TRAINING)[0]
+            run.train_loader, run.num_training_batches = loader, self.num_batches(RunningStage.TRAINING, loader)
         return run.train_loader, run.num_training_batches
 
     def request(self, stage: str) -> list[Any]:
@@ -70,7 +71,7 @@ class DataSource:
         loaders = _flatten(raw)
         if stage not in given:
             check_loaders(loaders, f"`{STAGES[stage].dataloader_hook}()` returned")
-        if stage == "train" and len(loaders) != 1:
+        if stage == RunningStage.TRAINING and len(loaders) != 1:
             raise MisconfigurationException(
                 f"`train_dataloader` returned {len(loaders)} dataloaders; fulmen trains on exactly one. Combine "
                 "the datasets (e.g. `torch.utils.data.ConcatDataset`) into a single DataLoader."
@@ -83,7 +84,7 @@ class DataSource:
         if not isinstance(loader, DataLoader):
             return loader
         config = self._config
-        if stage == "train" and config.overfit_batches > 0 and not isinstance(loader.sampler, SequentialSampler):
+        if stage == RunningStage.TRAINING and config.overfit_batches > 0 and not isinstance(loader.sampler, SequentialSampler):
             rank_zero_warn("`overfit_batches` turns off shuffling of the training dataloader so the same "
                            "batches are seen every epoch.")
             loader = replace_sampler(loader, SequentialSampler(loader.dataset))
@@ -131,9 +132,9 @@ class DataSource:
 def _distributed_sampler(stage: str, loader: DataLoader, kwargs: dict[str, int]) -> Any:
     """Each rank's share: training always shuffles (seeded so ranks agree); evaluation pads; predict does not."""
     seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-    if stage == "predict":
+    if stage == RunningStage.PREDICTING:
         return UnrepeatedDistributedSampler(loader.dataset, shuffle=False, seed=seed, **kwargs)
-    shuffle = stage == "train"
+    shuffle = stage == RunningStage.TRAINING
     if isinstance(loader.sampler, (SequentialSampler, RandomSampler)):
         return DistributedSampler(loader.dataset, shuffle=shuffle, seed=seed, **kwargs)
     return DistributedSamplerWrapper(loader.sampler, shuffle=shuffle, seed=seed, **kwargs)

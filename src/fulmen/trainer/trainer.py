@@ -33,7 +33,7 @@ from fulmen.trainer.properties import TrainerProperties
 from fulmen.trainer.run_checks import check_entry_arguments, check_run
 from fulmen.trainer.signals import GracefulStop
 from fulmen.trainer.stages import STAGE_OF_FN
-from fulmen.trainer.state import TrainerFn, TrainerState, TrainerStatus
+from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.utilities.rank_zero import rank_zero_info
 
 
@@ -106,8 +106,8 @@ class Trainer(TrainerProperties):
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
         check_entry_arguments(self, TrainerFn.FITTING, model, datamodule, train_dataloaders, val_dataloaders)
-        self._launch(TrainerFn.FITTING, model, datamodule, {"train": train_dataloaders, "validate": val_dataloaders},
-                  ckpt_path=ckpt_path, weights_only=weights_only)
+        given = {RunningStage.TRAINING: train_dataloaders, RunningStage.VALIDATING: val_dataloaders}
+        self._launch(TrainerFn.FITTING, model, datamodule, given, ckpt_path=ckpt_path, weights_only=weights_only)
 
     def validate(self, model: LightningModule | None = None, dataloaders: Any = None, ckpt_path: str | None = None,
                  verbose: bool = True, datamodule: LightningDataModule | None = None,
@@ -129,7 +129,7 @@ class Trainer(TrainerProperties):
             datamodule, dataloaders = dataloaders, None
         model_given = model is not None
         model = check_entry_arguments(self, TrainerFn.PREDICTING, model, datamodule, dataloaders)
-        return self._launch(TrainerFn.PREDICTING, model, datamodule, {"predict": dataloaders}, ckpt_path=ckpt_path,
+        return self._launch(TrainerFn.PREDICTING, model, datamodule, {RunningStage.PREDICTING: dataloaders}, ckpt_path=ckpt_path,
                          weights_only=weights_only, return_predictions=return_predictions is not False,
                          model_given=model_given)
 
@@ -139,13 +139,13 @@ class Trainer(TrainerProperties):
             datamodule, dataloaders = dataloaders, None
         model_given = model is not None
         model = check_entry_arguments(self, fn, model, datamodule, dataloaders)
-        stage = STAGE_OF_FN[fn].value
+        stage = STAGE_OF_FN[fn]
         results = self._launch(fn, model, datamodule, {stage: dataloaders}, ckpt_path=ckpt_path,
                             weights_only=weights_only, model_given=model_given)
         if verbose and self.is_global_zero:
             from fulmen.loops.results_table import print_results
 
-            print_results(results, stage)
+            print_results(results, stage.value)
         return results
 
     # -- the run --------------------------------------------------------------------------------
