@@ -20,7 +20,6 @@ from fulmen.loops.evaluation_loop import EvaluationLoop
 from fulmen.loops.fit_loop import FitLoop
 from fulmen.loops.prediction_loop import PredictionLoop
 from fulmen.results.metrics_router import MetricsRouter
-from fulmen.strategies.launchers import SpawnResults
 from fulmen.strategies.select import apply_determinism, apply_plugins, select_strategy
 from fulmen.trainer.checkpointing import Checkpointing
 from fulmen.trainer.config import TrainerConfig, reject_unimplemented
@@ -158,6 +157,8 @@ class Trainer(TrainerProperties):
         launcher = self.strategy.launcher
         if launcher is None:
             return self._run(fn, model, *args, **kwargs)
+        from fulmen.strategies.launchers import SpawnResults  # loaded by the multi-process strategies anyway
+
         spawn_results = SpawnResults(self._spawn_results, self._collect_spawn_results)
         return launcher.launch(self._run, fn, model, *args, results=spawn_results, **kwargs)
 
