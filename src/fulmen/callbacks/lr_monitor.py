@@ -10,6 +10,7 @@ import torch
 from fulmen.callbacks.callback import Callback
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.trainer.optimization import _NoOptimizer
+from fulmen.trainer.state import logging_due
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
@@ -48,9 +49,8 @@ class LearningRateMonitor(Callback):
         self.lrs = {name: [] for _, names, _ in _named_optimizers(trainer) for name in names}
 
     def on_train_batch_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
-        every = trainer.log_every_n_steps
-        step = trainer._state.batches_that_stepped
-        due = bool(every) and ((step + 1) % every == 0 or trainer.should_stop)
+        # Lightning's monitor logs when the Trainer's step values would reach the loggers after this batch.
+        due = logging_due(trainer.state.batches_that_stepped, trainer.log_every_n_steps, trainer.should_stop)
         if due and self.logging_interval != "epoch":
             self._log(trainer, "step" if self.logging_interval is None else "any")
 
@@ -76,7 +76,7 @@ class LearningRateMonitor(Callback):
         device = trainer.strategy.root_device
         trainer.callback_metrics.update({name: torch.tensor(value, device=device) for name, value in stats.items()})
         for logger in trainer.loggers:
-            logger.log_metrics(stats, step=trainer._state.batches_that_stepped)
+            logger.log_metrics(stats, step=trainer.state.batches_that_stepped)
 
 
 def _named_optimizers(trainer: Trainer) -> list[tuple[Any, list[str], str | None]]:

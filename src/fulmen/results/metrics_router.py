@@ -17,17 +17,29 @@ import torch
 from fulmen.results.logging_rules import resolve_log_options
 from fulmen.results.result_collection import ResultCollection, reduce_name
 from fulmen.trainer.run import Run
+from fulmen.trainer.state import logging_due
 from fulmen.utilities.exceptions import MisconfigurationException
 
 if TYPE_CHECKING:
-    from fulmen.trainer.trainer import Trainer
+    from fulmen.strategies.strategy import Strategy
+    from fulmen.trainer.state import TrainerState
 
 
 class MetricsRouter:
-    """Receives `self.log` calls and publishes reduced values to the trainer's dicts and the loggers."""
+    """Receives `self.log` calls and publishes reduced values to the trainer's dicts and the loggers.
 
-    def __init__(self, trainer: Trainer) -> None:
-        self._trainer = trainer
+    Args:
+        state: read for `should_stop` (log now, the run ends) and `current_epoch` (sent with epoch values).
+        strategy: reduces values logged with `sync_dist=True` across processes.
+        loggers: where logged values go; `trainer.loggers` is this list (the Trainer reads and sets it here).
+        log_every_n_steps: how often training step values reach the loggers.
+    """
+
+    def __init__(self, state: TrainerState, strategy: Strategy, loggers: list[Any], log_every_n_steps: int) -> None:
+        self._state = state
+        self._strategy = strategy
+        self.loggers = loggers
+        self._log_every_n_steps = log_every_n_steps
         self._run = Run()  # whose `hook_name` tells `self.log` which hook is calling
         self.train_results = ResultCollection(training=True)
         self.eval_results = ResultCollection(training=False)
@@ -112,6 +124,10 @@ class MetricsRouter:
         # One device sync per shown value, only when the bar (or a user) reads them.
         return {key: _to_number(value) for key, value in self._progress_bar.items()}
 
+    def update_callback_metrics(self, metrics: dict[str, torch.Tensor]) -> None:
+        """Add `metrics` to `callback_metrics` (what a spawned rank 0 reported back to the launching process)."""
+        self._callback.update(metrics)
+
     def _refresh(self) -> None:
         results = self.active
         if results is not None:
@@ -126,7 +142,7 @@ class MetricsRouter:
             self._progress_bar.update(progress_bar)
 
     def _reduce(self, value: torch.Tensor, reduce: str, group: Any) -> torch.Tensor:
-        return self._trainer.strategy.reduce(value, group=group, reduce_op=reduce)
+        return self._strategy.reduce(value, group=group, reduce_op=reduce)
 
     def start_run(self, run: Run) -> None:
         """A new run: forget every stored metric and collection; `self.log` checks hooks against `run`."""
@@ -155,11 +171,9 @@ class MetricsRouter:
 
     def train_step_done(self, step: int, accumulating: bool) -> None:
         """After a training batch: send step values to the loggers every `log_every_n_steps`."""
-        trainer = self._trainer
-        if accumulating or not trainer.loggers:
+        if accumulating or not self.loggers:
             return
-        every = trainer.log_every_n_steps
-        if every and ((step + 1) % every == 0 or trainer.should_stop):
+        if logging_due(step, self._log_every_n_steps, self._state.should_stop):
             _, logged, _ = self.train_results.views(on_step=True)
             self._logged.update(logged)
             self.send_to_loggers(logged, step)
@@ -175,7 +189,11 @@ class MetricsRouter:
         self.eval_results.sync_epoch(self._reduce)
 
     def train_epoch_done(self, step: int) -> None:
-        """After `on_train_epoch_end`: publish epoch values and send them to the loggers."""
+        """After `on_train_epoch_end`: publish epoch values and send them to the loggers at `step`.
+
+        `step` is `batches_that_stepped - 1`: Lightning logs epoch values at the step of the epoch's last
+        step values, although its counter has already moved past that batch.
+        """
         results = self.train_results
         results.sync_epoch(self._reduce)  # again: values logged in on_train_epoch_end
         self._fold(results, epoch=True)
@@ -188,8 +206,12 @@ class MetricsRouter:
         self.active = self.eval_results
 
     def eval_step_done(self, step: int) -> None:
-        """After an evaluation batch: send values logged with on_step=True to the loggers at `step`."""
-        if not self._trainer.loggers:
+        """After an evaluation batch: send values logged with on_step=True to the loggers at `step`.
+
+        Only the loggers (and `logged_metrics`) see them: Lightning never puts eval step values into
+        `callback_metrics`, which get the epoch reductions at the end.
+        """
+        if not self.loggers:
             return
         _, logged, _ = self.eval_results.views(on_step=True, dataloader_idx=self.dataloader_idx)
         if logged:
@@ -214,13 +236,13 @@ class MetricsRouter:
 
     def send_to_loggers(self, metrics: dict[str, torch.Tensor], step: int, add_epoch: bool = True) -> None:
         """Convert to Python numbers (a device sync, once per logging step) and hand to every logger."""
-        trainer = self._trainer
-        if not metrics or not trainer.loggers:
+        loggers = self.loggers
+        if not metrics or not loggers:
             return
         numbers_out = {key: _to_number(value) for key, value in metrics.items()}
         if add_epoch:
-            numbers_out.setdefault("epoch", trainer.current_epoch)
-        for logger in trainer.loggers:
+            numbers_out.setdefault("epoch", self._state.current_epoch)
+        for logger in loggers:
             logger.log_metrics(numbers_out, step=step)
             logger.save()
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import torch
 
@@ -26,6 +26,18 @@ if TYPE_CHECKING:
 _POLL_SECONDS = 0.2
 
 
+class SpawnResults(NamedTuple):
+    """How a spawned run's outcome reaches the launching process (given by the Trainer).
+
+    Attributes:
+        package: in each spawned process, after the run: what to send back (rank 0), or None (other ranks).
+        restore: in the launching process: apply what rank 0 sent (weights, counters, metrics, best path).
+    """
+
+    package: Callable[[Any], dict[str, Any] | None]
+    restore: Callable[[dict[str, Any]], None]
+
+
 class SubprocessScriptLauncher:
     """Start local ranks 1..N-1 as copies of this script; this process continues as local rank 0."""
 
@@ -35,7 +47,11 @@ class SubprocessScriptLauncher:
         self.strategy = strategy
         self.procs: list[subprocess.Popen] = []
 
-    def launch(self, function: Callable, *args: Any, trainer: Any = None, **kwargs: Any) -> Any:
+    def launch(self, function: Callable, *args: Any, results: SpawnResults | None = None, **kwargs: Any) -> Any:
+        """Start the other ranks (once), then run `function` here as local rank 0.
+
+        `results` is not used: every process runs `function` itself, so nothing needs to travel back.
+        """
         if not self.procs:
             self._start_children()
         return function(*args, **kwargs)
@@ -118,27 +134,33 @@ class MultiprocessingLauncher:
         self.strategy = strategy
         self.start_method = start_method
 
-    def launch(self, function: Callable, *args: Any, trainer: Any = None, **kwargs: Any) -> Any:
+    def launch(self, function: Callable, *args: Any, results: SpawnResults, **kwargs: Any) -> Any:
+        """Run `function(*args, **kwargs)` in every process; return rank 0's return value.
+
+        `results` says what rank 0 sends back and how this process takes it (Lightning's ddp_spawn contract:
+        the caller's trainer and model end up as rank 0 left them).
+        """
         import torch.multiprocessing as mp
 
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ["MASTER_PORT"] = str(find_free_port())
         context = mp.get_context(self.start_method)
-        results = context.SimpleQueue()
-        mp.start_processes(_spawned_entry, args=(trainer, function, args, kwargs, results),
+        queue = context.SimpleQueue()
+        mp.start_processes(_spawned_entry, args=(results.package, function, args, kwargs, queue),
                            nprocs=self.strategy.num_processes, start_method=self.start_method)
-        output = torch.load(io.BytesIO(results.get()), weights_only=False)  # our own child's bytes
-        trainer._collect_spawn_results(output)
+        output = torch.load(io.BytesIO(queue.get()), weights_only=False)  # our own child's bytes
+        results.restore(output)
         return output["results"]
 
 
-def _spawned_entry(local_rank: int, trainer: Any, function: Callable, args: tuple, kwargs: dict, results: Any) -> None:
+def _spawned_entry(local_rank: int, package: Callable, function: Callable, args: tuple, kwargs: dict,
+                   queue: Any) -> None:
     os.environ["LOCAL_RANK"] = str(local_rank)
     _own_copies(args[1])
-    output = function(*args, **kwargs)
-    if trainer.is_global_zero:
+    payload = package(function(*args, **kwargs))
+    if payload is not None:
         # Plain bytes: tensors sent through the queue would refer to this process's shared memory, which
         # is gone by the time the parent reads them.
         buffer = io.BytesIO()
-        torch.save(trainer._spawn_results(output), buffer)
-        results.put(buffer.getvalue())
+        torch.save(payload, buffer)
+        queue.put(buffer.getvalue())

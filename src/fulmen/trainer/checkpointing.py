@@ -17,39 +17,58 @@ from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
+    from fulmen.strategies.strategy import Strategy
+    from fulmen.trainer.hook_dispatch import HookDispatch
+    from fulmen.trainer.optimization import Optimization
     from fulmen.trainer.run import Run
-    from fulmen.trainer.trainer import Trainer
+    from fulmen.trainer.state import TrainerState
 
 FORMAT_VERSION = "2.6.0"  # the Lightning checkpoint layout these dicts follow
 
 
 class Checkpointing:
-    """Saves the trainer's run state into a dict and restores it."""
+    """Saves a run's state into a dict and restores it.
 
-    def __init__(self, trainer: Trainer) -> None:
-        self._trainer = trainer
+    Args:
+        state: the counters checkpoints record and resume (`current_epoch`, `global_step`, ...).
+        hooks: calls `on_save_checkpoint` / `on_load_checkpoint` on callbacks, datamodule and module.
+        strategy: reads and writes the files (its `checkpoint_io`), owns the precision plugin, the ranks and barrier.
+        optimization: whose public `optimizers` and `scheduler_configs` are saved and restored.
+        fast_dev_run: the Trainer flag, named in the error when `ckpt_path="best"` cannot exist.
+    """
+
+    def __init__(self, state: TrainerState, hooks: HookDispatch, strategy: Strategy, optimization: Optimization,
+                 fast_dev_run: int | bool = False) -> None:
+        self._state = state
+        self._hooks = hooks
+        self._strategy = strategy
+        self._optimization = optimization
+        self._fast_dev_run = fast_dev_run
 
     def dump(self, run: Run, weights_only: bool = False) -> dict[str, Any]:
-        trainer = self._trainer
         module = run.module
         loop_state = self._loop_state(run)
+        # Lightning's layout. Its restore reads `state_dict`, `loops`, `optimizer_states`, `lr_schedulers`,
+        # `callbacks` (by `state_key`) and the precision plugin's and datamodule's states under their class names;
+        # `hyper_parameters` feed `load_from_checkpoint`; `epoch`/`global_step` are for people and old checkpoints.
         checkpoint: dict[str, Any] = {
             "epoch": loop_state["current_epoch"],
-            "global_step": trainer.global_step,
+            "global_step": self._state.global_step,
             "pytorch-lightning_version": FORMAT_VERSION,
             "state_dict": module.state_dict(),
             "loops": {"fit_loop": loop_state},
         }
         if not weights_only:
-            optimization = trainer._optimization
+            optimization = self._optimization
             states = ((callback.state_key, callback.state_dict()) for callback in run.callbacks)
             checkpoint["callbacks"] = {key: state for key, state in states if state}
             checkpoint["optimizer_states"] = [opt.state_dict() for opt in optimization.optimizers
                                               if not isinstance(opt, _NoOptimizer)]
             checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in optimization.scheduler_configs]
-            precision_state = trainer.strategy.precision_plugin.state_dict()
+            precision = self._strategy.precision_plugin
+            precision_state = precision.state_dict()
             if precision_state:
-                checkpoint[type(trainer.strategy.precision_plugin).__name__] = precision_state
+                checkpoint[type(precision).__name__] = precision_state
         if getattr(module, "_hparams", None):
             checkpoint["hyper_parameters"], left_out = checkpointable_hparams(module.hparams)
             checkpoint["hparams_name"] = getattr(module, "_hparams_name", "kwargs")
@@ -67,18 +86,17 @@ class Checkpointing:
             state = datamodule.state_dict()
             if state:
                 checkpoint[type(datamodule).__qualname__] = state
-        trainer._hooks.on_save_checkpoint(checkpoint)
+        self._hooks.on_save_checkpoint(checkpoint)
         return checkpoint
 
     def _loop_state(self, run: Run) -> dict[str, Any]:
-        trainer = self._trainer
         fit_loop = run.fit_loop
         fitting = fit_loop is not None and run.fn == TrainerFn.FITTING
         if fitting and fit_loop.signal_state is not None:
             # After SIGTERM/SIGINT nothing trains any more, but the cut-short epoch still ends (hooks, callbacks
             # saving): every checkpoint written from then on resumes where the signal stopped training.
             return fit_loop.signal_state
-        state = trainer._state.state_dict()
+        state = self._state.state_dict()
         if fitting:
             state.update(fit_loop.resume_state())
         return state
@@ -91,30 +109,31 @@ class Checkpointing:
 
     def save(self, run: Run, path: str | os.PathLike, weights_only: bool = False,
              storage_options: Any = None) -> None:
-        trainer = self._trainer
         if run.module is None:
             raise RuntimeError("`trainer.save_checkpoint` needs a model: call it during or after `fit/validate/...`.")
         checkpoint = self.dump(run, weights_only)
-        if trainer.is_global_zero:
-            trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
-        trainer.strategy.barrier("save_checkpoint")
+        strategy = self._strategy
+        if strategy.is_global_zero:
+            strategy.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
+        strategy.barrier("save_checkpoint")
 
-    def resolve(self, path: str | os.PathLike | None, fn: TrainerFn, model_given: bool) -> str | None:
+    def resolve(self, run: Run, path: str | os.PathLike | None, model_given: bool) -> str | None:
         """Turn `ckpt_path` ("best", "last", a path, or None) into a file path or None (use the model as is)."""
-        trainer = self._trainer
+        fn = run.fn
+        checkpoint_callbacks = [callback for callback in run.callbacks if getattr(callback, "_is_checkpoint", False)]
+        callback = checkpoint_callbacks[0] if checkpoint_callbacks else None
         if path is None:
-            if model_given or fn == TrainerFn.FITTING or trainer.checkpoint_callback is None:
+            if model_given or fn == TrainerFn.FITTING or callback is None:
                 return None
             rank_zero_warn(f"`.{fn.value}(ckpt_path=None)` was called without a model: the best model of the previous "
                            f"`fit` is used. Pass `ckpt_path='best'` or `'last'` to choose and silence this warning.")
             path = "best"
         if path == "best":
-            callback = trainer.checkpoint_callback
             if callback is None:
                 raise ValueError(f'`.{fn.value}(ckpt_path="best")` needs a `ModelCheckpoint` callback, and none is '
                                  "configured.")
             if not callback.best_model_path:
-                if trainer.fast_dev_run:
+                if self._fast_dev_run:
                     raise ValueError(f'`.{fn.value}(ckpt_path="best")` cannot be used with `fast_dev_run`, which saves '
                                      "no checkpoints; pass a checkpoint file path.")
                 raise ValueError(f'`.{fn.value}(ckpt_path="best")` found no best checkpoint: the `ModelCheckpoint` has '
@@ -122,12 +141,13 @@ class Checkpointing:
             return callback.best_model_path
         if path == "last":
             # Rank zero looks at the files and decides; every rank loads what it chose.
-            return trainer.strategy.broadcast(self._newest_last(fn) if trainer.is_global_zero else None)
+            strategy = self._strategy
+            return strategy.broadcast(self._newest_last(fn, checkpoint_callbacks) if strategy.is_global_zero else None)
         return os.fspath(path)
 
-    def _newest_last(self, fn: TrainerFn) -> str | None:
+    def _newest_last(self, fn: TrainerFn, checkpoint_callbacks: list[Any]) -> str | None:
         candidates = set()
-        for callback in self._trainer.checkpoint_callbacks:
+        for callback in checkpoint_callbacks:
             if getattr(callback, "last_model_path", ""):
                 candidates.add(callback.last_model_path)
             # In a fresh process (a re-queued job) only the files on disk tell where `last` is.
@@ -142,21 +162,21 @@ class Checkpointing:
         """Load `path` (if given) into the module and, when fitting, into optimizers, schedulers and counters."""
         if path is None:
             return None
-        trainer, fn = self._trainer, run.fn
+        fn, strategy = run.fn, self._strategy
         path = os.fspath(path)
-        checkpoint = trainer.strategy.checkpoint_io.load_checkpoint(path, weights_only=weights_only)
+        checkpoint = strategy.checkpoint_io.load_checkpoint(path, weights_only=weights_only)
         if fn == TrainerFn.FITTING:
             check_resumable(checkpoint, path)
         strict = run.module.strict_loading
-        trainer._hooks.on_load_checkpoint(checkpoint)
+        self._hooks.on_load_checkpoint(checkpoint)  # module, datamodule, then callbacks: Lightning's order
         load_weights(run.module, checkpoint["state_dict"], strict, path,
                      "set `model.strict_loading = False` before calling the trainer")
         if fn == TrainerFn.FITTING:
-            optimization = trainer._optimization
+            optimization = self._optimization
             optimizers = [opt for opt in optimization.optimizers if not isinstance(opt, _NoOptimizer)]
             load_optimizer_states(optimizers, checkpoint["optimizer_states"], path)
             load_scheduler_states(optimization.scheduler_configs, checkpoint["lr_schedulers"], path)
-            precision = trainer.strategy.precision_plugin
+            precision = strategy.precision_plugin
             precision.load_state_dict(checkpoint.get(type(precision).__name__, {}))
             datamodule = run.datamodule
             if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
@@ -165,7 +185,7 @@ class Checkpointing:
             if loop_state and "current_epoch" not in loop_state:
                 loop_state = _counters_from_lightning(checkpoint)
             if loop_state:
-                trainer._state.load_state_dict(loop_state)
+                self._state.load_state_dict(loop_state)
                 # The fit loop picks this up to continue where the checkpoint was taken.
                 run.resume = loop_state if "phase" in loop_state else None
             for callback in run.callbacks:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, RandomSampler, SequentialSampler
 
 from fulmen.core.datamodule import LightningDataModule
+from fulmen.trainer.stages import STAGES
+from fulmen.trainer.state import RunningStage
 from fulmen.utilities.distributed_samplers import DistributedSamplerWrapper, UnrepeatedDistributedSampler
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -25,11 +27,6 @@ if TYPE_CHECKING:
     from fulmen.trainer.config import TrainerConfig
     from fulmen.trainer.hook_dispatch import HookDispatch
     from fulmen.trainer.run import Run
-
-_HOOK_NAMES = {"train": "train_dataloader", "validate": "val_dataloader", "test": "test_dataloader",
-               "predict": "predict_dataloader"}
-_LIMIT_FLAGS = {"train": "limit_train_batches", "validate": "limit_val_batches", "test": "limit_test_batches",
-                "predict": "limit_predict_batches"}
 
 
 class DataSource:
@@ -54,8 +51,8 @@ class DataSource:
         """The training dataloader and its batch count: requested once per run, again only when reloading."""
         run = self._run
         if run.train_loader is None or reload:
-            loader = self.request("train")[0]
-            run.train_loader, run.num_training_batches = loader, self.num_batches("train", loader)
+            loader = self.request(RunningStage.TRAINING)[0]
+            run.train_loader, run.num_training_batches = loader, self.num_batches(RunningStage.TRAINING, loader)
         return run.train_loader, run.num_training_batches
 
     def request(self, stage: str) -> list[Any]:
@@ -66,14 +63,15 @@ class DataSource:
         else:
             raw = self._hooks.request_dataloader(stage)
             if raw is None:
+                info = STAGES[stage]
                 raise MisconfigurationException(
-                    f"No `{_HOOK_NAMES[stage]}` found: define `{_HOOK_NAMES[stage]}()` on your LightningModule or "
-                    f"LightningDataModule, or pass the dataloader to `Trainer.{_entry_point(stage)}`."
+                    f"No `{info.dataloader_hook}` found: define `{info.dataloader_hook}()` on your LightningModule or "
+                    f"LightningDataModule, or pass the dataloader to `Trainer.{info.entry_point}`."
                 )
         loaders = _flatten(raw)
         if stage not in given:
-            check_loaders(loaders, f"`{_HOOK_NAMES[stage]}()` returned")
-        if stage == "train" and len(loaders) != 1:
+            check_loaders(loaders, f"`{STAGES[stage].dataloader_hook}()` returned")
+        if stage == RunningStage.TRAINING and len(loaders) != 1:
             raise MisconfigurationException(
                 f"`train_dataloader` returned {len(loaders)} dataloaders; fulmen trains on exactly one. Combine "
                 "the datasets (e.g. `torch.utils.data.ConcatDataset`) into a single DataLoader."
@@ -86,7 +84,7 @@ class DataSource:
         if not isinstance(loader, DataLoader):
             return loader
         config = self._config
-        if stage == "train" and config.overfit_batches > 0 and not isinstance(loader.sampler, SequentialSampler):
+        if stage == RunningStage.TRAINING and config.overfit_batches > 0 and not isinstance(loader.sampler, SequentialSampler):
             rank_zero_warn("`overfit_batches` turns off shuffling of the training dataloader so the same "
                            "batches are seen every epoch.")
             loader = replace_sampler(loader, SequentialSampler(loader.dataset))
@@ -99,32 +97,34 @@ class DataSource:
 
     def num_batches(self, stage: str, loader: Any, limit: int | float | None = None) -> int | float:
         """How many batches `stage` draws from `loader` (`inf` for an unsized iterable)."""
+        info = STAGES[stage]
+        flag = info.limit_flag
         if limit is None:
-            limit = getattr(self._config, _LIMIT_FLAGS[stage])
+            limit = getattr(self._config, flag)
         try:
             length: int | float = len(loader)
         except (TypeError, NotImplementedError):
             length = float("inf")
-        name = _HOOK_NAMES[stage]
+        name = info.dataloader_hook
         if length == 0:
             raise MisconfigurationException(
                 f"The `{name}` yields no batches: its dataset is empty, or `drop_last=True` with fewer samples "
-                f"than `batch_size`. Give it data, or set `{_LIMIT_FLAGS[stage]}=0` to skip this stage."
+                f"than `batch_size`. Give it data, or set `{flag}=0` to skip this stage."
             )
         if isinstance(limit, int):
             return min(length, limit)
         if length == float("inf"):
             if limit != 1.0:
                 raise MisconfigurationException(
-                    f"`{_LIMIT_FLAGS[stage]}={limit}` is a fraction, but the `{name}` has no length (an "
+                    f"`{flag}={limit}` is a fraction, but the `{name}` has no length (an "
                     "IterableDataset); pass an int number of batches instead."
                 )
             return length
         count = int(length * limit)
         if count == 0 and limit > 0:
             raise MisconfigurationException(
-                f"`{_LIMIT_FLAGS[stage]}={limit}` of the {length} batches of `{name}` is less than one batch; "
-                f"use at least `{_LIMIT_FLAGS[stage]}={1.0 / length:.4g}` or an int."
+                f"`{flag}={limit}` of the {length} batches of `{name}` is less than one batch; "
+                f"use at least `{flag}={1.0 / length:.4g}` or an int."
             )
         return count
 
@@ -132,9 +132,9 @@ class DataSource:
 def _distributed_sampler(stage: str, loader: DataLoader, kwargs: dict[str, int]) -> Any:
     """Each rank's share: training always shuffles (seeded so ranks agree); evaluation pads; predict does not."""
     seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-    if stage == "predict":
+    if stage == RunningStage.PREDICTING:
         return UnrepeatedDistributedSampler(loader.dataset, shuffle=False, seed=seed, **kwargs)
-    shuffle = stage == "train"
+    shuffle = stage == RunningStage.TRAINING
     if isinstance(loader.sampler, (SequentialSampler, RandomSampler)):
         return DistributedSampler(loader.dataset, shuffle=shuffle, seed=seed, **kwargs)
     return DistributedSamplerWrapper(loader.sampler, shuffle=shuffle, seed=seed, **kwargs)
@@ -172,11 +172,6 @@ def _reshape(raw: Any, prepared: Any) -> Any:
         items = [_reshape(value, prepared) for value in raw]
         return items if isinstance(raw, list) else tuple(items)
     return next(prepared)
-
-
-def _entry_point(stage: str) -> str:
-    return {"train": "fit(train_dataloaders=...)", "validate": "validate(dataloaders=...)",
-            "test": "test(dataloaders=...)", "predict": "predict(dataloaders=...)"}[stage]
 
 
 def replace_sampler(loader: DataLoader, sampler: Any) -> DataLoader:

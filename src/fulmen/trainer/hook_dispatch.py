@@ -14,10 +14,10 @@ from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hooks import is_overridden
 from fulmen.core.module import LightningModule
 from fulmen.trainer.hook_events import (
-    CALLBACK_ONLY, CALLBACK_THEN_MODULE, DATA_HOOKS, MODEL_EVAL, MODEL_TRAIN, MODULE_ACTING, MODULE_ONLY,
-    EVENTS, STEP_METHODS, HookEvents, noop,
+    CALLBACK_ONLY, CALLBACK_THEN_MODULE, EVENTS, MODULE_ACTING, MODULE_ONLY, STEP_METHODS, HookEvents, noop,
 )
 from fulmen.trainer.run import Run
+from fulmen.trainer.stages import STAGES
 from fulmen.trainer.step_signatures import (
     check_dataloader_idx, check_removed_hooks, takes_batch_idx, without_batch_idx,
 )
@@ -180,8 +180,7 @@ class HookDispatch(HookEvents):
 
     def request_dataloader(self, stage: str) -> Any:
         """Call the `*_dataloader` hook for `stage` on the datamodule (if it defines one) or the module."""
-        name = {"train": "train_dataloader", "validate": "val_dataloader", "sanity_check": "val_dataloader",
-                "test": "test_dataloader", "predict": "predict_dataloader"}[stage]
+        name = STAGES[stage].dataloader_hook
         owner = self._data_owner(name)
         hook = getattr(owner, name)
         if hook is None or (owner is self._module and not is_overridden(name, owner, LightningModule)):
@@ -189,7 +188,7 @@ class HookDispatch(HookEvents):
         return self.call_as(name, hook)
 
     def has_dataloader_hook(self, stage: str) -> bool:
-        name = DATA_HOOKS[("train", "validate", "test", "predict").index(stage)]
+        name = STAGES[stage].dataloader_hook
         owner = self._data_owner(name)
         if getattr(owner, name) is None:
             return False  # `model.val_dataloader = None` turns the stage's data off, as in Lightning
@@ -197,7 +196,7 @@ class HookDispatch(HookEvents):
 
     def dataloader_hook_set_to_none(self, stage: str) -> str | None:
         """`'model.val_dataloader'` when the stage's chosen hook was replaced by None (that stage then has no data)."""
-        name = DATA_HOOKS[("train", "validate", "test", "predict").index(stage)]
+        name = STAGES[stage].dataloader_hook
         owner = self._data_owner(name)
         if getattr(owner, name) is not None:
             return None
@@ -251,12 +250,12 @@ class HookDispatch(HookEvents):
     def model_eval(self, stage: str) -> None:
         """Remember each submodule's mode, then run the stage's `on_*_model_eval` hook."""
         self._captured_modes = {id(m): m.training for m in self._module.modules()}
-        name = MODEL_EVAL[stage]
+        name = STAGES[stage].model_eval
         self.call_as(name, getattr(self._module, name))
 
     def model_train(self, stage: str) -> None:
         """Run an overridden `on_*_model_train` hook, or restore the modes `model_eval` remembered."""
-        name = MODEL_TRAIN.get(stage)
+        name = STAGES[stage].model_train
         if name is not None and is_overridden(name, self._module, LightningModule):
             self.call_as(name, getattr(self._module, name))
             return

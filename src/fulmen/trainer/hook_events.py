@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fulmen.trainer.stages import DATA_STAGES, STAGES
+
 # Events where every overriding callback runs, then the module's hook (if overridden).
 CALLBACK_THEN_MODULE = (
     "on_fit_start", "on_fit_end", "on_train_start", "on_train_end",
@@ -29,18 +31,12 @@ MODULE_ACTING = (
     "on_validation_model_zero_grad", "configure_optimizers", "configure_callbacks",
     "optimizer_step", "optimizer_zero_grad", "backward", "lr_scheduler_step", "configure_gradient_clipping",
 )
-DATA_HOOKS = ("train_dataloader", "val_dataloader", "test_dataloader", "predict_dataloader")
-STEP_METHODS = ("training_step", "validation_step", "test_step", "predict_step")
-# Eval-mode hooks: the loop's model is put in eval mode, then restored to the exact train/eval
-# mode of every submodule it had, unless the user overrides the restoring hook.
-MODEL_EVAL = {"validate": "on_validation_model_eval", "test": "on_test_model_eval", "predict": "on_predict_model_eval"}
-MODEL_TRAIN = {"validate": "on_validation_model_train", "test": "on_test_model_train"}
-# Per loop: the dataloader hook's prefix, and the module methods that receive `dataloader_idx`.
-INDEXED_HOOKS = {
-    "validate": ("val", ("validation_step", "on_validation_batch_start", "on_validation_batch_end")),
-    "test": ("test", ("test_step", "on_test_batch_start", "on_test_batch_end")),
-    "predict": ("predict", ("predict_step", "on_predict_batch_start", "on_predict_batch_end")),
-}
+DATA_HOOKS = tuple(STAGES[stage].dataloader_hook for stage in DATA_STAGES)
+STEP_METHODS = tuple(STAGES[stage].step_method for stage in DATA_STAGES)
+# Eval/train-mode hooks (`stages.STAGES`): the loop's model is put in eval mode, then restored to the exact
+# train/eval mode of every submodule it had, unless the user overrides the restoring hook.
+_MODE_HOOKS = tuple(name for stage in DATA_STAGES for name in (STAGES[stage].model_eval, STAGES[stage].model_train)
+                    if name is not None)
 REMOVED_HOOKS = {
     "training_epoch_end": "on_train_epoch_end", "validation_epoch_end": "on_validation_epoch_end",
     "test_epoch_end": "on_test_epoch_end", "predict_epoch_end": "on_predict_epoch_end",
@@ -83,7 +79,7 @@ class HookEvents:
 
 
 HOOK_NAMES = frozenset(CALLBACK_THEN_MODULE + CALLBACK_ONLY + MODULE_ONLY + MODULE_ACTING + DATA_HOOKS
-                       + STEP_METHODS + tuple(MODEL_EVAL.values()) + tuple(MODEL_TRAIN.values())
+                       + STEP_METHODS + _MODE_HOOKS
                        + ("on_train_epoch_end", "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer",
                           "prepare_data", "setup", "teardown", "on_exception", "on_save_checkpoint",
                           "on_load_checkpoint"))

@@ -148,6 +148,14 @@ class TrainerProperties:
         return self._metrics.progress_bar_metrics
 
     @property
+    def loggers(self) -> list[Any]:
+        return self._metrics.loggers
+
+    @loggers.setter
+    def loggers(self, loggers: list[Any]) -> None:
+        self._metrics.loggers = loggers
+
+    @property
     def logger(self) -> Any:
         return self.loggers[0] if self.loggers else None
 
@@ -193,20 +201,20 @@ class TrainerProperties:
     @property
     def train_dataloader(self) -> Any:
         """The training dataloader of the current or last `fit` (None before it is requested)."""
-        return self._current.dataloaders.get("train")
+        return self._current.dataloaders.get(RunningStage.TRAINING)
 
     @property
     def val_dataloaders(self) -> Any:
         """The validation dataloader(s) of the current or last run, shaped as given (a loader, list or dict)."""
-        return self._current.dataloaders.get("validate")
+        return self._current.dataloaders.get(RunningStage.VALIDATING)
 
     @property
     def test_dataloaders(self) -> Any:
-        return self._current.dataloaders.get("test")
+        return self._current.dataloaders.get(RunningStage.TESTING)
 
     @property
     def predict_dataloaders(self) -> Any:
-        return self._current.dataloaders.get("predict")
+        return self._current.dataloaders.get(RunningStage.PREDICTING)
 
     @property
     def estimated_stepping_batches(self) -> int | float:

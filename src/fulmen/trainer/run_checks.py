@@ -8,37 +8,35 @@ from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hparams import warn_unsaved_hparams
 from fulmen.core.module import LightningModule
 from fulmen.trainer.data_source import check_loaders
-from fulmen.trainer.state import TrainerFn
+from fulmen.trainer.stages import STAGE_OF_FN, STAGES
+from fulmen.trainer.state import RunningStage, TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException
 
 if TYPE_CHECKING:
+    from fulmen.trainer.config import TrainerConfig
+    from fulmen.trainer.data_source import DataSource
+    from fulmen.trainer.hook_dispatch import HookDispatch
+    from fulmen.trainer.run import Run
     from fulmen.trainer.trainer import Trainer
 
-_STEP_OF = {TrainerFn.VALIDATING: "validation_step", TrainerFn.TESTING: "test_step"}
 
-
-def check_run(trainer: Trainer, fn: TrainerFn) -> None:
-    """Raise a MisconfigurationException naming what is missing for `fn`, and how to add it."""
-    hooks = trainer._hooks
-    module = trainer.lightning_module
+def check_run(run: Run, hooks: HookDispatch, config: TrainerConfig, data: DataSource) -> None:
+    """Raise a MisconfigurationException naming what `run` is missing for its entry point, and how to add it."""
+    fn, module = run.fn, run.module
     name = type(module).__name__
-    config = trainer._config
+    running = STAGE_OF_FN[fn]
+    stage = STAGES[running]
     if fn == TrainerFn.FITTING:
-        if trainer.checkpoint_callbacks:
+        if any(getattr(callback, "_is_checkpoint", False) for callback in run.callbacks):
             # Say before training, not at the first checkpoint, which hparams the checkpoints will leave out.
-            for owner, label in ((module, "LightningModule"), (trainer.datamodule, "LightningDataModule")):
+            for owner, label in ((module, "LightningModule"), (run.datamodule, "LightningDataModule")):
                 if owner is not None:
                     warn_unsaved_hparams(owner, label)
-        if not hooks.module_defines("training_step"):
+        if not hooks.module_defines(stage.step_method):
             raise MisconfigurationException(
                 f"{name} has no `training_step()`; `Trainer.fit` needs one that returns the loss for a batch."
             )
-        if not trainer._data.has_source("train"):
-            _refuse_none_hook(trainer, "train", "fit(train_dataloaders=...)")
-            raise MisconfigurationException(
-                f"No training data: define `train_dataloader()` on {name} or on a LightningDataModule, or pass "
-                "`train_dataloaders=` to `Trainer.fit`."
-            )
+        _check_data(hooks, data, running, name)
         if module.automatic_optimization and not hooks.module_defines("configure_optimizers"):
             raise MisconfigurationException(
                 f"{name} has no `configure_optimizers()`; automatic optimization needs it to return an optimizer "
@@ -55,39 +53,33 @@ def check_run(trainer: Trainer, fn: TrainerFn) -> None:
                     f"`Trainer(gradient_clip_val={config.gradient_clip_val})` does nothing under manual optimization; "
                     "call `self.clip_gradients(opt, gradient_clip_val=...)` in `training_step` instead."
                 )
-    elif fn in _STEP_OF:
-        step = _STEP_OF[fn]
-        if not hooks.module_defines(step):
+        return
+    if fn == TrainerFn.PREDICTING:
+        if not (hooks.module_defines("predict_step") or hooks.module_defines("forward")):
             raise MisconfigurationException(
-                f"{name} has no `{step}()`; `Trainer.{fn.value}` runs it on every batch. Define it."
+                f"{name} defines neither `predict_step()` nor `forward()`; `Trainer.predict` calls `predict_step`, "
+                "whose default returns `self(batch)`. Define `predict_step(self, batch, batch_idx)` (or `forward`)."
             )
-        stage = "validate" if fn == TrainerFn.VALIDATING else "test"
-        if not trainer._data.has_source(stage):
-            _refuse_none_hook(trainer, stage, f"{fn.value}(dataloaders=...)")
-            hook = "val_dataloader" if stage == "validate" else "test_dataloader"
-            raise MisconfigurationException(
-                f"No {stage} data: define `{hook}()` on {name} or on a LightningDataModule, or pass "
-                f"`dataloaders=` to `Trainer.{fn.value}`."
-            )
-    elif fn == TrainerFn.PREDICTING and not (hooks.module_defines("predict_step") or hooks.module_defines("forward")):
+    elif not hooks.module_defines(stage.step_method):
         raise MisconfigurationException(
-            f"{name} defines neither `predict_step()` nor `forward()`; `Trainer.predict` calls `predict_step`, "
-            "whose default returns `self(batch)`. Define `predict_step(self, batch, batch_idx)` (or `forward`)."
+            f"{name} has no `{stage.step_method}()`; `Trainer.{fn.value}` runs it on every batch. Define it."
         )
-    elif fn == TrainerFn.PREDICTING and not trainer._data.has_source("predict"):
-        _refuse_none_hook(trainer, "predict", "predict(dataloaders=...)")
-        raise MisconfigurationException(
-            f"No predict data: define `predict_dataloader()` on {name} or on a LightningDataModule, or pass "
-            "`dataloaders=` to `Trainer.predict`."
-        )
+    _check_data(hooks, data, running, name)
 
 
-def _refuse_none_hook(trainer: Trainer, stage: str, entry: str) -> None:
-    """A stage that needs data, whose dataloader hook was set to None: Lightning's TypeError."""
-    hook = trainer._hooks.dataloader_hook_set_to_none(stage)
+def _check_data(hooks: HookDispatch, data: DataSource, running: RunningStage, name: str) -> None:
+    if data.has_source(running):
+        return
+    stage = STAGES[running]
+    hook = hooks.dataloader_hook_set_to_none(running)
     if hook is not None:
-        raise TypeError(f"`{hook}` is None, so `Trainer.{entry.split('(')[0]}` has no data. Pass the dataloader "
-                        f"as `Trainer.{entry}` or make `{hook}` a method returning a DataLoader.")
+        # A stage that needs data, whose dataloader hook was set to None: Lightning's TypeError.
+        raise TypeError(f"`{hook}` is None, so `Trainer.{stage.entry}` has no data. Pass the dataloader "
+                        f"as `Trainer.{stage.entry_point}` or make `{hook}` a method returning a DataLoader.")
+    raise MisconfigurationException(
+        f"No {stage.data_label} data: define `{stage.dataloader_hook}()` on {name} or on a LightningDataModule, or "
+        f"pass `{stage.loader_argument}=` to `Trainer.{stage.entry}`."
+    )
 
 
 def check_entry_arguments(trainer: Trainer, fn: TrainerFn, model: Any, datamodule: Any,

@@ -83,3 +83,13 @@ class TrainerState:
         self.current_epoch = int(state.get("current_epoch", 0))
         self.global_step = int(state.get("global_step", 0))
         self.batches_that_stepped = int(state.get("batches_that_stepped", 0))
+
+
+def logging_due(batches_that_stepped: int, log_every_n_steps: int, should_stop: bool) -> bool:
+    """Whether step values logged now reach the loggers (`trainer.log_every_n_steps`; 0 turns step logging off).
+
+    Lightning counts the batch being run (`batches_that_stepped + 1`: the counter moves only after its values
+    are sent), so the LR monitor's `on_train_batch_start` gets the same answer as the logging after the batch;
+    a stopping run logs its last step.
+    """
+    return bool(log_every_n_steps) and ((batches_that_stepped + 1) % log_every_n_steps == 0 or should_stop)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from fulmen.trainer.hook_events import INDEXED_HOOKS, REMOVED_HOOKS
+from fulmen.trainer.hook_events import REMOVED_HOOKS
+from fulmen.trainer.stages import STAGES
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 
@@ -44,7 +45,8 @@ def check_removed_hooks(module: LightningModule) -> None:
 
 def check_dataloader_idx(module: Any, stage: str, several: bool) -> None:
     """Before a loop runs: step and batch hooks take `dataloader_idx` exactly when there are several loaders."""
-    prefix, names = INDEXED_HOOKS[stage]
+    info = STAGES[stage]
+    prefix, names = info.loader_prefix, (info.step_method, *info.batch_hooks)
     owner = type(module).__name__
     for name in names:
         try:

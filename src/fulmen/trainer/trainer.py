@@ -31,11 +31,9 @@ from fulmen.trainer.run import Run
 from fulmen.trainer.properties import TrainerProperties
 from fulmen.trainer.run_checks import check_entry_arguments, check_run
 from fulmen.trainer.signals import GracefulStop
+from fulmen.trainer.stages import STAGE_OF_FN
 from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.utilities.rank_zero import rank_zero_info
-
-_STAGE_OF = {TrainerFn.FITTING: RunningStage.TRAINING, TrainerFn.VALIDATING: RunningStage.VALIDATING,
-             TrainerFn.TESTING: RunningStage.TESTING, TrainerFn.PREDICTING: RunningStage.PREDICTING}
 
 
 class Trainer(TrainerProperties):
@@ -82,15 +80,17 @@ class Trainer(TrainerProperties):
             callbacks, enable_progress_bar is not False, enable_model_summary is not False,
             enable_checkpointing is not False and not quiet, refuse_checkpoints=enable_checkpointing is False,
         )
-        self.loggers = [] if quiet else build_loggers(logger, self._config.default_root_dir)
+        self._state = TrainerState()
+        loggers = [] if quiet else build_loggers(logger, self._config.default_root_dir)
+        # `trainer.loggers` reads and sets the router's list.
+        self._metrics = MetricsRouter(self._state, self.strategy, loggers, self._config.log_every_n_steps)
         self.enable_autolog_hparams = enable_autolog_hparams
         self.use_distributed_sampler = use_distributed_sampler
         apply_determinism(deterministic, benchmark, self.strategy.root_device)
-        self._state = TrainerState()
         self._hooks = HookDispatch(self, self.strategy)
-        self._metrics = MetricsRouter(self)
         self._optimization = Optimization(self)
-        self._checkpointing = Checkpointing(self)
+        self._checkpointing = Checkpointing(self._state, self._hooks, self.strategy, self._optimization,
+                                            self._config.fast_dev_run)
         self._signals = GracefulStop()
         # The latest run (a fresh one per fit/validate/test/predict); before any, an empty one.
         self._current = Run(callbacks=self._callbacks)
@@ -105,8 +105,8 @@ class Trainer(TrainerProperties):
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
         check_entry_arguments(self, TrainerFn.FITTING, model, datamodule, train_dataloaders, val_dataloaders)
-        self._launch(TrainerFn.FITTING, model, datamodule, {"train": train_dataloaders, "validate": val_dataloaders},
-                  ckpt_path=ckpt_path, weights_only=weights_only)
+        given = {RunningStage.TRAINING: train_dataloaders, RunningStage.VALIDATING: val_dataloaders}
+        self._launch(TrainerFn.FITTING, model, datamodule, given, ckpt_path=ckpt_path, weights_only=weights_only)
 
     def validate(self, model: LightningModule | None = None, dataloaders: Any = None, ckpt_path: str | None = None,
                  verbose: bool = True, datamodule: LightningDataModule | None = None,
@@ -128,7 +128,7 @@ class Trainer(TrainerProperties):
             datamodule, dataloaders = dataloaders, None
         model_given = model is not None
         model = check_entry_arguments(self, TrainerFn.PREDICTING, model, datamodule, dataloaders)
-        return self._launch(TrainerFn.PREDICTING, model, datamodule, {"predict": dataloaders}, ckpt_path=ckpt_path,
+        return self._launch(TrainerFn.PREDICTING, model, datamodule, {RunningStage.PREDICTING: dataloaders}, ckpt_path=ckpt_path,
                          weights_only=weights_only, return_predictions=return_predictions is not False,
                          model_given=model_given)
 
@@ -138,13 +138,13 @@ class Trainer(TrainerProperties):
             datamodule, dataloaders = dataloaders, None
         model_given = model is not None
         model = check_entry_arguments(self, fn, model, datamodule, dataloaders)
-        stage = "validate" if fn == TrainerFn.VALIDATING else "test"
+        stage = STAGE_OF_FN[fn]
         results = self._launch(fn, model, datamodule, {stage: dataloaders}, ckpt_path=ckpt_path,
                             weights_only=weights_only, model_given=model_given)
         if verbose and self.is_global_zero:
             from fulmen.loops.results_table import print_results
 
-            print_results(results, stage)
+            print_results(results, stage.value)
         return results
 
     # -- the run --------------------------------------------------------------------------------
@@ -157,10 +157,15 @@ class Trainer(TrainerProperties):
         launcher = self.strategy.launcher
         if launcher is None:
             return self._run(fn, model, *args, **kwargs)
-        return launcher.launch(self._run, fn, model, *args, trainer=self, **kwargs)
+        from fulmen.strategies.launchers import SpawnResults  # loaded by the multi-process strategies anyway
 
-    def _spawn_results(self, results: Any) -> dict[str, Any]:
+        spawn_results = SpawnResults(self._spawn_results, self._collect_spawn_results)
+        return launcher.launch(self._run, fn, model, *args, results=spawn_results, **kwargs)
+
+    def _spawn_results(self, results: Any) -> dict[str, Any] | None:
         """What a spawned rank 0 sends back to the launching process (Lightning's ddp_spawn contract)."""
+        if not self.is_global_zero:
+            return None
         module = self.lightning_module
         callback = self.checkpoint_callback
         return {"results": results, "state": self._state.state_dict(),
@@ -172,7 +177,7 @@ class Trainer(TrainerProperties):
         self.lightning_module.load_state_dict(output["state_dict"])
         self._state.load_state_dict(output["state"])
         self._state.status = TrainerStatus.FINISHED
-        self._metrics._callback.update(output["callback_metrics"])
+        self._metrics.update_callback_metrics(output["callback_metrics"])
         if self.checkpoint_callback is not None and output["best_model_path"]:
             self.checkpoint_callback.best_model_path = output["best_model_path"]
 
@@ -180,7 +185,7 @@ class Trainer(TrainerProperties):
              given_loaders: dict[str, Any], ckpt_path: str | None = None, weights_only: bool | None = None,
              return_predictions: bool = True, model_given: bool = True) -> Any:
         state = self._state
-        state.fn, state.stage, state.status, state.should_stop = fn, _STAGE_OF[fn], TrainerStatus.RUNNING, False
+        state.fn, state.stage, state.status, state.should_stop = fn, STAGE_OF_FN[fn], TrainerStatus.RUNNING, False
         given = {stage: loaders for stage, loaders in given_loaders.items() if loaders is not None}
         self._current = run = Run(fn=fn, module=model, datamodule=datamodule, callbacks=list(self._callbacks),
                                   given_loaders=given, num_sanity_val_batches=self._current.num_sanity_val_batches)
@@ -200,7 +205,7 @@ class Trainer(TrainerProperties):
                 self._callbacks, hooks.call_as("configure_callbacks", model.configure_callbacks))
             self.strategy.connect(model)
             hooks.bind()
-            check_run(self, fn)
+            check_run(run, hooks, self._config, self._data)
             hooks.prepare_data()
             for logger in self.loggers:
                 # Creating the experiment now makes the version directory, so its number is fixed for the run.
@@ -212,7 +217,7 @@ class Trainer(TrainerProperties):
             self.strategy.setup_module(model)
             if fn == TrainerFn.FITTING:
                 self._optimization.setup(model.automatic_optimization)
-            resolved = self._checkpointing.resolve(ckpt_path, fn, model_given)
+            resolved = self._checkpointing.resolve(run, ckpt_path, model_given)
             run.ckpt_path = self._checkpointing.restore(run, resolved, weights_only)
             if fn == TrainerFn.FITTING:
                 hooks.on_fit_start()
