@@ -48,3 +48,12 @@ def test_unknown_flag_is_refused():
     with pytest.raises(TypeError, match="max_epoch"):
         TrainerConfig.from_flags(max_epoch=3)
 
+
+
+@pytest.mark.parametrize("name", ["max_epochs", "limit_val_batches", "accumulate_grad_batches", "world_size"])
+def test_flag_views_refuse_assignment_instead_of_ignoring_it(name):
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False)
+    before = getattr(trainer, name)
+    with pytest.raises(AttributeError, match=f"trainer.{name}` is read-only"):
+        setattr(trainer, name, 7)
+    assert getattr(trainer, name) == before

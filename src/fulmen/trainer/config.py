@@ -95,6 +95,7 @@ class TrainerConfig:
                 "or set `check_val_every_n_epoch`."
             )
         self.val_check_interval = _parse_val_check_interval(self.val_check_interval)
+        # Lightning's signature says None for these two and resolves it to 2 and 50 inside the Trainer.
         if self.num_sanity_val_steps is None:
             self.num_sanity_val_steps = 2
         if not isinstance(self.num_sanity_val_steps, int) or self.num_sanity_val_steps < -1:
@@ -111,7 +112,7 @@ class TrainerConfig:
         for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
                      "overfit_batches"):
             setattr(self, name, _parse_limit(name, getattr(self, name)))
-        root = self.default_root_dir
+        root = self.default_root_dir  # None: the working directory when the Trainer is built, as in Lightning
         self.default_root_dir = os.fspath(root) if root is not None else os.getcwd()
         self._apply_debug_modes()
 
@@ -189,7 +190,7 @@ def _parse_limit(name: str, value: int | float | None) -> int | float:
     valid = (f"valid values are an int >= 0 (a number of batches; 0 skips the stage), a float in [0.0, 1.0] (a "
              f"fraction of each dataloader), or None; for all batches use `{name}=1.0` (the default)")
     if value is None:
-        return 1.0
+        return 1.0  # Lightning's None: every batch
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MisconfigurationException(f"`{name}={value!r}` is invalid: {valid}.")
     if isinstance(value, int):
@@ -197,7 +198,7 @@ def _parse_limit(name: str, value: int | float | None) -> int | float:
             raise MisconfigurationException(f"`{name}={value}` is invalid: {valid}.")
         return value
     if value > 1.0 and value.is_integer():
-        return int(value)  # Lightning reads 2.0 as two batches
+        return int(value)  # Lightning reads a whole-number float above 1.0 (2.0) as a count of batches
     if not 0.0 <= value <= 1.0:
         hint = f"; to limit to a number of batches pass an int, e.g. `{name}={int(value)}`" if value > 1.0 else ""
         raise MisconfigurationException(f"`{name}={value}` is invalid: {valid}{hint}.")
@@ -206,7 +207,7 @@ def _parse_limit(name: str, value: int | float | None) -> int | float:
 
 def _parse_val_check_interval(value: int | float | None) -> int | float:
     if value is None:
-        return 1.0
+        return 1.0  # Lightning's None: validate once per training epoch
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MisconfigurationException(
             f"`val_check_interval` must be an int (batches) or a float in (0.0, 1.0] (fraction of an epoch); "
