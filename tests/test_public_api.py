@@ -91,3 +91,49 @@ def modules_after_import():
 )
 def test_import_fulmen_stays_light(modules_after_import, module):
     assert modules_after_import[module] is False
+
+
+# Records every import statement a fulmen module runs (even of a module torch already loaded), so the check
+# holds whatever torch itself imports.
+_COMMON_LINE_PROBE = """
+import builtins, json, sys
+import torch
+requests = []
+_import = builtins.__import__
+def recording_import(name, globals=None, locals=None, fromlist=(), level=0):
+    importer = (globals or {}).get("__name__", "")
+    if level == 0 and importer.split(".")[0] == "fulmen":
+        requests.extend([name, *(f"{name}.{item}" for item in fromlist or ())])
+    return _import(name, globals, locals, fromlist, level)
+builtins.__import__ = recording_import
+from fulmen import Trainer, LightningModule
+import fulmen.callbacks
+builtins.__import__ = _import
+print(json.dumps({"requests": sorted(set(requests)), "modules": sorted(sys.modules)}))
+"""
+_DEFERRED = ("numpy", "torch.distributed", "torch.nn.parallel", "torch.multiprocessing", "yaml", "tqdm",
+             "fulmen.strategies.ddp", "fulmen.plugins", "fulmen.loggers.csv_logger", "fulmen.loggers.tensorboard",
+             "fulmen.loggers.mlflow")
+
+
+def test_the_line_every_script_runs_defers_distributed_and_numpy():
+    result = subprocess.run([sys.executable, "-c", _COMMON_LINE_PROBE], capture_output=True, text=True, check=True)
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+
+    def deferred(name):
+        return any(name == prefix or name.startswith(prefix + ".") for prefix in _DEFERRED)
+
+    assert [name for name in probe["requests"] if deferred(name)] == []
+    assert [name for name in probe["modules"] if name.startswith("fulmen") and deferred(name)] == []
+
+
+def test_lazy_package_names_load_on_first_use():
+    import fulmen.loggers
+    import fulmen.strategies
+    from fulmen.strategies import DDPStrategy, Strategy
+
+    assert issubclass(DDPStrategy, Strategy) and fulmen.strategies.DDPStrategy is DDPStrategy
+    assert {"DDPStrategy", "SingleDeviceStrategy", "Strategy"} <= set(dir(fulmen.strategies))
+    assert {"CSVLogger", "MLFlowLogger", "TensorBoardLogger", "Logger"} <= set(dir(fulmen.loggers))
+    with pytest.raises(AttributeError, match="NoSuchStrategy"):
+        fulmen.strategies.NoSuchStrategy

@@ -1,7 +1,20 @@
-"""Strategies: how and where the model runs (public: `fulmen.strategies`)."""
+"""Strategies: how and where the model runs (public: `fulmen.strategies`).
 
-from fulmen.strategies.ddp import DDPStrategy
-from fulmen.strategies.single_device import SingleDeviceStrategy
-from fulmen.strategies.strategy import Strategy
+`DDPStrategy` loads on first use: its module brings in `torch.distributed` collectives and DDP.
+"""
+
+from typing import TYPE_CHECKING
+
+from fulmen.utilities.lazy_exports import lazy_exports
 
 __all__ = ["DDPStrategy", "SingleDeviceStrategy", "Strategy"]
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "DDPStrategy": "fulmen.strategies.ddp",
+    "SingleDeviceStrategy": "fulmen.strategies.single_device",
+    "Strategy": "fulmen.strategies.strategy",
+})
+
+if TYPE_CHECKING:
+    from fulmen.strategies.ddp import DDPStrategy
+    from fulmen.strategies.single_device import SingleDeviceStrategy
+    from fulmen.strategies.strategy import Strategy

@@ -1,15 +1,18 @@
 """TrainerConfig: the Trainer's loop, limit and cadence flags, parsed and validated once.
 
 Owns: turning raw flag values into checked numbers (limits, intervals, accumulation, clipping, max_time).
-Does not own: hardware flags (`strategies/select.py`) or callbacks and loggers (`trainer.py`).
+Does not own: flag defaults (only `Trainer.__init__`'s signature has them), hardware flags
+(`strategies/select.py`), determinism (`apply_determinism`) or callbacks and loggers (`trainer.py`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -19,6 +22,8 @@ from fulmen.utilities.warnings import PossibleUserWarning
 
 @dataclass
 class TrainerConfig:
+    """The parsed flags. Build it with `from_flags`; constructing it directly checks and parses the raw values."""
+
     max_epochs: int | None
     min_epochs: int | None
     max_steps: int
@@ -41,93 +46,79 @@ class TrainerConfig:
     default_root_dir: str
     inference_mode: bool
     detect_anomaly: bool
-    deterministic: bool | str | None
-    benchmark: bool | None
-    barebones: bool
 
     @classmethod
-    def from_flags(
-        cls, *, max_epochs: int | None = None, min_epochs: int | None = None, max_steps: int = -1,
-        min_steps: int | None = None, max_time: Any = None, limit_train_batches: int | float | None = None,
-        limit_val_batches: int | float | None = None, limit_test_batches: int | float | None = None,
-        limit_predict_batches: int | float | None = None, overfit_batches: int | float = 0.0,
-        val_check_interval: int | float | None = None, check_val_every_n_epoch: int | None = 1,
-        num_sanity_val_steps: int | None = None, fast_dev_run: int | bool = False,
-        accumulate_grad_batches: int = 1, gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None, log_every_n_steps: int | None = None,
-        reload_dataloaders_every_n_epochs: int = 0, default_root_dir: str | os.PathLike | None = None,
-        inference_mode: bool = True, detect_anomaly: bool = False, deterministic: bool | str | None = None,
-        benchmark: bool | None = None, barebones: bool = False,
-    ) -> TrainerConfig:
-        _check_count("max_epochs", max_epochs, allow_minus_one=True)
-        _check_count("max_steps", max_steps, allow_minus_one=True)
-        _check_count("min_epochs", min_epochs)
-        _check_count("min_steps", min_steps)
-        _check_count("reload_dataloaders_every_n_epochs", reload_dataloaders_every_n_epochs)
-        if isinstance(fast_dev_run, bool):
-            fast_dev_run = int(fast_dev_run)
-        if not isinstance(fast_dev_run, int) or fast_dev_run < 0:
+    def from_flags(cls, arguments: Mapping[str, Any] | None = None, /, **flags: Any) -> TrainerConfig:
+        """Parse the flags named like this class's fields: taken from `arguments` (the Trainer's own arguments,
+        other names ignored), then from keyword `flags`; any still missing takes `Trainer.__init__`'s default."""
+        unknown = sorted(flags.keys() - _FLAG_NAMES)
+        if unknown:
+            raise TypeError(f"TrainerConfig.from_flags() got unknown flag(s) {unknown}; known: {sorted(_FLAG_NAMES)}.")
+        values = {name: arguments[name] for name in _FLAG_NAMES if name in arguments} if arguments else {}
+        values.update(flags)
+        if len(values) < len(_FLAG_NAMES):
+            defaults = _trainer_defaults()
+            values.update({name: defaults[name] for name in _FLAG_NAMES - values.keys()})
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        _check_count("max_epochs", self.max_epochs, allow_minus_one=True)
+        _check_count("max_steps", self.max_steps, allow_minus_one=True)
+        _check_count("min_epochs", self.min_epochs)
+        _check_count("min_steps", self.min_steps)
+        _check_count("reload_dataloaders_every_n_epochs", self.reload_dataloaders_every_n_epochs)
+        if isinstance(self.fast_dev_run, bool):
+            self.fast_dev_run = int(self.fast_dev_run)  # True means one batch
+        if not isinstance(self.fast_dev_run, int) or self.fast_dev_run < 0:
             raise MisconfigurationException(
-                f"fast_dev_run={fast_dev_run!r} is not valid: pass True, False, or a number of batches >= 0."
+                f"fast_dev_run={self.fast_dev_run!r} is not valid: pass True, False, or a number of batches >= 0."
             )
-        if not isinstance(accumulate_grad_batches, int) or isinstance(accumulate_grad_batches, bool) \
-                or accumulate_grad_batches < 1:
+        accumulate = self.accumulate_grad_batches
+        if not isinstance(accumulate, int) or isinstance(accumulate, bool) or accumulate < 1:
+            raise MisconfigurationException(f"`accumulate_grad_batches` must be an int >= 1; received {accumulate!r}.")
+        if self.gradient_clip_algorithm is not None and self.gradient_clip_algorithm not in ("norm", "value"):
             raise MisconfigurationException(
-                f"`accumulate_grad_batches` must be an int >= 1; received {accumulate_grad_batches!r}."
+                f"`gradient_clip_algorithm={self.gradient_clip_algorithm!r}` is invalid; use 'norm' or 'value'."
             )
-        if gradient_clip_algorithm is not None and gradient_clip_algorithm not in ("norm", "value"):
+        clip = self.gradient_clip_val
+        if clip is not None and (not isinstance(clip, (int, float)) or clip < 0):
+            raise MisconfigurationException(f"`gradient_clip_val` must be a number >= 0 or None; received {clip!r}.")
+        every = self.check_val_every_n_epoch
+        if every is not None and (not isinstance(every, int) or every < 1):
             raise MisconfigurationException(
-                f"`gradient_clip_algorithm={gradient_clip_algorithm!r}` is invalid; use 'norm' or 'value'."
+                f"`check_val_every_n_epoch` must be an int >= 1 or None; received {every!r}."
             )
-        if gradient_clip_val is not None and (not isinstance(gradient_clip_val, (int, float)) or gradient_clip_val < 0):
+        if isinstance(self.val_check_interval, float) and every is None:
             raise MisconfigurationException(
-                f"`gradient_clip_val` must be a number >= 0 or None; received {gradient_clip_val!r}."
-            )
-        if check_val_every_n_epoch is not None and (
-                not isinstance(check_val_every_n_epoch, int) or check_val_every_n_epoch < 1):
-            raise MisconfigurationException(
-                f"`check_val_every_n_epoch` must be an int >= 1 or None; received {check_val_every_n_epoch!r}."
-            )
-        if isinstance(val_check_interval, float) and check_val_every_n_epoch is None:
-            raise MisconfigurationException(
-                f"`val_check_interval={val_check_interval}` is a fraction of an epoch, but `check_val_every_n_epoch="
-                "None` counts training batches across epochs. Pass an int `val_check_interval` (a number of batches), "
+                f"`val_check_interval={self.val_check_interval}` is a fraction of an epoch, but "
+                "`check_val_every_n_epoch=None` counts training batches across epochs. Pass an int `val_check_interval` (a number of batches), "
                 "or set `check_val_every_n_epoch`."
             )
-        val_check_interval = _parse_val_check_interval(val_check_interval)
-        if num_sanity_val_steps is None:
-            num_sanity_val_steps = 2
-        if not isinstance(num_sanity_val_steps, int) or num_sanity_val_steps < -1:
+        self.val_check_interval = _parse_val_check_interval(self.val_check_interval)
+        # Lightning's signature says None for these two and resolves it to 2 and 50 inside the Trainer.
+        if self.num_sanity_val_steps is None:
+            self.num_sanity_val_steps = 2
+        if not isinstance(self.num_sanity_val_steps, int) or self.num_sanity_val_steps < -1:
             raise MisconfigurationException(
                 f"`num_sanity_val_steps` must be an int >= 0, or -1 to run all validation batches; received "
-                f"{num_sanity_val_steps!r}."
+                f"{self.num_sanity_val_steps!r}."
             )
-        if log_every_n_steps is None:
-            log_every_n_steps = 50
-        _check_count("log_every_n_steps", log_every_n_steps)
-        config = cls(
-            max_epochs=max_epochs, min_epochs=min_epochs, max_steps=max_steps, min_steps=min_steps,
-            max_time=parse_max_time(max_time),
-            limit_train_batches=_parse_limit("limit_train_batches", limit_train_batches),
-            limit_val_batches=_parse_limit("limit_val_batches", limit_val_batches),
-            limit_test_batches=_parse_limit("limit_test_batches", limit_test_batches),
-            limit_predict_batches=_parse_limit("limit_predict_batches", limit_predict_batches),
-            overfit_batches=_parse_limit("overfit_batches", overfit_batches),
-            val_check_interval=val_check_interval, check_val_every_n_epoch=check_val_every_n_epoch,
-            num_sanity_val_steps=float("inf") if num_sanity_val_steps == -1 else num_sanity_val_steps,
-            fast_dev_run=fast_dev_run, accumulate_grad_batches=accumulate_grad_batches,
-            gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm,
-            log_every_n_steps=log_every_n_steps,
-            reload_dataloaders_every_n_epochs=reload_dataloaders_every_n_epochs,
-            default_root_dir=os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd(),
-            inference_mode=inference_mode, detect_anomaly=detect_anomaly, deterministic=deterministic,
-            benchmark=benchmark, barebones=barebones,
-        )
-        config._apply_debug_modes()
-        return config
+        if self.num_sanity_val_steps == -1:
+            self.num_sanity_val_steps = float("inf")  # -1 means every validation batch
+        if self.log_every_n_steps is None:
+            self.log_every_n_steps = 50
+        _check_count("log_every_n_steps", self.log_every_n_steps)
+        self.max_time = parse_max_time(self.max_time)
+        for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                     "overfit_batches"):
+            setattr(self, name, _parse_limit(name, getattr(self, name)))
+        root = self.default_root_dir  # None: the working directory when the Trainer is built, as in Lightning
+        self.default_root_dir = os.fspath(root) if root is not None else os.getcwd()
+        self._apply_debug_modes()
 
     def _apply_debug_modes(self) -> None:
         if self.fast_dev_run:
+            # Lightning's fast_dev_run overrides every limit: N batches per stage, one epoch, no sanity check.
             num = self.fast_dev_run
             self.limit_train_batches = self.limit_val_batches = num
             self.limit_test_batches = self.limit_predict_batches = num
@@ -137,6 +128,8 @@ class TrainerConfig:
             rank_zero_info(f"Running in `fast_dev_run` mode: the loops run {num} batch(es); "
                            "logging and checkpointing are off.")
         elif self.overfit_batches > 0:
+            # Lightning's overfit_batches replaces the train and val limits (not test/predict) and is ignored
+            # under fast_dev_run.
             self.limit_train_batches = self.limit_val_batches = self.overfit_batches
 
     def resolve_max_epochs(self) -> None:
@@ -152,9 +145,23 @@ class TrainerConfig:
         """`max_epochs` with Lightning's default: 1000 when no step or time limit is set, else unlimited."""
         if self.max_epochs is not None:
             return self.max_epochs
+        # Lightning caps an unset max_epochs at 1000 only when nothing else would end the fit.
         if self.max_steps == -1 and self.max_time is None:
             return 1000
         return -1
+
+
+_FLAG_NAMES = frozenset(field.name for field in fields(TrainerConfig))
+
+
+@cache
+def _trainer_defaults() -> dict[str, Any]:
+    """The defaults of `Trainer.__init__`, the one place flag defaults are declared."""
+    import inspect
+
+    from fulmen.trainer.trainer import Trainer  # deferred: the Trainer imports this module
+
+    return {name: parameter.default for name, parameter in inspect.signature(Trainer).parameters.items()}
 
 
 _NOT_YET = {
@@ -183,7 +190,7 @@ def _parse_limit(name: str, value: int | float | None) -> int | float:
     valid = (f"valid values are an int >= 0 (a number of batches; 0 skips the stage), a float in [0.0, 1.0] (a "
              f"fraction of each dataloader), or None; for all batches use `{name}=1.0` (the default)")
     if value is None:
-        return 1.0
+        return 1.0  # Lightning's None: every batch
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MisconfigurationException(f"`{name}={value!r}` is invalid: {valid}.")
     if isinstance(value, int):
@@ -191,7 +198,7 @@ def _parse_limit(name: str, value: int | float | None) -> int | float:
             raise MisconfigurationException(f"`{name}={value}` is invalid: {valid}.")
         return value
     if value > 1.0 and value.is_integer():
-        return int(value)  # Lightning reads 2.0 as two batches
+        return int(value)  # Lightning reads a whole-number float above 1.0 (2.0) as a count of batches
     if not 0.0 <= value <= 1.0:
         hint = f"; to limit to a number of batches pass an int, e.g. `{name}={int(value)}`" if value > 1.0 else ""
         raise MisconfigurationException(f"`{name}={value}` is invalid: {valid}{hint}.")
@@ -200,7 +207,7 @@ def _parse_limit(name: str, value: int | float | None) -> int | float:
 
 def _parse_val_check_interval(value: int | float | None) -> int | float:
     if value is None:
-        return 1.0
+        return 1.0  # Lightning's None: validate once per training epoch
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MisconfigurationException(
             f"`val_check_interval` must be an int (batches) or a float in (0.0, 1.0] (fraction of an epoch); "

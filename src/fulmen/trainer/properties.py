@@ -27,12 +27,19 @@ class _FromConfig:
     def __get__(self, trainer: Any, owner: type | None = None) -> Any:
         return self if trainer is None else getattr(trainer._config, self._name)
 
+    def __set__(self, trainer: Any, value: Any) -> None:
+        # Without this, assignment would make an instance attribute that the loops never read.
+        raise AttributeError(f"`trainer.{self._name}` is read-only: pass `Trainer({self._name}=...)` instead.")
+
 
 class _FromStrategy(_FromConfig):
     """A read-only Trainer attribute answered by the strategy (ranks, world size)."""
 
     def __get__(self, trainer: Any, owner: type | None = None) -> Any:
         return self if trainer is None else getattr(trainer.strategy, self._name)
+
+    def __set__(self, trainer: Any, value: Any) -> None:
+        raise AttributeError(f"`trainer.{self._name}` is read-only: the strategy and cluster environment set it.")
 
 
 class TrainerProperties:

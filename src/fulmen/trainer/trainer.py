@@ -58,18 +58,8 @@ class Trainer(TrainerProperties):
         enable_autolog_hparams: bool = True, model_registry: str | None = None,
     ) -> None:
         reject_unimplemented(profiler=profiler, model_registry=model_registry)
-        self._config = TrainerConfig.from_flags(
-            max_epochs=max_epochs, min_epochs=min_epochs, max_steps=max_steps, min_steps=min_steps,
-            max_time=max_time, limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
-            limit_test_batches=limit_test_batches, limit_predict_batches=limit_predict_batches,
-            overfit_batches=overfit_batches, val_check_interval=val_check_interval,
-            check_val_every_n_epoch=check_val_every_n_epoch, num_sanity_val_steps=num_sanity_val_steps,
-            fast_dev_run=fast_dev_run, accumulate_grad_batches=accumulate_grad_batches,
-            gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm,
-            log_every_n_steps=log_every_n_steps, reload_dataloaders_every_n_epochs=reload_dataloaders_every_n_epochs,
-            default_root_dir=default_root_dir, inference_mode=inference_mode, detect_anomaly=detect_anomaly,
-            deterministic=deterministic, benchmark=benchmark, barebones=barebones,
-        )
+        # The signature above is the one place flag defaults live: the config picks its flags from the arguments.
+        self._config = TrainerConfig.from_flags(locals())
         self.strategy = select_strategy(accelerator, devices, strategy, num_nodes, precision)
         apply_plugins(self.strategy, plugins, sync_batchnorm)
         if barebones:
