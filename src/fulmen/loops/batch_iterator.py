@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 
-def iterate_batches(batches: Iterable[Any], max_batches: int | float, start: int = 0) -> Iterator[tuple[int, Any, bool]]:
+def iterate_batches(batches: Iterable[Any], max_batches: int | float,
+                    start: int = 0) -> Iterator[tuple[int, Any, bool]]:
     """Yield `(batch_idx, batch, is_last_batch)` for at most `max_batches` batches of an epoch.
 
     `batches` is a dataloader, or an iterator over one that already drew the first `start` batches

@@ -217,7 +217,7 @@ class FitLoop:
         return self.open_epoch(*self.start_epoch())
 
     def start_epoch(self) -> tuple[Any, int | float, list[Any]]:
-        """Reload the training data if due and tell its sampler the epoch: the loader, its batch count, its generators."""
+        """Reload the training data if due and tell the sampler the epoch; the loader, its batch count, generators."""
         epoch = self.state.current_epoch
         if self._reload_due(epoch):
             train_loader, num_batches = self.data.train_loader(reload=True)

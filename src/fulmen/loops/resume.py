@@ -60,7 +60,8 @@ def _continue_epoch(loop: FitLoop, saved: dict[str, Any]) -> Batches:
     loop.epoch_finished = is_last
     if saved["phase"] in ("batch_end", "validation"):
         # Taken in on_train_batch_end or during validation: what followed runs now (validation only if not begun).
-        loop.finish_batch(last_idx, is_last, loop.accumulating(last_idx, is_last), validate=saved["phase"] == "batch_end")
+        accumulating = loop.accumulating(last_idx, is_last)
+        loop.finish_batch(last_idx, is_last, accumulating, validate=saved["phase"] == "batch_end")
     if loop.stop_due():
         return iter(())
     return iterate_batches(batches, num_batches, start=start)
