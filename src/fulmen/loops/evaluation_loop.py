@@ -27,8 +27,10 @@ class EvaluationLoop:
     """Runs `validation_step` or `test_step` over every batch of the stage's dataloaders.
 
     Args:
-        run: where the batch counts are recorded. state: the stage and the logger step.
-        config: `inference_mode`. hooks, metrics, strategy, data: the run's collaborators.
+        run: where the batch counts are recorded.
+        state: the stage, and the step loggers see.
+        config: `inference_mode`.
+        hooks, metrics, strategy, data: the run's collaborators (no Trainer needed).
         stage: "validate" or "test".
     """
 

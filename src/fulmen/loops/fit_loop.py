@@ -42,8 +42,9 @@ class FitLoop:
 
     Args:
         run: the run being fit (module, batch counts, the checkpoint position to resume from).
-        state: the counters and `should_stop`. config: the Trainer's flags.
-        hooks, metrics, optimization, strategy, data: the run's collaborators.
+        state: the counters and `should_stop`.
+        config: the Trainer's flags.
+        hooks, metrics, optimization, strategy, data: the run's collaborators (no Trainer needed).
         val_loop: validation inside fit (and the sanity check).
         signal_stop: asked after each optimizer step whether SIGTERM/SIGINT ends fit.
         step_schedulers: `(interval, batch_idx, plateau=False, skip=False)`: steps the LR schedulers due.

@@ -22,8 +22,9 @@ class PredictionLoop:
     """Collects predictions per dataloader (moved to CPU), unless `return_predictions=False`.
 
     Args:
-        run: where the batch counts are recorded. config: `inference_mode`.
-        hooks, strategy, data: the run's collaborators.
+        run: where the batch counts are recorded.
+        config: `inference_mode`.
+        hooks, strategy, data: the run's collaborators (no Trainer needed).
     """
 
     def __init__(self, run: Run, config: TrainerConfig, hooks: HookDispatch, strategy: Strategy, data: DataSource,

@@ -267,6 +267,7 @@ class Trainer(TrainerProperties):
         if fn == TrainerFn.PREDICTING:
             return PredictionLoop(run, config, hooks, self.strategy, data, return_predictions).run()
         stage = "test" if fn == TrainerFn.TESTING else "validate"
+        # validate/test run this loop; fit validates with it.
         loop = EvaluationLoop(run, state, config, hooks, self._metrics, self.strategy, data, stage)
         if fn == TrainerFn.FITTING:
             signal_stop = SignalStop(self._signals, self.strategy, state, self._save_signal_checkpoint)
