@@ -140,7 +140,7 @@ class ModelCheckpoint(Callback):
             return False
         if self.monitor not in trainer.callback_metrics:
             return True
-        return trainer.is_last_batch and fit_loop._should_validate(batch_idx, True)
+        return trainer.is_last_batch and fit_loop.validation_due(batch_idx, True)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._skip_saving(trainer) and self._save_on_train_epoch_end_now(trainer):

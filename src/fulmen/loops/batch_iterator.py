@@ -7,40 +7,26 @@ ahead so the last batch can be recognized.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 
 
-def iterate_batches(loader: Any, max_batches: int | float, start: int = 0,
-                    after_skip: Callable[[], bool] | None = None) -> Iterator[tuple[int, Any, bool]]:
-    """Yield `(batch_idx, batch, is_last_batch)` for at most `max_batches` batches of `loader`.
+def iterate_batches(batches: Iterable[Any], max_batches: int | float,
+                    start: int = 0) -> Iterator[tuple[int, Any, bool]]:
+    """Yield `(batch_idx, batch, is_last_batch)` for at most `max_batches` batches of an epoch.
 
-    With `start`, the first `start` batches are drawn and dropped (resuming mid-epoch in the same order);
-    then `after_skip` runs before the next batch is drawn, and ends the iteration if it returns True.
+    `batches` is a dataloader, or an iterator over one that already drew the first `start` batches
+    (resuming mid-epoch, `loops/resume.py`); the indices then count on from `start`. The loader is
+    iterated only when the first batch is requested.
     """
     if max_batches == 0:
         return
-    iterator = iter(loader)
-    for _ in range(start):
-        try:
-            next(iterator)
-        except StopIteration:
-            break
-    if after_skip is not None and after_skip():
-        return
-    if start and max_batches != float("inf"):
-        for batch_idx in range(start, int(max_batches)):
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return
-            yield batch_idx, batch, batch_idx == int(max_batches) - 1
-        return
+    iterator = iter(batches)
     if max_batches != float("inf"):
         last_idx = int(max_batches) - 1
-        for batch_idx in range(last_idx + 1):
+        for batch_idx in range(start, last_idx + 1):
             try:
                 batch = next(iterator)
             except StopIteration:

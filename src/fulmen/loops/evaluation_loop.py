@@ -14,43 +14,54 @@ from fulmen.loops.batch_iterator import iterate_batches
 from fulmen.trainer.state import RunningStage
 
 if TYPE_CHECKING:
+    from fulmen.results.metrics_router import MetricsRouter
+    from fulmen.strategies.strategy import Strategy
+    from fulmen.trainer.config import TrainerConfig
+    from fulmen.trainer.data_source import DataSource
+    from fulmen.trainer.hook_dispatch import HookDispatch
     from fulmen.trainer.run import Run
-    from fulmen.trainer.trainer import Trainer
+    from fulmen.trainer.state import TrainerState
 
 
 class EvaluationLoop:
-    """Runs `validation_step` or `test_step` over every batch of the stage's dataloaders."""
+    """Runs `validation_step` or `test_step` over every batch of the stage's dataloaders.
 
-    def __init__(self, trainer: Trainer, run: Run, stage: str) -> None:
-        self.trainer = trainer
-        self.run_state = run
-        self.stage = stage  # "validate" or "test"
+    Args:
+        run: where the batch counts are recorded.
+        state: the stage, and the step loggers see.
+        config: `inference_mode`.
+        hooks, metrics, strategy, data: the run's collaborators (no Trainer needed).
+        stage: "validate" or "test".
+    """
+
+    def __init__(self, run: Run, state: TrainerState, config: TrainerConfig, hooks: HookDispatch,
+                 metrics: MetricsRouter, strategy: Strategy, data: DataSource, stage: str) -> None:
+        self.run_state, self.state, self.config = run, state, config
+        self.hooks, self.metrics, self.strategy, self.data = hooks, metrics, strategy, data
+        self.stage = stage
         self.loaders: list[Any] = []
         self.num_batches: list[int | float] = []
         self.enabled = False
 
     def setup_data(self) -> None:
         """Request the dataloaders (once per run, or again when reloading) and count their batches."""
-        trainer = self.trainer
-        self.loaders = trainer._data.request(self.stage)
-        self.num_batches = [trainer._data.num_batches(self.stage, loader) for loader in self.loaders]
+        self.loaders = self.data.request(self.stage)
+        self.num_batches = [self.data.num_batches(self.stage, loader) for loader in self.loaders]
         # Loggers see evaluation step values at a per-dataloader batch count that runs on across the
         # validations of one fit (it restarts only when the dataloaders are requested again).
         self.logged_steps = [0] * len(self.loaders)
 
     def run_in_fit(self) -> list[dict[str, float]]:
         """Validate during fit; the stage switches back to training afterwards."""
-        trainer = self.trainer
-        trainer._state.stage = RunningStage.VALIDATING
+        self.state.stage = RunningStage.VALIDATING
         try:
             return self.run(self.num_batches)
         finally:
-            trainer._state.stage = RunningStage.TRAINING
+            self.state.stage = RunningStage.TRAINING
 
     def run(self, num_batches: list[int | float], sanity_checking: bool = False) -> list[dict[str, float]]:
-        trainer = self.trainer
-        hooks, metrics = trainer._hooks, trainer._metrics
-        precision = trainer.strategy.precision_plugin
+        hooks, metrics = self.hooks, self.metrics
+        precision = self.strategy.precision_plugin
         testing = self.stage == "test"
         loaders = self.loaders
         several = len(loaders) > 1
@@ -70,7 +81,7 @@ class EvaluationLoop:
         else:
             self.run_state.num_val_batches = list(self.num_batches)
 
-        no_grad = torch.inference_mode() if trainer._config.inference_mode else torch.no_grad()
+        no_grad = torch.inference_mode() if self.config.inference_mode else torch.no_grad()
         with no_grad:
             hooks.model_eval(self.stage)
             metrics.start_evaluation()
@@ -91,7 +102,7 @@ class EvaluationLoop:
             metrics.dataloader_idx = None
             metrics.eval_epoch_end_reached()
             on_epoch_end()
-            results = metrics.evaluation_done(len(loaders), trainer._state.batches_that_stepped, sanity_checking)
+            results = metrics.evaluation_done(len(loaders), self.state.batches_that_stepped, sanity_checking)
             on_end()
             hooks.model_train(self.stage)
         return results

@@ -11,26 +11,38 @@ from fulmen.utilities.apply_func import move_data_to_device
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
+    from fulmen.strategies.strategy import Strategy
+    from fulmen.trainer.config import TrainerConfig
+    from fulmen.trainer.data_source import DataSource
+    from fulmen.trainer.hook_dispatch import HookDispatch
     from fulmen.trainer.run import Run
-    from fulmen.trainer.trainer import Trainer
 
 
 class PredictionLoop:
-    """Collects predictions per dataloader (moved to CPU), unless `return_predictions=False`."""
+    """Collects predictions per dataloader (moved to CPU), unless `return_predictions=False`.
 
-    def __init__(self, trainer: Trainer, run: Run, return_predictions: bool) -> None:
-        self.trainer = trainer
-        self.run_state = run
+    Args:
+        run: where the batch counts are recorded.
+        config: `inference_mode`.
+        hooks, strategy, data: the run's collaborators (no Trainer needed).
+    """
+
+    def __init__(self, run: Run, config: TrainerConfig, hooks: HookDispatch, strategy: Strategy, data: DataSource,
+                 return_predictions: bool) -> None:
+        self.run_state, self.config = run, config
+        self.hooks, self.strategy, self.data = hooks, strategy, data
         self.return_predictions = return_predictions
 
-    def run(self, loaders: list[Any], num_batches: list[int | float]) -> Any:
-        trainer = self.trainer
-        hooks = trainer._hooks
-        precision = trainer.strategy.precision_plugin
+    def run(self) -> Any:
+        """Request the predict dataloaders, run every batch, return the predictions (None if not kept)."""
+        data, hooks = self.data, self.hooks
+        loaders = data.request("predict")
+        num_batches = self.run_state.num_predict_batches = [data.num_batches("predict", loader) for loader in loaders]
+        precision = self.strategy.precision_plugin
         several = len(loaders) > 1
         hooks.check_dataloader_idx("predict", several)
         predictions: list[list[Any]] = [[] for _ in loaders]
-        no_grad = torch.inference_mode() if trainer._config.inference_mode else torch.no_grad()
+        no_grad = torch.inference_mode() if self.config.inference_mode else torch.no_grad()
         with no_grad:
             hooks.model_eval("predict")
             hooks.on_predict_start()

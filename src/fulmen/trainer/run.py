@@ -38,7 +38,7 @@ class Run:
         num_sanity_val_batches: batches per val dataloader in the sanity check (`FitLoop`).
         num_val_batches: batches per val dataloader (`FitLoop`, `EvaluationLoop`).
         num_test_batches: batches per test dataloader (`EvaluationLoop`).
-        num_predict_batches: batches per predict dataloader (`Trainer._run_stage`).
+        num_predict_batches: batches per predict dataloader (`PredictionLoop`).
         is_last_batch: whether the training batch being run is the epoch's last (`FitLoop`).
         resume: where the checkpoint being resumed was taken, for the fit loop to continue there
             (`Checkpointing.restore`; consumed by `loops/resume.py`).

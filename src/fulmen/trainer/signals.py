@@ -1,8 +1,8 @@
 """Graceful stop on SIGTERM/SIGINT: what cluster schedulers send before pre-empting a job.
 
 Owns: installing and removing the handlers during fit, and remembering which signal arrived. The fit
-loop polls `received` after each step, saves a resumable checkpoint and stops; a second Ctrl+C
-interrupts at once.
+loop asks `SignalStop` after each optimizer step, which saves a resumable checkpoint and stops; a
+second Ctrl+C interrupts at once.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from fulmen.utilities.rank_zero import rank_zero_info
 
 if TYPE_CHECKING:
-    from fulmen.trainer.trainer import Trainer
+    from fulmen.strategies.strategy import Strategy
+    from fulmen.trainer.state import TrainerState
 
 
 class GracefulStop:
@@ -56,20 +57,34 @@ class GracefulStop:
 _SIGNAL_CHECK_EVERY = 10
 
 
-def stop_agreed(trainer: Trainer) -> bool:
-    """Whether fit should stop for SIGTERM/SIGINT after this step."""
-    received = trainer._signals.received is not None
-    if trainer.world_size == 1:
-        return received
-    if trainer.global_step % _SIGNAL_CHECK_EVERY:
-        return False
-    return trainer.strategy.reduce_boolean_decision(received, all=False)
+class SignalStop:
+    """What the fit loop asks after each optimizer step: stop for SIGTERM/SIGINT? and if so, save and stop.
 
+    Args:
+        signals: the handlers' record of which signal arrived.
+        strategy: the world size, and the collective with which the ranks agree.
+        state: `global_step` (when the ranks vote) and `should_stop` (set once the checkpoint is written).
+        save: writes the resumable checkpoint (freezing the loop's position first) and returns its path.
+    """
 
-def save_and_stop(trainer: Trainer) -> None:
-    """Write the resumable checkpoint, say where, and make fit stop cleanly."""
-    path = trainer._signal_checkpoint_path()
-    trainer._checkpointing.freeze_loop_state(trainer._current)
-    trainer.save_checkpoint(path)
-    rank_zero_info(f"Saved a checkpoint to resume from: {path}  (resume with `trainer.fit(..., ckpt_path=...)`)")
-    trainer._state.should_stop = True
+    def __init__(self, signals: GracefulStop, strategy: Strategy, state: TrainerState, save: Callable[[], str]) -> None:
+        self.signals = signals
+        self.strategy = strategy
+        self.state = state
+        self.save = save
+
+    def agreed(self) -> bool:
+        """Whether fit should stop for SIGTERM/SIGINT after this step."""
+        received = self.signals.received is not None
+        strategy = self.strategy
+        if strategy.world_size == 1:
+            return received
+        if self.state.global_step % _SIGNAL_CHECK_EVERY:
+            return False
+        return strategy.reduce_boolean_decision(received, all=False)
+
+    def save_and_stop(self) -> None:
+        """Write the resumable checkpoint, say where, and make fit stop cleanly."""
+        path = self.save()
+        rank_zero_info(f"Saved a checkpoint to resume from: {path}  (resume with `trainer.fit(..., ckpt_path=...)`)")
+        self.state.should_stop = True

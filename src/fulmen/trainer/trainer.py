@@ -6,6 +6,7 @@ exception handling. The loops own what happens inside a stage.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -19,6 +20,7 @@ from fulmen.core.module import LightningModule
 from fulmen.loops.evaluation_loop import EvaluationLoop
 from fulmen.loops.fit_loop import FitLoop
 from fulmen.loops.prediction_loop import PredictionLoop
+from fulmen.loops.scheduler_stepping import step_schedulers
 from fulmen.results.metrics_router import MetricsRouter
 from fulmen.strategies.select import apply_determinism, apply_plugins, select_strategy
 from fulmen.trainer.checkpointing import Checkpointing
@@ -30,7 +32,7 @@ from fulmen.trainer.optimization import Optimization
 from fulmen.trainer.run import Run
 from fulmen.trainer.properties import TrainerProperties
 from fulmen.trainer.run_checks import check_entry_arguments, check_run
-from fulmen.trainer.signals import GracefulStop
+from fulmen.trainer.signals import GracefulStop, SignalStop
 from fulmen.trainer.stages import STAGE_OF_FN
 from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.utilities.rank_zero import rank_zero_info
@@ -255,29 +257,32 @@ class Trainer(TrainerProperties):
         self.strategy.teardown()
 
     def _run_stage(self, fn: TrainerFn, return_predictions: bool) -> Any:
-        if fn == TrainerFn.FITTING:
-            return self._run_fit()
-        run = self._current
+        """Build the stage's loop from this run's collaborators and run it."""
+        run, state, config, hooks, data = self._current, self._state, self._config, self._hooks, self._data
         if fn == TrainerFn.PREDICTING:
-            loaders = self._data.request("predict")
-            run.num_predict_batches = [self._data.num_batches("predict", loader) for loader in loaders]
-            return PredictionLoop(self, run, return_predictions).run(loaders, run.num_predict_batches)
-        loop = EvaluationLoop(self, run, "validate" if fn == TrainerFn.VALIDATING else "test")
+            return PredictionLoop(run, config, hooks, self.strategy, data, return_predictions).run()
+        stage = RunningStage.TESTING if fn == TrainerFn.TESTING else RunningStage.VALIDATING
+        # validate/test run this loop; fit validates with it.
+        loop = EvaluationLoop(run, state, config, hooks, self._metrics, self.strategy, data, stage)
+        if fn == TrainerFn.FITTING:
+            signal_stop = SignalStop(self._signals, self.strategy, state, self._save_signal_checkpoint)
+            run.fit_loop = FitLoop(run, state, config, hooks, self._metrics, self._optimization, self.strategy, data,
+                                   loop, signal_stop, functools.partial(step_schedulers, self))
+            return run.fit_loop.run()
         loop.setup_data()
         if not any(loop.num_batches):
             return []
         return loop.run(loop.num_batches)
 
-    def _run_fit(self) -> None:
-        run = self._current
-        run.fit_loop = FitLoop(self, run, EvaluationLoop(self, run, "validate"))
-        run.fit_loop.run()
-
-    def _signal_checkpoint_path(self) -> str:
+    def _save_signal_checkpoint(self) -> str:
+        """Write `signal-interrupted.ckpt`, frozen at the loop's position when the signal stopped training."""
         callback = self.checkpoint_callback
         directory = callback.dirpath if callback is not None and callback.dirpath else os.path.join(
             self.default_root_dir, "checkpoints")
-        return os.path.join(directory, "signal-interrupted.ckpt")
+        path = os.path.join(directory, "signal-interrupted.ckpt")
+        self._checkpointing.freeze_loop_state(self._current)
+        self.save_checkpoint(path)
+        return path
 
     @property
     def received_sigterm(self) -> bool:
