@@ -15,7 +15,7 @@ import torch
 
 from fulmen.loops.batch_iterator import data_generators, iterate_batches, set_sampler_epoch
 from fulmen.loops.evaluation_loop import EvaluationLoop
-from fulmen.loops.scheduler_stepping import step_schedulers
+from fulmen.optimization.scheduler_stepping import step_schedulers
 from fulmen.trainer.signals import save_and_stop, stop_agreed
 from fulmen.trainer.state import RunningStage
 from fulmen.utilities.apply_func import apply_to_collection
@@ -196,10 +196,10 @@ class FitLoop:
                     outputs = self._manual_step(batch, batch_idx)
 
                 if not accumulating:
-                    step_schedulers(self.trainer, "step", batch_idx)
+                    step_schedulers(optimization.automatic_schedulers, hooks, metrics, "step", batch_idx + 1)
                 if is_last:
                     self.epoch_finished = True
-                    step_schedulers(self.trainer, "epoch", batch_idx)
+                    step_schedulers(optimization.automatic_schedulers, hooks, metrics, "epoch", state.current_epoch + 1)
                 # A checkpoint taken from here on resumes by replaying the rest of this batch.
                 self.phase, self.batches_done = "batch_end", batch_idx + 1
                 hooks.on_train_batch_end(outputs, batch, batch_idx)
@@ -226,7 +226,9 @@ class FitLoop:
             self.phase = "validation"
             self.val_loop.run_in_fit()
             trainer._metrics.activate(trainer._metrics.train_results)
-        step_schedulers(self.trainer, "step", batch_idx, plateau=True, skip=accumulating)
+        if not accumulating:
+            step_schedulers(trainer._optimization.automatic_schedulers, trainer._hooks, trainer._metrics, "step",
+                            batch_idx + 1, plateau=True)
         if not accumulating:
             trainer._state.batches_that_stepped += 1
         self.total_batch_idx += 1
@@ -244,7 +246,9 @@ class FitLoop:
         else:
             trainer.callback_metrics.update(resume["callback_metrics"])  # what the plateau scheduler reads
             restore_rng_states(resume["rng"], [])
-        step_schedulers(self.trainer, "epoch", self._batch_idx, plateau=True, skip=not epoch_finished)
+        if epoch_finished:
+            step_schedulers(trainer._optimization.automatic_schedulers, trainer._hooks, metrics, "epoch",
+                            state.current_epoch + 1, plateau=True)
         metrics.train_epoch_done(state.batches_that_stepped - 1)
         state.current_epoch += 1
         self.phase, self.batches_done = "between_batches", 0

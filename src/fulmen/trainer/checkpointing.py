@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fulmen.core.hparams import checkpointable_hparams
 from fulmen.core.saving import load_weights
 from fulmen.trainer.checkpoint_checks import check_resumable, load_optimizer_states, load_scheduler_states
-from fulmen.trainer.optimization import _NoOptimizer
+from fulmen.optimization.placeholder import PlaceholderOptimizer
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
 
@@ -45,7 +45,7 @@ class Checkpointing:
             states = ((callback.state_key, callback.state_dict()) for callback in run.callbacks)
             checkpoint["callbacks"] = {key: state for key, state in states if state}
             checkpoint["optimizer_states"] = [opt.state_dict() for opt in optimization.optimizers
-                                              if not isinstance(opt, _NoOptimizer)]
+                                              if not isinstance(opt, PlaceholderOptimizer)]
             checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in optimization.scheduler_configs]
             precision_state = trainer.strategy.precision_plugin.state_dict()
             if precision_state:
@@ -153,7 +153,7 @@ class Checkpointing:
                      "set `model.strict_loading = False` before calling the trainer")
         if fn == TrainerFn.FITTING:
             optimization = trainer._optimization
-            optimizers = [opt for opt in optimization.optimizers if not isinstance(opt, _NoOptimizer)]
+            optimizers = [opt for opt in optimization.optimizers if not isinstance(opt, PlaceholderOptimizer)]
             load_optimizer_states(optimizers, checkpoint["optimizer_states"], path)
             load_scheduler_states(optimization.scheduler_configs, checkpoint["lr_schedulers"], path)
             precision = trainer.strategy.precision_plugin

@@ -26,7 +26,7 @@ from fulmen.trainer.config import TrainerConfig, reject_unimplemented
 from fulmen.trainer.data_source import DataSource
 from fulmen.trainer.hook_dispatch import HookDispatch
 from fulmen.loggers.selection import build_loggers, log_hyperparameters, share_logger_versions
-from fulmen.trainer.optimization import Optimization
+from fulmen.optimization.optimization import Optimization
 from fulmen.trainer.run import Run
 from fulmen.trainer.properties import TrainerProperties
 from fulmen.trainer.run_checks import check_entry_arguments, check_run
@@ -89,7 +89,7 @@ class Trainer(TrainerProperties):
         self._state = TrainerState()
         self._hooks = HookDispatch(self, self.strategy)
         self._metrics = MetricsRouter(self)
-        self._optimization = Optimization(self)
+        self._optimization = Optimization(self._hooks, self._config, self._state, self.strategy)
         self._checkpointing = Checkpointing(self)
         self._signals = GracefulStop()
         # The latest run (a fresh one per fit/validate/test/predict); before any, an empty one.
@@ -211,7 +211,7 @@ class Trainer(TrainerProperties):
             hooks.configure_model()
             self.strategy.setup_module(model)
             if fn == TrainerFn.FITTING:
-                self._optimization.setup(model.automatic_optimization)
+                self._optimization.setup(model)
             resolved = self._checkpointing.resolve(ckpt_path, fn, model_given)
             run.ckpt_path = self._checkpointing.restore(run, resolved, weights_only)
             if fn == TrainerFn.FITTING:
