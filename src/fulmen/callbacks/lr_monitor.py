@@ -9,7 +9,7 @@ import torch
 
 from fulmen.callbacks.callback import Callback
 from fulmen.utilities.exceptions import MisconfigurationException
-from fulmen.trainer.optimization import _NoOptimizer
+from fulmen.optimization.placeholder import PlaceholderOptimizer
 from fulmen.trainer.state import logging_due
 from fulmen.utilities.rank_zero import rank_zero_warn
 
@@ -109,7 +109,7 @@ def _named_optimizers(trainer: Trainer) -> list[tuple[Any, list[str], str | None
         base = config.name if config.name is not None else f"lr-{type(optimizer).__name__}"
         entries.append((optimizer, names_for(optimizer, base, config.name is None), config.interval))
     for optimizer in trainer.optimizers:
-        if isinstance(optimizer, _NoOptimizer) or any(optimizer is other for other in seen):
+        if isinstance(optimizer, PlaceholderOptimizer) or any(optimizer is other for other in seen):
             continue
         entries.append((optimizer, names_for(optimizer, f"lr-{type(optimizer).__name__}", True), None))
     return entries

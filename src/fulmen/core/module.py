@@ -17,6 +17,9 @@ from torch import nn
 
 from fulmen.core.hooks import CheckpointHooks, DataHooks, ModelHooks
 from fulmen.core.hparams import HyperparametersMixin
+from fulmen.optimization.clipping import clip_gradients
+from fulmen.optimization.toggling import restore_requires_grad, toggle_requires_grad
+from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
@@ -104,46 +107,30 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
         gradient_clip_algorithm: str | None = None,
     ) -> None:
         """Clip the gradients of `optimizer`'s parameters by norm (default) or by value."""
-        self.trainer._optimization.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        trainer = self.trainer
+        clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm, trainer.gradient_clip_val,
+                       trainer.gradient_clip_algorithm)
 
     def optimizers(self, use_pl_optimizer: bool = True) -> Any:
         """Return the optimizer, or the list of optimizers when there are several."""
-        optimization = self.trainer._optimization
-        optimizers = optimization.wrapped_optimizers if use_pl_optimizer else optimization.optimizers
+        trainer = self.trainer
+        optimizers = trainer.strategy.lightning_optimizers if use_pl_optimizer else trainer.optimizers
         return optimizers[0] if len(optimizers) == 1 else list(optimizers)
 
     def lr_schedulers(self) -> Any:
         """Return the LR scheduler, the list of schedulers when there are several, or None."""
-        schedulers = [config.scheduler for config in self.trainer._optimization.scheduler_configs]
+        schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
         if not schedulers:
             return None
         return schedulers[0] if len(schedulers) == 1 else schedulers
 
     def toggle_optimizer(self, optimizer: Any) -> None:
         """Let only `optimizer`'s parameters receive gradients (others get `requires_grad=False`) until untoggled."""
-        saved: dict[torch.Tensor, bool] = {}
-        for other in self.trainer._optimization.optimizers:
-            for group in other.param_groups:
-                for parameter in group["params"]:
-                    if parameter not in saved:
-                        saved[parameter] = parameter.requires_grad
-                        parameter.requires_grad = False
-        for group in optimizer.param_groups:
-            for parameter in group["params"]:
-                parameter.requires_grad = saved[parameter]
-        self._requires_grad_before_toggle = saved
+        self._requires_grad_before_toggle = toggle_requires_grad(self.trainer.optimizers, optimizer)
 
     def untoggle_optimizer(self, optimizer: Any) -> None:
         """Restore the `requires_grad` flags that `toggle_optimizer` changed."""
-        real = getattr(optimizer, "optimizer", optimizer)
-        saved = getattr(self, "_requires_grad_before_toggle", {})
-        for other in self.trainer._optimization.optimizers:
-            if other is real:
-                continue
-            for group in other.param_groups:
-                for parameter in group["params"]:
-                    if parameter in saved:
-                        parameter.requires_grad = saved[parameter]
+        restore_requires_grad(self.trainer.optimizers, optimizer, getattr(self, "_requires_grad_before_toggle", {}))
         self._requires_grad_before_toggle = {}
 
     @contextlib.contextmanager
@@ -157,7 +144,11 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
 
     def manual_backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         """Run backward with the hooks and precision scaling; use instead of `loss.backward()` in manual mode."""
-        self.trainer._optimization.manual_backward(loss, *args, **kwargs)
+        if self.automatic_optimization:
+            raise MisconfigurationException(
+                "`manual_backward` is for manual optimization; with automatic optimization return the loss from "
+                "`training_step` instead, or set `self.automatic_optimization = False`.")
+        self.trainer.strategy.backward(loss, *args, **kwargs)
 
     # -- logging ----------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from fulmen.trainer.config import TrainerConfig
     from fulmen.trainer.data_source import DataSource
     from fulmen.trainer.hook_dispatch import HookDispatch
-    from fulmen.trainer.optimization import Optimization
+    from fulmen.optimization.optimization import Optimization
     from fulmen.trainer.run import Run
     from fulmen.trainer.signals import SignalStop
     from fulmen.trainer.state import TrainerState

@@ -31,6 +31,9 @@ class Strategy:
         self.precision_plugin = precision or Precision()
         self.checkpoint_io = checkpoint_io or CheckpointIO()
         self._module: LightningModule | None = None
+        # Set at the start of fit by `connect_optimization` (Lightning's strategy holds its optimizers too).
+        self.lightning_optimizers: list[Any] = []
+        self._hooks: Any = None
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -80,6 +83,11 @@ class Strategy:
     def connect(self, module: LightningModule) -> None:
         self._module = module
 
+    def connect_optimization(self, lightning_optimizers: list[Any], hooks: Any) -> None:
+        """Take fit's wrapped optimizers (what `self.optimizers()` returns) and the hooks `backward` runs."""
+        self.lightning_optimizers = lightning_optimizers
+        self._hooks = hooks
+
     def setup_environment(self) -> None:
         """Prepare this process (join a process group, pick the device); nothing for one device."""
 
@@ -114,9 +122,15 @@ class Strategy:
 
         return step_in_context
 
-    def backward(self, loss: torch.Tensor, module_backward: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-        """Scale the loss for the precision, then run the module's `backward` hook on it."""
-        module_backward(self.precision_plugin.scale_loss(loss), *args, **kwargs)
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """`on_before_backward`, the module's `backward` hook on the precision-scaled loss, `on_after_backward`."""
+        hooks = self._hooks
+        if hooks is None:
+            raise RuntimeError("Backward runs while `trainer.fit` trains the module (after its optimizers are set "
+                               "up); call `manual_backward` from `training_step` or a training hook.")
+        hooks.on_before_backward(loss)
+        hooks.backward(self.precision_plugin.scale_loss(loss), *args, **kwargs)
+        hooks.on_after_backward()
 
     def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
                        before_step: Callable[[], None], automatic: bool = True) -> Any:

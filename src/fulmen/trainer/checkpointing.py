@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 from fulmen.core.hparams import checkpointable_hparams
 from fulmen.core.saving import load_weights
 from fulmen.trainer.checkpoint_checks import check_resumable, load_optimizer_states, load_scheduler_states
-from fulmen.trainer.optimization import _NoOptimizer
+from fulmen.optimization.placeholder import PlaceholderOptimizer
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
     from fulmen.strategies.strategy import Strategy
     from fulmen.trainer.hook_dispatch import HookDispatch
-    from fulmen.trainer.optimization import Optimization
+    from fulmen.optimization.optimization import Optimization
     from fulmen.trainer.run import Run
     from fulmen.trainer.state import TrainerState
 
@@ -63,7 +63,7 @@ class Checkpointing:
             states = ((callback.state_key, callback.state_dict()) for callback in run.callbacks)
             checkpoint["callbacks"] = {key: state for key, state in states if state}
             checkpoint["optimizer_states"] = [opt.state_dict() for opt in optimization.optimizers
-                                              if not isinstance(opt, _NoOptimizer)]
+                                              if not isinstance(opt, PlaceholderOptimizer)]
             checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in optimization.scheduler_configs]
             precision = self._strategy.precision_plugin
             precision_state = precision.state_dict()
@@ -173,7 +173,7 @@ class Checkpointing:
                      "set `model.strict_loading = False` before calling the trainer")
         if fn == TrainerFn.FITTING:
             optimization = self._optimization
-            optimizers = [opt for opt in optimization.optimizers if not isinstance(opt, _NoOptimizer)]
+            optimizers = [opt for opt in optimization.optimizers if not isinstance(opt, PlaceholderOptimizer)]
             load_optimizer_states(optimizers, checkpoint["optimizer_states"], path)
             load_scheduler_states(optimization.scheduler_configs, checkpoint["lr_schedulers"], path)
             precision = strategy.precision_plugin

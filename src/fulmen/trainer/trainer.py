@@ -6,7 +6,6 @@ exception handling. The loops own what happens inside a stage.
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import sys
@@ -20,7 +19,7 @@ from fulmen.core.module import LightningModule
 from fulmen.loops.evaluation_loop import EvaluationLoop
 from fulmen.loops.fit_loop import FitLoop
 from fulmen.loops.prediction_loop import PredictionLoop
-from fulmen.loops.scheduler_stepping import step_schedulers
+from fulmen.optimization.scheduler_stepping import FitLoopStepper
 from fulmen.results.metrics_router import MetricsRouter
 from fulmen.strategies.select import apply_determinism, apply_plugins, select_strategy
 from fulmen.trainer.checkpointing import Checkpointing
@@ -28,7 +27,7 @@ from fulmen.trainer.config import TrainerConfig, reject_unimplemented
 from fulmen.trainer.data_source import DataSource
 from fulmen.trainer.hook_dispatch import HookDispatch
 from fulmen.loggers.selection import build_loggers, log_hyperparameters, share_logger_versions
-from fulmen.trainer.optimization import Optimization
+from fulmen.optimization.optimization import Optimization
 from fulmen.trainer.run import Run
 from fulmen.trainer.properties import TrainerProperties
 from fulmen.trainer.run_checks import check_entry_arguments, check_run
@@ -80,7 +79,7 @@ class Trainer(TrainerProperties):
         self.use_distributed_sampler = use_distributed_sampler
         apply_determinism(deterministic, benchmark, self.strategy.root_device)
         self._hooks = HookDispatch(self, self.strategy)
-        self._optimization = Optimization(self)
+        self._optimization = Optimization(self._hooks, self._config, self._state, self.strategy)
         self._checkpointing = Checkpointing(self._state, self._hooks, self.strategy, self._optimization,
                                             self._config.fast_dev_run)
         self._signals = GracefulStop()
@@ -208,7 +207,7 @@ class Trainer(TrainerProperties):
             hooks.configure_model()
             self.strategy.setup_module(model)
             if fn == TrainerFn.FITTING:
-                self._optimization.setup(model.automatic_optimization)
+                self._optimization.setup(model)
             resolved = self._checkpointing.resolve(run, ckpt_path, model_given)
             run.ckpt_path = self._checkpointing.restore(run, resolved, weights_only)
             if fn == TrainerFn.FITTING:
@@ -267,7 +266,8 @@ class Trainer(TrainerProperties):
         if fn == TrainerFn.FITTING:
             signal_stop = SignalStop(self._signals, self.strategy, state, self._save_signal_checkpoint)
             run.fit_loop = FitLoop(run, state, config, hooks, self._metrics, self._optimization, self.strategy, data,
-                                   loop, signal_stop, functools.partial(step_schedulers, self))
+                                   loop, signal_stop,
+                                   FitLoopStepper(self._optimization, hooks, self._metrics, state))
             return run.fit_loop.run()
         loop.setup_data()
         if not any(loop.num_batches):

@@ -1,7 +1,7 @@
 """Turn what `configure_optimizers()` returned into optimizers and LR scheduler configs.
 
 Owns: every return shape Lightning accepts, the `lr_scheduler_config` defaults, and the errors for
-anything else. Does not own: stepping (`loops/fit_loop.py`).
+anything else. Does not own: stepping (`scheduler_stepping.py`).
 """
 
 from __future__ import annotations

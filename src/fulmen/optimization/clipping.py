@@ -1,0 +1,47 @@
+"""Gradient clipping as `LightningModule.clip_gradients` does it: the Trainer's flags are the defaults."""
+
+from __future__ import annotations
+
+import torch
+from torch.optim import Optimizer
+
+from fulmen.utilities.exceptions import MisconfigurationException
+
+
+def clip_gradients(optimizer: Optimizer, clip_val: float | None, algorithm: str | None,
+                   trainer_clip_val: float | None, trainer_algorithm: str | None) -> None:
+    """Clip the gradients of `optimizer`'s parameters by norm or value.
+
+    `trainer_clip_val` / `trainer_algorithm` are the Trainer's flags, validated when it was built; a value
+    passed here must agree with a flag that is set, and is validated only when it does not come from one.
+    """
+    check_val = check_algorithm = False
+    if clip_val is None:
+        clip_val = trainer_clip_val or 0.0
+    elif trainer_clip_val is None:
+        check_val = True
+    elif trainer_clip_val != clip_val:
+        raise MisconfigurationException(
+            f"`Trainer(gradient_clip_val={trainer_clip_val})` and `clip_gradients(gradient_clip_val="
+            f"{clip_val})` disagree; set the value in one place only."
+        )
+    if algorithm is None:
+        algorithm = trainer_algorithm or "norm"
+    elif trainer_algorithm is None:
+        check_algorithm = True
+    elif trainer_algorithm != algorithm:
+        raise MisconfigurationException(
+            f"`Trainer(gradient_clip_algorithm={trainer_algorithm!r})` and `clip_gradients("
+            f"gradient_clip_algorithm={algorithm!r})` disagree; set the algorithm in one place only."
+        )
+    if check_val and not isinstance(clip_val, (int, float)):
+        raise TypeError(f"`gradient_clip_val` must be a number; received {type(clip_val).__name__}.")
+    if check_algorithm and algorithm not in ("norm", "value"):
+        raise MisconfigurationException(f"`gradient_clip_algorithm={algorithm!r}` is invalid; use 'norm' or 'value'.")
+    if clip_val <= 0:
+        return
+    parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if algorithm == "value":
+        torch.nn.utils.clip_grad_value_(parameters, clip_val)
+    else:
+        torch.nn.utils.clip_grad_norm_(parameters, clip_val)
