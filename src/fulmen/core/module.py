@@ -40,6 +40,7 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer: Trainer | None = None
+        self._log_router: Any = None  # where `self.log` sends values; the Trainer sets it for each run
         self._automatic_optimization = True
         self._example_input_array: Any = None
         self._strict_loading: bool | None = None
@@ -160,12 +161,12 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
         rank_zero_only: bool = False,
     ) -> None:
         """Log a scalar for this step and/or reduce it over the epoch (see the logging docs)."""
-        trainer = self._trainer
-        if trainer is None:
+        router = self._log_router
+        if router is None:
             rank_zero_warn(f"`self.log({name!r}, ...)` was called on a module that is not attached to a Trainer; "
                            "the value is dropped. Call it from a hook the Trainer runs.")
             return
-        trainer._metrics.log(
+        router.log(
             self, name, value, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
             reduce_fx=reduce_fx, enable_graph=enable_graph, sync_dist=sync_dist, sync_dist_group=sync_dist_group,
             add_dataloader_idx=add_dataloader_idx, batch_size=batch_size, metric_attribute=metric_attribute,

@@ -181,6 +181,7 @@ class Trainer(TrainerProperties):
         self._current = run = Run(fn=fn, module=model, datamodule=datamodule, callbacks=list(self._callbacks),
                                   given_loaders=given, num_sanity_val_batches=self._current.num_sanity_val_batches)
         model.trainer = self
+        model._log_router = self._metrics  # `self.log` reaches this run's MetricsRouter, not the Trainer's internals
         if datamodule is not None:
             datamodule.trainer = self
         hooks = self._hooks
