@@ -63,6 +63,14 @@ class Logger(ABC):
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """Called after a checkpoint is saved."""
 
+    def run_identity(self) -> Any:
+        """What names this logger's run once created (a version, run ids), for the other ranks to adopt; None if
+        nothing is decided yet or nothing needs sharing."""
+        return None
+
+    def adopt_run_identity(self, identity: Any) -> None:
+        """Use the run rank zero created (`identity` from its `run_identity()`)."""
+
 
 def rank_zero_experiment(fn: Callable) -> Callable:
     """Return the real experiment on rank zero and a do-nothing stand-in elsewhere."""
@@ -119,6 +127,12 @@ class VersionedDirectoryLogger(Logger):
         self._name = name or ""
         self._version = version
         self._sub_dir = None if sub_dir is None else os.fspath(sub_dir)
+
+    def run_identity(self) -> Any:
+        return self.version
+
+    def adopt_run_identity(self, identity: Any) -> None:
+        self._version = identity
 
     @property
     def name(self) -> str:

@@ -76,6 +76,12 @@ class MLFlowLogger(Logger):
         self._initialized = True
         return self._client
 
+    def run_identity(self) -> Any:
+        return (self._experiment_id, self._run_id) if self._initialized else None
+
+    def adopt_run_identity(self, identity: Any) -> None:
+        self._experiment_id, self._run_id = identity
+
     @property
     def run_id(self) -> str | None:
         _ = self.experiment

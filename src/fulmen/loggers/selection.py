@@ -6,7 +6,7 @@ import importlib.util
 from collections.abc import Iterable
 from typing import Any
 
-from fulmen.loggers.logger import Logger, VersionedDirectoryLogger
+from fulmen.loggers.logger import Logger
 
 
 def build_loggers(logger: Any, default_root_dir: str) -> list[Logger]:
@@ -70,22 +70,8 @@ def share_logger_versions(loggers: list[Logger], strategy: Any) -> None:
     another number once rank zero's `version_N` exists). Call on every rank, after rank zero made its experiments."""
     if not loggers or strategy.world_size == 1:
         return
-    decided = [_identity(logger) for logger in loggers] if strategy.is_global_zero else None
+    decided = [logger.run_identity() for logger in loggers] if strategy.is_global_zero else None
     decided = strategy.broadcast(decided)
     for logger, identity in zip(loggers, decided):
-        if identity is None:
-            continue
-        if isinstance(logger, VersionedDirectoryLogger):
-            logger._version = identity
-        else:  # MLFlowLogger: the experiment and run rank zero created
-            logger._experiment_id, logger._run_id = identity
-
-
-def _identity(logger: Logger) -> Any:
-    if isinstance(logger, VersionedDirectoryLogger):
-        return logger.version
-    from fulmen.loggers.mlflow import MLFlowLogger  # the module imports mlflow only when a logger is created
-
-    if isinstance(logger, MLFlowLogger) and logger._initialized:
-        return logger._experiment_id, logger._run_id
-    return None
+        if identity is not None:
+            logger.adopt_run_identity(identity)

@@ -153,6 +153,9 @@ class DDPStrategy(Strategy):
                                 timeout=self._timeout)
         rank_zero_info(f"Initialized distributed: {self.world_size} processes, backend={self.process_group_backend}")
 
+    def set_layer_sync(self, layer_sync: LayerSync) -> None:
+        self._layer_sync = layer_sync
+
     def setup_module(self, module: Any) -> None:
         super().setup_module(module)
         if self._layer_sync is not None and _fitting(module):

@@ -158,9 +158,8 @@ def apply_plugins(strategy: Strategy, plugins: Any, sync_batchnorm: bool = False
         else:
             raise TypeError(f"`plugins` holds {type(plugin).__name__}; fulmen accepts `fulmen.checkpoint_io.CheckpointIO`"
                             ", `fulmen.precision.Precision` and `fulmen.plugins.LayerSync` instances.")
-    if layer_sync is not None and hasattr(strategy, "_layer_sync"):
-        # Only multi-process strategies synchronise layers; with one process BatchNorm already sees the whole batch.
-        strategy._layer_sync = layer_sync
+    if layer_sync is not None:
+        strategy.set_layer_sync(layer_sync)
 
 
 def apply_determinism(deterministic: bool | str | None, benchmark: bool | None, device: torch.device) -> None:

@@ -99,6 +99,10 @@ class Strategy:
     def distributed_sampler_kwargs(self) -> dict[str, int] | None:
         return None
 
+    def set_layer_sync(self, layer_sync: Any) -> None:
+        """Synchronise layers such as BatchNorm across processes during fit. With one process a layer already
+        sees the whole batch, so there is nothing to do (Lightning ignores `sync_batchnorm` there too)."""
+
     def setup_module(self, module: LightningModule) -> None:
         """Convert the module to the precision's dtype and move it to the root device."""
         self.precision_plugin.convert_module(module)
