@@ -29,6 +29,11 @@ class RunningStage(str, Enum):
     def evaluating(self) -> bool:
         return self in (RunningStage.VALIDATING, RunningStage.TESTING, RunningStage.SANITY_CHECKING)
 
+    @property
+    def dataloader_prefix(self) -> str:
+        """The prefix of this stage's dataloader hook ("val" for validation and the sanity check)."""
+        return "val" if self in (RunningStage.VALIDATING, RunningStage.SANITY_CHECKING) else self.value
+
 
 class TrainerStatus(str, Enum):
     INITIALIZING = "initializing"
@@ -46,18 +51,18 @@ class TrainerState:
     """The Trainer's situation and counters, in one place.
 
     Attributes:
+        status: initializing, running, finished or interrupted.
         fn: the running entry point (fit/validate/test/predict), None between runs.
         stage: the running loop, None between runs.
-        status: initializing, running, finished or interrupted.
         current_epoch: epochs completed (the epoch being trained while inside one).
         global_step: optimizer steps taken, over all epochs.
         batches_that_stepped: training batches that ended an accumulation window; the step loggers see.
         should_stop: set by callbacks or the module to end fit after the current batch/epoch.
     """
 
+    status: TrainerStatus = TrainerStatus.INITIALIZING  # Lightning's field order: status, fn, stage
     fn: TrainerFn | None = None
     stage: RunningStage | None = None
-    status: TrainerStatus = TrainerStatus.INITIALIZING
     current_epoch: int = 0
     global_step: int = 0
     batches_that_stepped: int = 0
