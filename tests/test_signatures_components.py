@@ -365,7 +365,7 @@ TABLES = {
     "ModelCheckpoint": (ModelCheckpoint, MODEL_CHECKPOINT), "EarlyStopping": (EarlyStopping, EARLY_STOPPING),
     "LearningRateMonitor": (LearningRateMonitor, LR_MONITOR), "TQDMProgressBar": (TQDMProgressBar, PROGRESS_BAR),
     "ModelSummary": (ModelSummary, MODEL_SUMMARY), "TensorBoardLogger": (TensorBoardLogger, TENSORBOARD),
-    "CSVLogger": (CSVLogger, CSV), "MLFlowLogger": ("fulmen.loggers.mlflow.MLFlowLogger", MLFLOW),
+    "CSVLogger": (CSVLogger, CSV), "DummyLogger": ("fulmen.loggers.logger.DummyLogger", {}), "MLFlowLogger": ("fulmen.loggers.mlflow.MLFlowLogger", MLFLOW),
     "SingleDeviceStrategy": (SingleDeviceStrategy, SINGLE_DEVICE), "DDPStrategy": (DDPStrategy, DDP),
 }
 

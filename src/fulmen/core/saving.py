@@ -1,14 +1,16 @@
-"""Reading checkpoints safely, re-instantiating modules from them, and `hparams.yaml` files."""
+"""Reading checkpoints safely, re-instantiating modules from them, and `hparams.yaml` / tags-csv files."""
 
 from __future__ import annotations
 
+import ast
+import csv
 import os
 from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
 
-def save_hparams_to_yaml(path: str | os.PathLike, hparams: Mapping[str, Any] | Namespace) -> None:
+def save_hparams_to_yaml(config_yaml: str | os.PathLike, hparams: Mapping[str, Any] | Namespace) -> None:
     """Write `hparams` as YAML; values YAML cannot represent are written as their `repr`."""
     import yaml
 
@@ -21,18 +23,61 @@ def save_hparams_to_yaml(path: str | os.PathLike, hparams: Mapping[str, Any] | N
             plain[key] = value
         except yaml.YAMLError:
             plain[key] = repr(value)
-    with open(path, "w") as file:
+    with open(config_yaml, "w") as file:
         yaml.safe_dump(plain, file)
 
 
-def load_hparams_from_yaml(path: str | os.PathLike) -> dict[str, Any]:
+def load_hparams_from_yaml(config_yaml: str | os.PathLike) -> dict[str, Any]:
     """Read an `hparams.yaml` file (safely: plain YAML types only)."""
     import yaml
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"hparams file not found: {os.fspath(path)}")
-    with open(path) as file:
+    if not os.path.isfile(config_yaml):
+        raise FileNotFoundError(f"hparams file not found: {os.fspath(config_yaml)}")
+    with open(config_yaml) as file:
         return yaml.safe_load(file) or {}
+
+
+def update_hparams(hparams: dict, updates: dict) -> None:
+    """Merge `updates` into `hparams` in place; nested dicts are merged key by key, other values replaced."""
+    for key, value in updates.items():
+        if key in hparams and isinstance(value, dict):
+            update_hparams(hparams[key], value)
+        else:
+            hparams[key] = value
+
+
+def save_hparams_to_tags_csv(tags_csv: str | os.PathLike, hparams: Mapping[str, Any] | Namespace) -> None:
+    """Write `hparams` as a two-column `key,value` CSV (the legacy tags format); the folder must exist."""
+    folder = os.path.dirname(os.fspath(tags_csv))
+    if folder and not os.path.isdir(folder):
+        raise RuntimeError(f"Missing folder: {folder}. Create it before saving hparams to {os.fspath(tags_csv)}.")
+    if isinstance(hparams, Namespace):
+        hparams = vars(hparams)
+    with open(tags_csv, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["key", "value"])
+        writer.writerows([key, value] for key, value in hparams.items())
+
+
+def load_hparams_from_tags_csv(tags_csv: str | os.PathLike) -> dict[str, Any]:
+    """Read a tags CSV written by `save_hparams_to_tags_csv`; values are parsed back with `convert`. A missing
+    file gives a RuntimeWarning and `{}` (as Lightning)."""
+    if not os.path.isfile(tags_csv):
+        from fulmen.utilities.rank_zero import rank_zero_warn
+
+        rank_zero_warn(f"Missing Tags: {os.fspath(tags_csv)}.", category=RuntimeWarning)
+        return {}
+    with open(tags_csv, newline="") as file:
+        rows = list(csv.reader(file))
+    return {row[0]: convert(row[1]) for row in rows[1:]}
+
+
+def convert(val: str) -> int | float | bool | str | Any:
+    """Parse `val` as a Python literal (`"3"` → 3, `"True"` → True, `"[1, 2]"` → [1, 2]); else return it as is."""
+    try:
+        return ast.literal_eval(val)
+    except (ValueError, SyntaxError):
+        return val
 
 
 CHECKPOINT_HYPER_PARAMS_KEY = "hyper_parameters"

@@ -30,8 +30,8 @@ class ExperimentWriter:
         self.hparams.update(params)
         self._hparams_written = False
 
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        row = {key: (value.item() if hasattr(value, "item") else value) for key, value in metrics.items()}
+    def log_metrics(self, metrics_dict: dict[str, Any], step: int | None = None) -> None:
+        row = {key: (value.item() if hasattr(value, "item") else value) for key, value in metrics_dict.items()}
         row["step"] = len(self.metrics) if step is None else step
         self.metrics.append(row)
 

@@ -85,8 +85,54 @@ def rank_zero_experiment(fn: Callable) -> Callable:
 
 
 class _DummyExperiment:
+    """An experiment whose every method accepts anything and does nothing (`experiment.add_image(...)`)."""
+
     def __getattr__(self, _: str) -> Callable:
         return lambda *args, **kwargs: None
+
+    def __getitem__(self, index: int) -> _DummyExperiment:
+        return self
+
+
+DummyExperiment = _DummyExperiment  # Lightning's public name
+
+
+class DummyLogger(Logger):
+    """A logger that accepts every call and records nothing: keeps user code that talks to `trainer.logger`
+    (or `self.logger.experiment`) working where logging is switched off."""
+
+    def __init__(self) -> None:
+        self._experiment = _DummyExperiment()
+
+    @property
+    def experiment(self) -> _DummyExperiment:
+        return self._experiment
+
+    def log_metrics(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log_hyperparams(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    @property
+    def name(self) -> str:
+        return ""
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    def __getitem__(self, index: int) -> DummyLogger:
+        return self  # `trainer.loggers[0]`-style code written against a list keeps working
+
+    def __getattr__(self, name: str) -> Callable:
+        if name.startswith("__"):  # copy/pickle probe dunders; answering them would break copying
+            raise AttributeError(name)
+
+        def method(*args: Any, **kwargs: Any) -> None:
+            return None
+
+        return method
 
 
 def next_version(root_dir: str) -> int:
