@@ -31,9 +31,19 @@ def _mps_available() -> bool:
 
 
 def resolve_accelerator(accelerator: Any) -> str:
-    """Map `accelerator` to "cpu", "cuda" or "mps"."""
+    """Map `accelerator` (a name or a `fulmen.accelerators.Accelerator`) to "cpu", "cuda" or "mps"."""
+    if not isinstance(accelerator, str) and _is_accelerator(accelerator):
+        name = accelerator.name()
+        if name not in ("cpu", "cuda", "mps"):
+            raise MisconfigurationException(f"`accelerator={type(accelerator).__name__}()` names the device kind "
+                                            f"{name!r}; fulmen runs on 'cpu', 'cuda' or 'mps'.")
+        if not accelerator.is_available():
+            raise MisconfigurationException(f"`accelerator={type(accelerator).__name__}()` was requested but "
+                                            f"{name} is not available; use `accelerator='cpu'` or 'auto'.")
+        return name
     if not isinstance(accelerator, str):
-        raise ValueError(f"`accelerator` must be one of {', '.join(ACCELERATORS)}; received {accelerator!r}.")
+        raise ValueError(f"`accelerator` must be one of {', '.join(ACCELERATORS)} or an Accelerator instance; "
+                         f"received {accelerator!r}.")
     name = accelerator.lower()
     if name not in ACCELERATORS:
         raise ValueError(
@@ -55,6 +65,19 @@ def resolve_accelerator(accelerator: Any) -> str:
         raise MisconfigurationException("`accelerator='mps'` was requested but MPS is not available; "
                                         "use `accelerator='cpu'` or 'auto'.")
     return name
+
+
+def _is_accelerator(value: Any) -> bool:
+    from fulmen.accelerators import Accelerator
+
+    return isinstance(value, Accelerator)
+
+
+def select_accelerator(accelerator: Any, root_device: torch.device) -> Any:
+    """The Accelerator object in use (`trainer.accelerator`): the one given, else the one of the root device."""
+    from fulmen.accelerators import accelerator_for
+
+    return accelerator if _is_accelerator(accelerator) else accelerator_for(root_device.type)
 
 
 def resolve_device_indices(devices: Any, device_type: str) -> list[int]:

@@ -177,6 +177,11 @@ class TrainerProperties:
         return os.fspath(directory) if directory is not None else self.default_root_dir
 
     @property
+    def accelerator(self) -> Any:
+        """The `fulmen.accelerators.Accelerator` in use (the one passed as `accelerator=`, else the device's)."""
+        return self._accelerator
+
+    @property
     def default_root_dir(self) -> str:
         return self._config.default_root_dir
 

@@ -21,7 +21,7 @@ from fulmen.loops.fit_loop import FitLoop
 from fulmen.loops.prediction_loop import PredictionLoop
 from fulmen.optimization.scheduler_stepping import FitLoopStepper
 from fulmen.results.metrics_router import MetricsRouter
-from fulmen.strategies.select import apply_determinism, apply_plugins, select_strategy
+from fulmen.strategies.select import apply_determinism, apply_plugins, select_accelerator, select_strategy
 from fulmen.trainer.checkpointing import Checkpointing
 from fulmen.trainer.config import TrainerConfig, reject_unimplemented
 from fulmen.trainer.data_source import DataSource
@@ -41,7 +41,7 @@ class Trainer(TrainerProperties):
     """Runs a LightningModule's training, validation, test and prediction loops (Lightning 2.x flags)."""
 
     def __init__(
-        self, *, accelerator: str = "auto", strategy: Any = "auto", devices: Any = "auto", num_nodes: int = 1,
+        self, *, accelerator: str | Any = "auto", strategy: Any = "auto", devices: Any = "auto", num_nodes: int = 1,
         precision: Any = None, logger: Any = None, callbacks: Any = None, fast_dev_run: int | bool = False,
         max_epochs: int | None = None, min_epochs: int | None = None, max_steps: int = -1,
         min_steps: int | None = None, max_time: Any = None, limit_train_batches: int | float | None = None,
@@ -63,6 +63,7 @@ class Trainer(TrainerProperties):
         self._config = TrainerConfig.from_flags(locals())
         self.strategy = select_strategy(accelerator, devices, strategy, num_nodes, precision)
         apply_plugins(self.strategy, plugins, sync_batchnorm)
+        self._accelerator = select_accelerator(accelerator, self.strategy.root_device)
         if barebones:
             enable_checkpointing = enable_progress_bar = enable_model_summary = False
             logger = False if logger is None else logger
