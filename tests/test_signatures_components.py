@@ -14,9 +14,9 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from fulmen.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, ModelSummary, TQDMProgressBar
 from fulmen.checkpoint_io import CheckpointIO
 from fulmen.loggers import CSVLogger, TensorBoardLogger
-from fulmen.precision import Precision
+from fulmen.plugins.environments import LightningEnvironment
+from fulmen.plugins.precision import HalfPrecision, MixedPrecision, Precision
 from fulmen.strategies import DDPStrategy, SingleDeviceStrategy
-from fulmen.strategies.cluster_environments import LightningEnvironment
 from fulmen.strategies.launchers import MultiprocessingLauncher
 from fulmen.trainer.state import TrainerFn
 from helpers.signature_probes import ScoreModule, fit, parameters_of, trainer_only
@@ -361,7 +361,35 @@ DDP = {
 }
 
 
+# -- plugins at Lightning's paths (Precision, DoublePrecision, TorchCheckpointIO and the accelerators take none) --
+
+
+def _trained_dtype(tmp, plugin):
+    module = TinyModule()
+    fit(tmp, module, plugins=[plugin])
+    return module.layer.weight.dtype
+
+
+MIXED_PRECISION = {
+    "precision": lambda tmp: fit(tmp, plugins=[MixedPrecision(precision="bf16-mixed", device="cpu")]).precision
+    == "bf16-mixed",
+    "device": lambda tmp: raises(RuntimeError, "'meta'", lambda: MixedPrecision("bf16-mixed", device="meta")
+                                 .forward_context()),  # autocast is asked for the device given
+    "scaler": lambda tmp: (lambda scaler: MixedPrecision("16-mixed", "cpu", scaler=scaler).scaler is scaler)(
+        torch.amp.GradScaler("cpu")),
+}
+HALF_PRECISION = {"precision": lambda tmp: _trained_dtype(tmp, HalfPrecision(precision="bf16-true")) == torch.bfloat16}
+LIGHTNING_ENVIRONMENT = {
+    "num_nodes": lambda tmp: LightningEnvironment(num_nodes=2).world_size() == 2,
+    "devices_per_node": lambda tmp: LightningEnvironment(devices_per_node=3).world_size() == 3,
+}
+
+
 TABLES = {
+    "MixedPrecision": (MixedPrecision, MIXED_PRECISION), "HalfPrecision": (HalfPrecision, HALF_PRECISION),
+    "LightningEnvironment": (LightningEnvironment, LIGHTNING_ENVIRONMENT),
+    "TorchElasticEnvironment": ("fulmen.plugins.environments.TorchElasticEnvironment", {}),
+    "SLURMEnvironment": ("fulmen.plugins.environments.SLURMEnvironment", {}),
     "ModelCheckpoint": (ModelCheckpoint, MODEL_CHECKPOINT), "EarlyStopping": (EarlyStopping, EARLY_STOPPING),
     "LearningRateMonitor": (LearningRateMonitor, LR_MONITOR), "TQDMProgressBar": (TQDMProgressBar, PROGRESS_BAR),
     "ModelSummary": (ModelSummary, MODEL_SUMMARY), "TensorBoardLogger": (TensorBoardLogger, TENSORBOARD),

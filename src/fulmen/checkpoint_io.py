@@ -60,6 +60,13 @@ class CheckpointIO:
         with _ignore_missing():
             os.remove(path)
 
+    def teardown(self) -> None:
+        """Called when the strategy tears down after each run; override to release what the IO holds."""
+
+
+class TorchCheckpointIO(CheckpointIO):
+    """Lightning's name for the default CheckpointIO: `torch.save`/`torch.load` on the local filesystem."""
+
 
 class _WriteErrorRecorder:
     """Passes writes through to `file` and remembers the OS error of a failed one."""

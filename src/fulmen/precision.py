@@ -23,7 +23,7 @@ PRECISION_NAMES = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "b
 class Precision:
     """Full float32 precision: nothing is converted and nothing is scaled."""
 
-    name = "32-true"
+    precision = "32-true"  # the `Trainer(precision=...)` name this plugin implements
 
     def convert_module(self, module: nn.Module) -> nn.Module:
         return module
@@ -61,7 +61,7 @@ class Precision:
 class DoublePrecision(Precision):
     """Parameters and floating inputs in float64."""
 
-    name = "64-true"
+    precision = "64-true"
     _dtype = torch.float64
 
     def convert_module(self, module: nn.Module) -> nn.Module:
@@ -76,24 +76,36 @@ class DoublePrecision(Precision):
 
 
 class HalfPrecision(DoublePrecision):
-    """Parameters and floating inputs in float16 or bfloat16 ("16-true", "bf16-true")."""
+    """Parameters and floating inputs in float16 or bfloat16 (`precision="16-true"` or `"bf16-true"`)."""
 
-    def __init__(self, dtype: torch.dtype) -> None:
-        self._dtype = dtype
-        self.name = "bf16-true" if dtype == torch.bfloat16 else "16-true"
+    def __init__(self, precision: str = "16-true") -> None:
+        if precision not in ("16-true", "bf16-true"):
+            raise ValueError(f"`HalfPrecision(precision={precision!r})` is not supported; use '16-true' or "
+                             "'bf16-true'.")
+        self.precision = precision
+        self._dtype = torch.bfloat16 if precision == "bf16-true" else torch.float16
 
 
 class MixedPrecision(Precision):
-    """Autocast the forward pass; with float16 on CUDA, scale the loss with a GradScaler."""
+    """Autocast the forward pass on `device` ("cuda", "cpu", ...); "16-mixed" scales the loss with a GradScaler
+    (`scaler`, or a new one), "bf16-mixed" needs none."""
 
-    def __init__(self, name: str, device_type: str) -> None:
-        self.name = name
-        self._device_type = device_type
-        self._dtype = torch.bfloat16 if name == "bf16-mixed" else torch.float16
-        self.scaler = torch.amp.GradScaler(device_type) if name == "16-mixed" else None
+    def __init__(self, precision: str, device: str, scaler: torch.amp.GradScaler | None = None) -> None:
+        if precision not in ("16-mixed", "bf16-mixed"):
+            raise ValueError(f"`MixedPrecision(precision={precision!r})` is not supported; use '16-mixed' or "
+                             "'bf16-mixed'.")
+        if scaler is not None and precision == "bf16-mixed":
+            raise MisconfigurationException(f"`precision='bf16-mixed'` does not use a scaler, found {scaler}; "
+                                            "pass `scaler=None` or use '16-mixed'.")
+        self.precision = precision
+        self.device = device
+        self._dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
+        if scaler is None and precision == "16-mixed":
+            scaler = torch.amp.GradScaler(device)
+        self.scaler = scaler
 
     def forward_context(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self._device_type, dtype=self._dtype)
+        return torch.autocast(self.device, dtype=self._dtype)
 
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
         return self.scaler.scale(loss) if self.scaler is not None else loss
@@ -144,10 +156,8 @@ def select_precision(value: Any, device_type: str) -> Precision:
         return Precision()
     if name == "64-true":
         return DoublePrecision()
-    if name == "16-true":
-        return HalfPrecision(torch.float16)
-    if name == "bf16-true":
-        return HalfPrecision(torch.bfloat16)
+    if name in ("16-true", "bf16-true"):
+        return HalfPrecision(name)
     if name == "16-mixed" and device_type == "cpu":
         rank_zero_warn("`precision='16-mixed'` (float16 autocast with loss scaling) needs a CUDA device; on CPU "
                        "fulmen uses `precision='bf16-mixed'` instead, as Lightning does.")

@@ -63,6 +63,6 @@ def test_known_ddp_keywords_reach_distributed_data_parallel():
 
 @pytest.mark.parametrize("strategy_class", [DDPStrategy, SingleDeviceStrategy])
 def test_accelerator_objects_are_not_supported(strategy_class):
-    with pytest.raises(NotImplementedError, match="fulmen has no Accelerator objects"):
+    with pytest.raises(NotImplementedError, match="strategies take no Accelerator"):
         strategy_class(accelerator="cuda")
     assert strategy_class(accelerator=None).root_device == torch.device("cpu")

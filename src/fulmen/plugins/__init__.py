@@ -1,5 +1,9 @@
-"""Plugins (Lightning's `lightning.pytorch.plugins` path): layer synchronisation."""
+"""Plugins (Lightning's `lightning.pytorch.plugins` path): checkpoint IO, precision and layer synchronisation;
+cluster environments are in `fulmen.plugins.environments`."""
 
+from fulmen.plugins.io import CheckpointIO, TorchCheckpointIO
 from fulmen.plugins.layer_sync import LayerSync, TorchSyncBatchNorm
+from fulmen.plugins.precision import DoublePrecision, HalfPrecision, MixedPrecision, Precision
 
-__all__ = ["LayerSync", "TorchSyncBatchNorm"]
+__all__ = ["CheckpointIO", "DoublePrecision", "HalfPrecision", "LayerSync", "MixedPrecision", "Precision",
+           "TorchCheckpointIO", "TorchSyncBatchNorm"]

@@ -62,6 +62,9 @@ class TorchElasticEnvironment(ClusterEnvironment):
 
     creates_processes_externally = True
 
+    def __init__(self) -> None:  # torchrun states every size and rank: nothing to configure
+        super().__init__()
+
     @staticmethod
     def detect() -> bool:
         required = ("RANK", "GROUP_RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
@@ -94,6 +97,9 @@ class SLURMEnvironment(ClusterEnvironment):
     """Started by `srun`: ranks from SLURM_PROCID/SLURM_LOCALID/SLURM_NODEID, address from the node list."""
 
     creates_processes_externally = True
+
+    def __init__(self) -> None:  # SLURM states every size and rank: nothing to configure
+        super().__init__()
 
     @staticmethod
     def detect() -> bool:
@@ -159,7 +165,7 @@ def detect_environment(num_nodes: int, devices_per_node: int) -> ClusterEnvironm
     """torchrun first, then SLURM, else fulmen's own launcher."""
     for kind in (TorchElasticEnvironment, SLURMEnvironment):
         if kind.detect():
-            return kind(num_nodes, devices_per_node)
+            return kind()
     return LightningEnvironment(num_nodes, devices_per_node)
 
 

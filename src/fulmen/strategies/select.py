@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 from fulmen.precision import select_precision
-from fulmen.strategies.cluster_environments import detect_environment
+from fulmen.strategies.cluster_environments import ClusterEnvironment
+from fulmen.strategies.cluster_environments import detect_environment as detect_from_launcher
 from fulmen.strategies.single_device import SingleDeviceStrategy
 from fulmen.strategies.strategy import Strategy
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -118,11 +119,30 @@ def resolve_device_indices(devices: Any, device_type: str) -> list[int]:
     return indices
 
 
+def plugin_environment(plugins: Any) -> ClusterEnvironment | None:
+    """The ClusterEnvironment among `Trainer(plugins=...)`, if any (at most one)."""
+    found = [plugin for plugin in _as_list(plugins) if isinstance(plugin, ClusterEnvironment)]
+    if len(found) > 1:
+        raise MisconfigurationException(f"`plugins` holds {len(found)} cluster environments "
+                                        f"({', '.join(type(env).__name__ for env in found)}); pass only one.")
+    return found[0] if found else None
+
+
+def _as_list(plugins: Any) -> list[Any]:
+    return list(plugins) if isinstance(plugins, (list, tuple)) else [plugins] if plugins is not None else []
+
+
 def select_strategy(accelerator: Any = "auto", devices: Any = "auto", strategy: Any = "auto",
-                    num_nodes: int = 1, precision: Any = None) -> Strategy:
-    """Build the Strategy (with its Precision) that `Trainer(...)` flags describe."""
+                    num_nodes: int = 1, precision: Any = None,
+                    cluster_environment: ClusterEnvironment | None = None) -> Strategy:
+    """Build the Strategy (with its Precision) that `Trainer(...)` flags describe; `cluster_environment` (from
+    `plugins`) replaces the detected one."""
     device_type = resolve_accelerator(accelerator)
     indices = resolve_device_indices(devices, device_type)
+
+    def detect_environment(num_nodes: int, devices_per_node: int) -> ClusterEnvironment:
+        return cluster_environment or detect_from_launcher(num_nodes, devices_per_node)
+
     if isinstance(strategy, Strategy):
         configure = getattr(strategy, "configure_from_trainer_flags", None)
         if configure is not None:  # a DDPStrategy(...) instance still takes its devices from the Trainer
@@ -160,13 +180,16 @@ def select_strategy(accelerator: Any = "auto", devices: Any = "auto", strategy: 
 
 def apply_plugins(strategy: Strategy, plugins: Any, sync_batchnorm: bool = False) -> None:
     """Install `Trainer(plugins=..., sync_batchnorm=...)`: a CheckpointIO (where checkpoints are stored), a
-    Precision, and/or a LayerSync (`sync_batchnorm=True` is `TorchSyncBatchNorm`)."""
+    Precision, and/or a LayerSync (`sync_batchnorm=True` is `TorchSyncBatchNorm`). A ClusterEnvironment was
+    already given to `select_strategy` (see `plugin_environment`)."""
     from fulmen.checkpoint_io import CheckpointIO
     from fulmen.plugins.layer_sync import LayerSync, TorchSyncBatchNorm
     from fulmen.precision import Precision
 
     layer_sync: LayerSync | None = TorchSyncBatchNorm() if sync_batchnorm else None
-    for plugin in plugins if isinstance(plugins, (list, tuple)) else [plugins] if plugins is not None else []:
+    for plugin in _as_list(plugins):
+        if isinstance(plugin, ClusterEnvironment):
+            continue
         if isinstance(plugin, CheckpointIO):
             strategy.checkpoint_io = plugin
         elif isinstance(plugin, Precision):
@@ -179,8 +202,8 @@ def apply_plugins(strategy: Strategy, plugins: Any, sync_batchnorm: bool = False
                 )
             layer_sync = plugin
         else:
-            raise TypeError(f"`plugins` holds {type(plugin).__name__}; fulmen accepts `fulmen.checkpoint_io.CheckpointIO`"
-                            ", `fulmen.precision.Precision` and `fulmen.plugins.LayerSync` instances.")
+            raise TypeError(f"`plugins` holds {type(plugin).__name__}; fulmen accepts CheckpointIO, Precision, "
+                            "LayerSync and ClusterEnvironment instances (from `fulmen.plugins`).")
     if layer_sync is not None:
         strategy.set_layer_sync(layer_sync)
 

@@ -24,3 +24,4 @@ class SingleDeviceStrategy(Strategy):
     def teardown(self) -> None:
         if self.root_device.type == "cuda":
             torch.cuda.empty_cache()
+        super().teardown()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from fulmen.checkpoint_io import CheckpointIO
+from fulmen.checkpoint_io import CheckpointIO, TorchCheckpointIO
 from fulmen.precision import Precision
 from fulmen.utilities.apply_func import move_data_to_device
 
@@ -29,7 +29,7 @@ class Strategy:
                  checkpoint_io: CheckpointIO | None = None) -> None:
         self._root_device = torch.device(device)
         self.precision_plugin = precision or Precision()
-        self.checkpoint_io = checkpoint_io or CheckpointIO()
+        self.checkpoint_io = checkpoint_io or TorchCheckpointIO()
         self._module: LightningModule | None = None
         # Set at the start of fit by `connect_optimization` (Lightning's strategy holds its optimizers too).
         self.lightning_optimizers: list[Any] = []
@@ -159,12 +159,13 @@ class Strategy:
 
     def teardown(self) -> None:
         """Release devices and process groups; the module stays where it is."""
+        self.checkpoint_io.teardown()
 
 
 def reject_accelerator_object(accelerator: Any, strategy_name: str) -> None:
-    """fulmen has no Accelerator objects: the Trainer's `accelerator` flag chooses the device type."""
+    """Strategies take no Accelerator object: the Trainer's `accelerator` flag chooses the device type."""
     if accelerator is not None:
         raise NotImplementedError(
-            f"`{strategy_name}(accelerator={accelerator!r})` is not supported: fulmen has no Accelerator objects. "
-            "Choose the device with `Trainer(accelerator='cpu'|'cuda'|'mps', devices=...)` instead."
+            f"`{strategy_name}(accelerator={accelerator!r})` is not supported: fulmen strategies take no Accelerator. "
+            "Choose the device with `Trainer(accelerator='cpu'|'cuda'|'mps' or an Accelerator, devices=...)` instead."
         )

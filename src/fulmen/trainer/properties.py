@@ -261,7 +261,7 @@ class TrainerProperties:
 
     @property
     def precision(self) -> str:
-        return self.strategy.precision_plugin.name
+        return self.strategy.precision_plugin.precision
 
     world_size = _FromStrategy()
     global_rank = _FromStrategy()

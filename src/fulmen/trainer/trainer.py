@@ -21,7 +21,7 @@ from fulmen.loops.fit_loop import FitLoop
 from fulmen.loops.prediction_loop import PredictionLoop
 from fulmen.optimization.scheduler_stepping import FitLoopStepper
 from fulmen.results.metrics_router import MetricsRouter
-from fulmen.strategies.select import apply_determinism, apply_plugins, select_accelerator, select_strategy
+from fulmen.strategies.select import apply_determinism, apply_plugins, plugin_environment, select_accelerator, select_strategy
 from fulmen.trainer.checkpointing import Checkpointing
 from fulmen.trainer.config import TrainerConfig, reject_unimplemented
 from fulmen.trainer.data_source import DataSource
@@ -61,7 +61,8 @@ class Trainer(TrainerProperties):
         reject_unimplemented(profiler=profiler, model_registry=model_registry)
         # The signature above is the one place flag defaults live: the config picks its flags from the arguments.
         self._config = TrainerConfig.from_flags(locals())
-        self.strategy = select_strategy(accelerator, devices, strategy, num_nodes, precision)
+        self.strategy = select_strategy(accelerator, devices, strategy, num_nodes, precision,
+                                        plugin_environment(plugins))
         apply_plugins(self.strategy, plugins, sync_batchnorm)
         self._accelerator = select_accelerator(accelerator, self.strategy.root_device)
         if barebones:
