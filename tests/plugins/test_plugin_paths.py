@@ -149,3 +149,33 @@ def test_torchelastic_environment_plugin_reads_torchrun_ranks(tmp_path, no_launc
         monkeypatch.setenv(key, value)
     trainer = _trainer(tmp_path, devices=2, num_nodes=2, plugins=[TorchElasticEnvironment()])
     assert (trainer.world_size, trainer.global_rank, trainer.local_rank, trainer.node_rank) == (4, 3, 1, 1)
+
+
+def test_lightning_environment_reports_the_ranks_the_strategy_uses(tmp_path, no_launcher_env, monkeypatch):
+    from fulmen.plugins.environments import LightningEnvironment
+
+    environment = LightningEnvironment()
+    trainer = _trainer(tmp_path, devices=3, strategy="ddp", plugins=[environment])
+    assert (environment.world_size(), environment.global_rank()) == (3, 0) == (trainer.world_size,
+                                                                                trainer.global_rank)
+    monkeypatch.setenv("LOCAL_RANK", "2")  # a process fulmen's launcher started
+    environment = LightningEnvironment()
+    trainer = _trainer(tmp_path, devices=3, strategy="ddp", plugins=[environment])
+    assert environment.global_rank() == 2 == trainer.global_rank and environment.world_size() == 3
+
+    environment.set_world_size(8)
+    environment.set_global_rank(5)
+    assert environment.world_size() == 8 and environment.global_rank() == 5
+
+
+def test_launcher_environments_refuse_other_ranks(no_launcher_env, monkeypatch):
+    from fulmen.plugins.environments import TorchElasticEnvironment
+
+    for key, value in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "GROUP_RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    environment = TorchElasticEnvironment()
+    environment.set_world_size(2)  # what torchrun said: fine
+    with pytest.raises(ValueError, match="world size is 2"):
+        environment.set_world_size(4)
+    with pytest.raises(ValueError, match="global rank is 1"):
+        environment.set_global_rank(0)

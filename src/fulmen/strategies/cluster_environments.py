@@ -19,16 +19,30 @@ class ClusterEnvironment:
     def __init__(self, num_nodes: int = 1, devices_per_node: int = 1) -> None:
         self._num_nodes = num_nodes
         self._devices_per_node = devices_per_node
+        self._world_size: int | None = None  # set by the strategy (`set_world_size`) once it knows the job
+        self._global_rank: int | None = None
 
     @staticmethod
     def detect() -> bool:
         return False
 
     def world_size(self) -> int:
+        if self._world_size is not None:
+            return self._world_size
         return int(os.environ.get("WORLD_SIZE", self._num_nodes * self._devices_per_node))
 
+    def set_world_size(self, size: int) -> None:
+        """Record the job's world size (the strategy calls this when fulmen itself starts the processes)."""
+        self._world_size = size
+
     def global_rank(self) -> int:
+        if self._global_rank is not None:
+            return self._global_rank
         return self.node_rank() * self._devices_per_node + self.local_rank()
+
+    def set_global_rank(self, rank: int) -> None:
+        """Record this process's global rank (the strategy calls this when fulmen itself starts the processes)."""
+        self._global_rank = rank
 
     def local_rank(self) -> int:
         return int(os.environ.get("LOCAL_RANK", 0))
@@ -65,6 +79,12 @@ class TorchElasticEnvironment(ClusterEnvironment):
     def __init__(self) -> None:  # torchrun states every size and rank: nothing to configure
         super().__init__()
 
+    def set_world_size(self, size: int) -> None:
+        _launcher_decides("TorchElasticEnvironment", "world size", size, self.world_size())
+
+    def set_global_rank(self, rank: int) -> None:
+        _launcher_decides("TorchElasticEnvironment", "global rank", rank, self.global_rank())
+
     @staticmethod
     def detect() -> bool:
         required = ("RANK", "GROUP_RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
@@ -100,6 +120,12 @@ class SLURMEnvironment(ClusterEnvironment):
 
     def __init__(self) -> None:  # SLURM states every size and rank: nothing to configure
         super().__init__()
+
+    def set_world_size(self, size: int) -> None:
+        _launcher_decides("SLURMEnvironment", "world size", size, self.world_size())
+
+    def set_global_rank(self, rank: int) -> None:
+        _launcher_decides("SLURMEnvironment", "global rank", rank, self.global_rank())
 
     @staticmethod
     def detect() -> bool:
@@ -148,6 +174,14 @@ class SLURMEnvironment(ClusterEnvironment):
             return int(os.environ["MASTER_PORT"])
         # Same on every node without communication: derived from the job id.
         return 10000 + int(os.environ.get("SLURM_JOB_ID", "0")[-4:] or 0) % 5000
+
+
+def _launcher_decides(kind: str, what: str, asked: int, stated: int) -> None:
+    """torchrun and SLURM state sizes and ranks themselves: a different value cannot be set (Lightning's
+    environments ignore it; fulmen says so)."""
+    if asked != stated:
+        raise ValueError(f"{kind}: the {what} is {stated}, as the launcher started the job; it cannot be set to "
+                         f"{asked}. Start the job with the sizes you want instead.")
 
 
 def first_host(nodelist: str) -> str:

@@ -62,6 +62,7 @@ class DDPStrategy(Strategy):
         super().__init__(self.parallel_devices[0], precision_plugin, checkpoint_io)
         self._ddp_model: DistributedDataParallel | None = None
         self._choose_launcher()
+        self._share_ranks_with_environment()
 
     def configure_from_trainer_flags(self, devices: list[torch.device], num_nodes: int,
                                      environment: ClusterEnvironment, precision: Precision) -> None:
@@ -75,6 +76,13 @@ class DDPStrategy(Strategy):
         if not self._precision_given:
             self.precision_plugin = precision
         self._choose_launcher()
+        self._share_ranks_with_environment()
+
+    def _share_ranks_with_environment(self) -> None:
+        # With fulmen's own launcher the flags decide the ranks; the environment then reports the same ones.
+        if not self._ranks_from_launcher:
+            self.cluster_environment.set_world_size(self.world_size)
+            self.cluster_environment.set_global_rank(self.global_rank)
 
     def _choose_launcher(self) -> None:
         start_method = self._start_method
@@ -142,6 +150,7 @@ class DDPStrategy(Strategy):
     def setup_environment(self) -> None:
         """Join the process group (once per process) and make rank-zero-only helpers know our rank."""
         self.cluster_environment.validate_settings(self.num_processes, self.num_nodes)
+        self._share_ranks_with_environment()  # a started process knows its LOCAL_RANK only now
         rank_zero_only.rank = self.global_rank
         if self.root_device.type == "cuda":
             torch.cuda.set_device(self.root_device)
