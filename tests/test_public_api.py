@@ -66,6 +66,7 @@ def test_utilities_package():
 
 
 def test_subpackages_are_reachable_as_attributes():
+    assert L.accelerators.CPUAccelerator.is_available() and L.plugins.Precision().precision == "32-true"
     assert L.callbacks.ModelSummary is not None
     assert L.loggers.CSVLogger is not None
     assert L.strategies.Strategy is not None

@@ -18,7 +18,8 @@ _LAZY = {
     "Callback": "fulmen.callbacks.callback",
     "seed_everything": "fulmen.utilities.seed",
 }
-_SUBPACKAGES = ("callbacks", "loggers", "strategies", "utilities", "core", "trainer", "loops", "results")
+_SUBPACKAGES = ("accelerators", "callbacks", "loggers", "plugins", "strategies", "utilities", "core", "trainer", "loops",
+                "results")
 
 __all__ = ["Callback", "LightningDataModule", "LightningModule", "Trainer", "seed_everything", "__version__"]
 
