@@ -2,7 +2,13 @@
 
 from fulmen.utilities.apply_func import apply_to_collection, move_data_to_device
 from fulmen.utilities.exceptions import MisconfigurationException
-from fulmen.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_only, rank_zero_warn
+from fulmen.utilities.rank_zero import (
+    rank_zero_debug,
+    rank_zero_deprecation,
+    rank_zero_info,
+    rank_zero_only,
+    rank_zero_warn,
+)
 from fulmen.utilities.seed import seed_everything
 
 __all__ = [
@@ -10,6 +16,7 @@ __all__ = [
     "apply_to_collection",
     "move_data_to_device",
     "rank_zero_debug",
+    "rank_zero_deprecation",
     "rank_zero_info",
     "rank_zero_only",
     "rank_zero_warn",
