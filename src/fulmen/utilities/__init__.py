@@ -2,6 +2,7 @@
 
 from fulmen.utilities.apply_func import apply_to_collection, move_data_to_device
 from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.lazy_exports import lazy_exports
 from fulmen.utilities.rank_zero import (
     rank_zero_debug,
     rank_zero_deprecation,
@@ -12,8 +13,11 @@ from fulmen.utilities.rank_zero import (
 from fulmen.utilities.seed import seed_everything
 
 __all__ = [
+    "AttributeDict",
     "MisconfigurationException",
     "apply_to_collection",
+    "grad_norm",
+    "is_picklable",
     "move_data_to_device",
     "rank_zero_debug",
     "rank_zero_deprecation",
@@ -22,3 +26,8 @@ __all__ = [
     "rank_zero_warn",
     "seed_everything",
 ]
+
+# Loaded on first use, so importing fulmen.utilities stays cheap.
+__getattr__, __dir__ = lazy_exports(__name__, {"AttributeDict": "fulmen.utilities.parsing",
+                                               "grad_norm": "fulmen.utilities.grads",
+                                               "is_picklable": "fulmen.utilities.parsing"})
