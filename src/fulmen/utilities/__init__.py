@@ -16,6 +16,8 @@ __all__ = [
     "AttributeDict",
     "MisconfigurationException",
     "apply_to_collection",
+    "disable_possible_user_warnings",
+    "find_shared_parameters",
     "grad_norm",
     "is_picklable",
     "move_data_to_device",
@@ -25,9 +27,13 @@ __all__ = [
     "rank_zero_only",
     "rank_zero_warn",
     "seed_everything",
+    "set_shared_parameters",
 ]
 
 # Loaded on first use, so importing fulmen.utilities stays cheap.
 __getattr__, __dir__ = lazy_exports(__name__, {"AttributeDict": "fulmen.utilities.parsing",
                                                "grad_norm": "fulmen.utilities.grads",
-                                               "is_picklable": "fulmen.utilities.parsing"})
+                                               "is_picklable": "fulmen.utilities.parsing",
+                                               "disable_possible_user_warnings": "fulmen.utilities.warnings",
+                                               "find_shared_parameters": "fulmen.utilities.parameter_tying",
+                                               "set_shared_parameters": "fulmen.utilities.parameter_tying"})

@@ -5,3 +5,11 @@ from __future__ import annotations
 
 class PossibleUserWarning(UserWarning):
     """A setting that is allowed but probably not what the user meant (filter it like any UserWarning)."""
+
+
+def disable_possible_user_warnings(module: str = "") -> None:
+    """Ignore `PossibleUserWarning`s, from every module or only those whose name matches the regex `module`
+    (the module a warning is attributed to); use `warnings.filterwarnings` for finer control."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=PossibleUserWarning, module=module)
