@@ -14,6 +14,8 @@ from fulmen.utilities.seed import seed_everything
 
 __all__ = [
     "AttributeDict",
+    "GradClipAlgorithmType",
+    "LightningEnum",
     "MisconfigurationException",
     "apply_to_collection",
     "disable_possible_user_warnings",
@@ -36,4 +38,6 @@ __getattr__, __dir__ = lazy_exports(__name__, {"AttributeDict": "fulmen.utilitie
                                                "is_picklable": "fulmen.utilities.parsing",
                                                "disable_possible_user_warnings": "fulmen.utilities.warnings",
                                                "find_shared_parameters": "fulmen.utilities.parameter_tying",
-                                               "set_shared_parameters": "fulmen.utilities.parameter_tying"})
+                                               "set_shared_parameters": "fulmen.utilities.parameter_tying",
+                                               "GradClipAlgorithmType": "fulmen.utilities.enums",
+                                               "LightningEnum": "fulmen.utilities.enums"})
