@@ -3,6 +3,8 @@
 Behaviour (which holder wins, what is set where) was compared with Lightning 2.6.6 on the same script.
 """
 
+import inspect
+
 import pytest
 import torch
 
@@ -13,6 +15,8 @@ from fulmen.demos.boring_classes import BoringDataModule, BoringModel
 from fulmen.utilities.parsing import (
     AttributeDict,
     clean_namespace,
+    collect_init_args,
+    get_init_args,
     is_picklable,
     lightning_getattr,
     lightning_hasattr,
@@ -95,3 +99,44 @@ def test_lightning_attribute_helpers_raise_for_unknown_names():
     for call in (lambda: lightning_getattr(model, "nope"), lambda: lightning_setattr(model, "nope", 1)):
         with pytest.raises(AttributeError, match="nope is neither stored in the model namespace"):
             call()
+
+
+class RecordsInitArgs:
+    seen = {}
+
+    def __init__(self, a, *args, b=2, **kwargs):
+        super().__init__()
+        frame = inspect.currentframe()
+        self.seen.update(get=get_init_args(frame), collect=collect_init_args(frame, []),
+                         only_child=collect_init_args(frame, [], classes=(ChildRecordsInitArgs,)),
+                         other=collect_init_args(frame, [], classes=(int,)))
+
+
+class ChildRecordsInitArgs(RecordsInitArgs):
+    def __init__(self, c, d=4, **extra):
+        super().__init__(c * 10, 5, 6, b=d, z=9)
+
+
+class BuildsAChild:
+    def __init__(self, q):
+        super().__init__()
+        self.child = ChildRecordsInitArgs(q)
+
+
+def test_get_init_args_and_collect_init_args_walk_the_constructor_chain():
+    BuildsAChild(7)
+    seen = RecordsInitArgs.seen
+    assert seen["get"] == {"a": 70, "b": 4, "z": 9}  # **kwargs merged in; self and *args left out
+    # Innermost constructor first, the outermost call last; values as that constructor received them.
+    assert seen["collect"] == [{"a": 70, "b": 4, "z": 9}, {"c": 7, "d": 4}, {"q": 7}]
+    assert seen["only_child"] == [{"a": 70, "b": 4, "z": 9}, {"c": 7, "d": 4}]
+    assert seen["other"] == []
+
+
+def test_get_init_args_is_empty_outside_a_class_init():
+    class WithoutSuper:
+        def __init__(self, x):
+            self.args = get_init_args(inspect.currentframe())
+
+    assert WithoutSuper(1).args == {}  # no `__class__` cell: Lightning reads only `__init__`s that use super()
+    assert get_init_args(inspect.currentframe()) == {}

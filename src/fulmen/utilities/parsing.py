@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import types
 from collections.abc import MutableMapping
 from typing import Any
 
 from fulmen.core.hparams import AttributeDict
 from fulmen.utilities.rank_zero import rank_zero_warn
 
-__all__ = ["AttributeDict", "clean_namespace", "is_picklable", "lightning_getattr", "lightning_hasattr",
-           "lightning_setattr", "parse_class_init_keys"]
+__all__ = ["AttributeDict", "clean_namespace", "collect_init_args", "get_init_args", "is_picklable",
+           "lightning_getattr", "lightning_hasattr", "lightning_setattr", "parse_class_init_keys"]
 
 
 def is_picklable(obj: object) -> bool:
@@ -43,6 +44,41 @@ def parse_class_init_keys(cls: type) -> tuple[str, str | None, str | None]:
         return next((param.name for param in params if param.kind == kind), None)
 
     return params[0].name, first_of(inspect.Parameter.VAR_POSITIONAL), first_of(inspect.Parameter.VAR_KEYWORD)
+
+
+def _frame_init_args(frame: types.FrameType) -> tuple[Any, dict[str, Any]]:
+    """`(self, arguments)` of the `__init__` running in `frame`, or `(None, {})` when `frame` is not a class's
+    `__init__` that refers to its class (as `super()` does)."""
+    local_vars = frame.f_locals
+    if "__class__" not in local_vars or frame.f_code.co_name != "__init__":
+        return None, {}
+    cls = local_vars["__class__"]
+    self_name, args_name, kwargs_name = parse_class_init_keys(cls)
+    arguments = {name: local_vars[name] for name in inspect.signature(cls.__init__).parameters}
+    if kwargs_name:
+        arguments.update(arguments.get(kwargs_name, {}))  # **kwargs count as arguments of their own
+    excluded = {self_name, args_name, kwargs_name, "__class__", "frame", "frame_args"}
+    return local_vars.get(self_name), {key: value for key, value in arguments.items() if key not in excluded}
+
+
+def get_init_args(frame: types.FrameType) -> dict[str, Any]:
+    """The arguments of the `__init__` running in `frame` (`**kwargs` merged in; `self`, `*args` left out)."""
+    return _frame_init_args(frame)[1]
+
+
+def collect_init_args(frame: types.FrameType, path_args: list[dict[str, Any]], inside: bool = False,
+                      classes: tuple[type, ...] = ()) -> list[dict[str, Any]]:
+    """Append to `path_args` the arguments of each `__init__` in the chain of constructor calls that runs in
+    `frame` and the frames above it (only of instances of `classes`, if given), most specific class last."""
+    while isinstance(frame.f_back, types.FrameType):
+        instance, arguments = _frame_init_args(frame)
+        if "__class__" in frame.f_locals and (not classes or isinstance(instance, classes)):
+            path_args.append(arguments)
+            inside = True
+        elif inside:
+            break  # the chain of constructors has ended
+        frame = frame.f_back
+    return path_args
 
 
 def _holders(model: Any, attribute: str) -> list[Any]:
