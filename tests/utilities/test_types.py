@@ -36,7 +36,8 @@ def test_scheduler_aliases_cover_both_scheduler_families():
 
 
 def test_step_output_and_dataloader_aliases():
-    assert set(typing.get_args(types.STEP_OUTPUT)) == {torch.Tensor, collections.abc.Mapping[str, typing.Any], type(None)}
+    expected = {torch.Tensor, collections.abc.Mapping[str, typing.Any], type(None)}
+    assert set(typing.get_args(types.STEP_OUTPUT)) == expected
     assert types.TRAIN_DATALOADERS is typing.Any and types.EVAL_DATALOADERS is typing.Any
 
 

@@ -2,5 +2,7 @@
 
 from fulmen.utilities.lazy_exports import lazy_exports
 
+__all__ = ["BoringDataModule", "BoringModel", "DemoModel"]
+
 _BORING = "fulmen.demos.boring_classes"
-__getattr__, __dir__ = lazy_exports(__name__, {"BoringModel": _BORING, "BoringDataModule": _BORING, "DemoModel": _BORING})
+__getattr__, __dir__ = lazy_exports(__name__, {name: _BORING for name in __all__})

@@ -19,6 +19,10 @@ from fulmen.core.module import LightningModule
 from fulmen.utilities.apply_func import apply_to_collection
 from fulmen.utilities.types import STEP_OUTPUT
 
+__all__ = ["BoringDataModule", "BoringDataModuleNoLen", "BoringModel", "DemoModel", "IterableBoringDataModule",
+           "ManualOptimBoringModel", "Net", "RandomDataset", "RandomDictDataset", "RandomIterableDataset",
+           "RandomIterableDatasetWithLen"]
+
 
 class RandomDataset(Dataset):
     """`length` random vectors of `size` features, drawn once (`torch.randn`) when the dataset is built."""

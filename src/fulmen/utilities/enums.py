@@ -6,6 +6,8 @@ import warnings
 from enum import Enum
 from typing import Literal
 
+__all__ = ["GradClipAlgorithmType", "LightningEnum"]
+
 _Source = Literal["key", "value", "any"]
 
 

@@ -6,6 +6,8 @@ import torch
 from torch import Tensor
 from torch.nn import Module
 
+__all__ = ["grad_norm"]
+
 
 def grad_norm(module: Module, norm_type: float | int | str, group_separator: str = "/") -> dict[str, Tensor]:
     """The `norm_type`-norm of each parameter's gradient, and of all gradients together.

@@ -10,6 +10,9 @@ from torch import Tensor
 
 from fulmen.utilities.apply_func import apply_to_collection
 
+__all__ = ["garbage_collection_cuda", "is_cuda_out_of_memory", "is_cudnn_snafu", "is_oom_error", "is_out_of_cpu_memory",
+           "recursive_detach"]
+
 
 def recursive_detach(in_dict: Any, to_cpu: bool = False) -> Any:
     """`in_dict` (any nesting of dicts, lists, tuples) with every tensor detached, and moved to the CPU if

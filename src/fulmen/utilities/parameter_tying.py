@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+__all__ = ["find_shared_parameters", "set_shared_parameters"]
+
 
 def find_shared_parameters(module: nn.Module) -> list[list[str]]:
     """Groups of dotted names that refer to one shared parameter (each group has two or more names, in

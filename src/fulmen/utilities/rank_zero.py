@@ -8,6 +8,9 @@ import os
 import warnings
 from typing import Any, Callable, TypeVar
 
+__all__ = ["LightningDeprecationWarning", "WarningCache", "rank_prefixed_message", "rank_zero_debug",
+           "rank_zero_deprecation", "rank_zero_info", "rank_zero_only", "rank_zero_warn"]
+
 log = logging.getLogger("fulmen")
 _T = TypeVar("_T")
 

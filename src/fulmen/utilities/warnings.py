@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["PossibleUserWarning", "disable_possible_user_warnings"]
+
 
 class PossibleUserWarning(UserWarning):
     """A setting that is allowed but probably not what the user meant (filter it like any UserWarning)."""
