@@ -2,16 +2,42 @@
 
 from fulmen.utilities.apply_func import apply_to_collection, move_data_to_device
 from fulmen.utilities.exceptions import MisconfigurationException
-from fulmen.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_only, rank_zero_warn
+from fulmen.utilities.lazy_exports import lazy_exports
+from fulmen.utilities.rank_zero import (
+    rank_zero_debug,
+    rank_zero_deprecation,
+    rank_zero_info,
+    rank_zero_only,
+    rank_zero_warn,
+)
 from fulmen.utilities.seed import seed_everything
 
 __all__ = [
+    "AttributeDict",
+    "GradClipAlgorithmType",
+    "LightningEnum",
     "MisconfigurationException",
     "apply_to_collection",
+    "disable_possible_user_warnings",
+    "find_shared_parameters",
+    "grad_norm",
+    "is_picklable",
     "move_data_to_device",
     "rank_zero_debug",
+    "rank_zero_deprecation",
     "rank_zero_info",
     "rank_zero_only",
     "rank_zero_warn",
     "seed_everything",
+    "set_shared_parameters",
 ]
+
+# Loaded on first use, so importing fulmen.utilities stays cheap.
+__getattr__, __dir__ = lazy_exports(__name__, {"AttributeDict": "fulmen.utilities.parsing",
+                                               "grad_norm": "fulmen.utilities.grads",
+                                               "is_picklable": "fulmen.utilities.parsing",
+                                               "disable_possible_user_warnings": "fulmen.utilities.warnings",
+                                               "find_shared_parameters": "fulmen.utilities.parameter_tying",
+                                               "set_shared_parameters": "fulmen.utilities.parameter_tying",
+                                               "GradClipAlgorithmType": "fulmen.utilities.enums",
+                                               "LightningEnum": "fulmen.utilities.enums"})

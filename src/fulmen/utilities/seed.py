@@ -74,8 +74,11 @@ def reset_seed() -> None:
         seed_everything(int(seed), workers=bool(int(os.environ.get("PL_SEED_WORKERS", "0"))), verbose=False)
 
 
-def capture_rng_states(generators: list[torch.Generator] = ()) -> dict[str, Any]:
-    """Snapshot every random number generator a run draws from, as values a safe checkpoint can hold."""
+def capture_rng_states(generators: list[torch.Generator] = (), include_cuda: bool = True) -> dict[str, Any]:
+    """Snapshot every random number generator a run draws from, as values a safe checkpoint can hold.
+
+    CUDA's generators are included only when `include_cuda` and CUDA is already initialized (never initializing it).
+    """
     # Integer arrays are kept as tensors: a checkpoint pickles thousands of Python ints far more slowly.
     version, internal, gauss = random.getstate()
     states: dict[str, Any] = {"torch": torch.get_rng_state(),
@@ -87,7 +90,7 @@ def capture_rng_states(generators: list[torch.Generator] = ()) -> dict[str, Any]
         states["numpy"] = (name, torch.from_numpy(keys.astype(numpy.int64)), position, has_gauss, cached)
     except ImportError:
         pass
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if include_cuda and torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     states["generators"] = [generator.get_state() for generator in generators]
     return states
@@ -110,9 +113,10 @@ def restore_rng_states(states: dict[str, Any], generators: list[torch.Generator]
 
 
 @contextlib.contextmanager
-def isolate_rng() -> Iterator[None]:
-    """Run a block without disturbing the global random streams (torch, Python, NumPy, CUDA)."""
-    states = capture_rng_states()
+def isolate_rng(include_cuda: bool = True) -> Iterator[None]:
+    """Run a block without disturbing the global random streams (torch, Python, NumPy, and CUDA's unless
+    `include_cuda=False`, which leaves CUDA untouched, e.g. in a forked process that must not use it)."""
+    states = capture_rng_states(include_cuda=include_cuda)
     try:
         yield
     finally:
