@@ -19,6 +19,7 @@ from fulmen.strategies import DDPStrategy, SingleDeviceStrategy
 from fulmen.strategies.cluster_environments import LightningEnvironment
 from fulmen.strategies.launchers import MultiprocessingLauncher
 from fulmen.trainer.state import TrainerFn
+from helpers.callback_probes import LAMBDA_CALLBACK
 from helpers.signature_probes import ScoreModule, fit, parameters_of, trainer_only
 from helpers.tiny import TinyModule
 
@@ -367,6 +368,7 @@ TABLES = {
     "ModelSummary": (ModelSummary, MODEL_SUMMARY), "TensorBoardLogger": (TensorBoardLogger, TENSORBOARD),
     "CSVLogger": (CSVLogger, CSV), "MLFlowLogger": ("fulmen.loggers.mlflow.MLFlowLogger", MLFLOW),
     "SingleDeviceStrategy": (SingleDeviceStrategy, SINGLE_DEVICE), "DDPStrategy": (DDPStrategy, DDP),
+    "LambdaCallback": ("fulmen.callbacks.LambdaCallback", LAMBDA_CALLBACK),
 }
 
 
