@@ -19,7 +19,7 @@ from fulmen.strategies import DDPStrategy, SingleDeviceStrategy
 from fulmen.strategies.cluster_environments import LightningEnvironment
 from fulmen.strategies.launchers import MultiprocessingLauncher
 from fulmen.trainer.state import TrainerFn
-from helpers.callback_probes import LAMBDA_CALLBACK
+from helpers.callback_probes import LAMBDA_CALLBACK, TIMER
 from helpers.signature_probes import ScoreModule, fit, parameters_of, trainer_only
 from helpers.tiny import TinyModule
 
@@ -369,6 +369,7 @@ TABLES = {
     "CSVLogger": (CSVLogger, CSV), "MLFlowLogger": ("fulmen.loggers.mlflow.MLFlowLogger", MLFLOW),
     "SingleDeviceStrategy": (SingleDeviceStrategy, SINGLE_DEVICE), "DDPStrategy": (DDPStrategy, DDP),
     "LambdaCallback": ("fulmen.callbacks.LambdaCallback", LAMBDA_CALLBACK),
+    "Timer": ("fulmen.callbacks.Timer", TIMER),
 }
 
 
@@ -387,9 +388,10 @@ def test_every_parameter_has_a_probe(name):
 
 @pytest.mark.parametrize(("name", "parameter"), [(name, parameter) for name, (_, table) in sorted(TABLES.items())
                                                  for parameter in sorted(table)])
-def test_parameter_is_read(name, parameter, tmp_path, monkeypatch):
+def test_parameter_is_read(name, parameter, tmp_path, monkeypatch, caplog):
     for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
     probe = TABLES[name][1][parameter]
-    assert probe(tmp_path, monkeypatch) if name == "TQDMProgressBar" else probe(tmp_path)
+    fixtures = {"TQDMProgressBar": (monkeypatch,), "Timer": (monkeypatch, caplog)}.get(name, ())
+    assert probe(tmp_path, *fixtures)

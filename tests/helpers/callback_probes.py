@@ -5,7 +5,8 @@ import inspect
 
 import pytest
 
-from fulmen.callbacks import LambdaCallback
+from fulmen.callbacks import LambdaCallback, Timer
+from fulmen.utilities.exceptions import MisconfigurationException
 from helpers.tiny import WithDataHooks, make_loader, quiet_trainer
 
 
@@ -42,3 +43,33 @@ def _lambda_hook_runs(tmp, name):
 
 LAMBDA_CALLBACK = {name: (lambda tmp, name=name: _lambda_hook_runs(tmp, name))
                    for name in inspect.signature(LambdaCallback).parameters}
+
+
+def _steps_under_timer(tmp, monkeypatch, **options):
+    """Fit 4 batches x 3 epochs on a fake clock where each training batch takes 10 s; return the steps trained."""
+    import fulmen.callbacks.timer as timer_module
+
+    now = [0.0]
+    monkeypatch.setattr(timer_module.time, "monotonic", lambda: now[0])
+    tick = LambdaCallback(on_train_batch_end=lambda *args: now.__setitem__(0, now[0] + 10))
+    trainer = quiet_trainer(tmp, max_epochs=3, callbacks=[tick, Timer(**options)])
+    trainer.fit(WithDataHooks(), make_loader(32))
+    return trainer.global_step
+
+
+def _timer_verbose(tmp, monkeypatch, caplog):
+    with caplog.at_level("INFO"):
+        _steps_under_timer(tmp, monkeypatch, duration={"seconds": 5}, verbose=False)
+    quiet = "Time limit reached" not in caplog.text
+    with caplog.at_level("INFO"):
+        _steps_under_timer(tmp, monkeypatch, duration={"seconds": 5})
+    return quiet and "Time limit reached" in caplog.text
+
+
+TIMER = {
+    "duration": lambda tmp, mp, caplog: _steps_under_timer(tmp, mp, duration="00:00:00:25") == 3
+    and _steps_under_timer(tmp, mp) == 12,
+    "interval": lambda tmp, mp, caplog: _steps_under_timer(tmp, mp, duration={"seconds": 25}, interval="epoch") == 4
+    and "step" in str(pytest.raises(MisconfigurationException, Timer, interval="batch").value),
+    "verbose": _timer_verbose,
+}
