@@ -2,10 +2,11 @@
 `tests/test_signatures_components.py`): each passes a non-default value and checks what it changes."""
 
 import inspect
+import os
 
 import pytest
 
-from fulmen.callbacks import LambdaCallback, Timer
+from fulmen.callbacks import LambdaCallback, OnExceptionCheckpoint, Timer
 from fulmen.utilities.exceptions import MisconfigurationException
 from helpers.tiny import WithDataHooks, make_loader, quiet_trainer
 
@@ -72,4 +73,18 @@ TIMER = {
     "interval": lambda tmp, mp, caplog: _steps_under_timer(tmp, mp, duration={"seconds": 25}, interval="epoch") == 4
     and "step" in str(pytest.raises(MisconfigurationException, Timer, interval="batch").value),
     "verbose": _timer_verbose,
+}
+
+
+def _exception_files(tmp, **options):
+    """Fail a fit under an OnExceptionCheckpoint; return the files left in its directory."""
+    callback = OnExceptionCheckpoint(**options)
+    with pytest.raises(RuntimeError, match="probe failure"):
+        quiet_trainer(tmp, max_epochs=1, callbacks=[callback], enable_checkpointing=True).fit(_Failing())
+    return sorted(os.listdir(callback.dirpath))
+
+
+ON_EXCEPTION_CHECKPOINT = {
+    "dirpath": lambda tmp: _exception_files(tmp, dirpath=tmp / "elsewhere") == ["on_exception.ckpt"],
+    "filename": lambda tmp: _exception_files(tmp, dirpath=tmp / "ft", filename="crash") == ["crash.ckpt"],
 }

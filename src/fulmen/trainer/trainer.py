@@ -162,14 +162,14 @@ class Trainer(TrainerProperties):
         return {"results": results, "state": self._state.state_dict(),
                 "state_dict": {key: value.cpu() for key, value in module.state_dict().items()},
                 "callback_metrics": {key: value.cpu() for key, value in self.callback_metrics.items()},
-                "best_model_path": callback.best_model_path if callback is not None else None}
+                "best_model_path": getattr(callback, "best_model_path", None)}  # an OnExceptionCheckpoint has none
 
     def _collect_spawn_results(self, output: dict[str, Any]) -> None:
         self.lightning_module.load_state_dict(output["state_dict"])
         self._state.load_state_dict(output["state"])
         self._state.status = TrainerStatus.FINISHED
         self._metrics.update_callback_metrics(output["callback_metrics"])
-        if self.checkpoint_callback is not None and output["best_model_path"]:
+        if output["best_model_path"]:  # set only when the first checkpoint callback keeps a best path
             self.checkpoint_callback.best_model_path = output["best_model_path"]
 
     def _run(self, fn: TrainerFn, model: LightningModule, datamodule: LightningDataModule | None,
