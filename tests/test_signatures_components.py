@@ -19,7 +19,7 @@ from fulmen.strategies import DDPStrategy, SingleDeviceStrategy
 from fulmen.strategies.cluster_environments import LightningEnvironment
 from fulmen.strategies.launchers import MultiprocessingLauncher
 from fulmen.trainer.state import TrainerFn
-from helpers.callback_probes import LAMBDA_CALLBACK, ON_EXCEPTION_CHECKPOINT, TIMER
+from helpers.callback_probes import LAMBDA_CALLBACK, ON_EXCEPTION_CHECKPOINT, PREDICTION_WRITER, TIMER
 from helpers.signature_probes import ScoreModule, fit, parameters_of, trainer_only
 from helpers.tiny import TinyModule
 
@@ -371,6 +371,7 @@ TABLES = {
     "LambdaCallback": ("fulmen.callbacks.LambdaCallback", LAMBDA_CALLBACK),
     "Timer": ("fulmen.callbacks.Timer", TIMER),
     "OnExceptionCheckpoint": ("fulmen.callbacks.OnExceptionCheckpoint", ON_EXCEPTION_CHECKPOINT),
+    "BasePredictionWriter": ("fulmen.callbacks.BasePredictionWriter", PREDICTION_WRITER),
 }
 
 

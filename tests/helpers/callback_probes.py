@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from fulmen.callbacks import LambdaCallback, OnExceptionCheckpoint, Timer
+from fulmen.callbacks import BasePredictionWriter, LambdaCallback, OnExceptionCheckpoint, Timer
 from fulmen.utilities.exceptions import MisconfigurationException
 from helpers.tiny import WithDataHooks, make_loader, quiet_trainer
 
@@ -87,4 +87,25 @@ def _exception_files(tmp, **options):
 ON_EXCEPTION_CHECKPOINT = {
     "dirpath": lambda tmp: _exception_files(tmp, dirpath=tmp / "elsewhere") == ["on_exception.ckpt"],
     "filename": lambda tmp: _exception_files(tmp, dirpath=tmp / "ft", filename="crash") == ["crash.ckpt"],
+}
+
+
+def _writes(tmp, write_interval):
+    """Predict 2 batches under a writer with `write_interval`; return which write methods ran and how often."""
+    calls = []
+
+    class Writer(BasePredictionWriter):
+        def write_on_batch_end(self, *args):
+            calls.append("batch")
+
+        def write_on_epoch_end(self, *args):
+            calls.append("epoch")
+
+    quiet_trainer(tmp, callbacks=[Writer(write_interval)]).predict(WithDataHooks())
+    return calls
+
+
+PREDICTION_WRITER = {
+    "write_interval": lambda tmp: _writes(tmp, "batch") == ["batch", "batch"] and _writes(tmp, "epoch") == ["epoch"]
+    and _writes(tmp, "batch_and_epoch") == ["batch", "batch", "epoch"],
 }

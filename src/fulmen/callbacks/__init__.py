@@ -8,7 +8,8 @@ from fulmen.callbacks.lr_monitor import LearningRateMonitor
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
 from fulmen.callbacks.model_summary import ModelSummary
 from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
+from fulmen.callbacks.prediction_writer import BasePredictionWriter
 from fulmen.callbacks.progress_bar import ProgressBar, TQDMProgressBar
 from fulmen.callbacks.timer import Timer
 
-__all__ = ["Callback", "Checkpoint", "EarlyStopping", "LambdaCallback", "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "Timer", "TQDMProgressBar"]
+__all__ = ["BasePredictionWriter", "Callback", "Checkpoint", "EarlyStopping", "LambdaCallback", "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "Timer", "TQDMProgressBar"]

@@ -260,7 +260,8 @@ class Trainer(TrainerProperties):
         """Build the stage's loop from this run's collaborators and run it."""
         run, state, config, hooks, data = self._current, self._state, self._config, self._hooks, self._data
         if fn == TrainerFn.PREDICTING:
-            return PredictionLoop(run, config, hooks, self.strategy, data, return_predictions).run()
+            run.predict_loop = PredictionLoop(run, config, hooks, self.strategy, data, return_predictions)
+            return run.predict_loop.run()
         stage = RunningStage.TESTING if fn == TrainerFn.TESTING else RunningStage.VALIDATING
         # validate/test run this loop; fit validates with it.
         loop = EvaluationLoop(run, state, config, hooks, self._metrics, self.strategy, data, stage)
