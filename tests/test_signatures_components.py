@@ -11,7 +11,14 @@ import pytest
 import torch
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
-from fulmen.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, ModelSummary, TQDMProgressBar
+from fulmen.callbacks import (
+    EarlyStopping,
+    EarlyStoppingReason,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ModelSummary,
+    TQDMProgressBar,
+)
 from fulmen.checkpoint_io import CheckpointIO
 from fulmen.loggers import CSVLogger, TensorBoardLogger
 from fulmen.precision import Precision
@@ -133,7 +140,7 @@ EARLY_STOPPING = {
     "mode": lambda tmp: stop_fit(tmp, [1.0, 2.0, 3.0, 4.0], patience=1, mode="max")[1] == 4,
     "strict": lambda tmp: stop_fit(tmp, [1.0, 1.0], monitor="missing", strict=False)[1] == 2,
     "check_finite": lambda tmp: stop_fit(tmp, [float("nan")] * 3, check_finite=False)[1] == 3
-    and stop_fit(tmp, [float("nan")] * 3)[0].stopping_reason == "non_finite_metric",
+    and stop_fit(tmp, [float("nan")] * 3)[0].stopping_reason == EarlyStoppingReason.NON_FINITE_METRIC,
     "stopping_threshold": lambda tmp: stop_fit(tmp, [2.0, 0.4, 0.3], stopping_threshold=0.5)[1] == 2,
     "divergence_threshold": lambda tmp: stop_fit(tmp, [2.0, 9.0, 1.0], divergence_threshold=5.0)[1] == 2,
     "check_on_train_epoch_end": lambda tmp: stop_fit(tmp, [1.0] * 4, patience=1, check_on_train_epoch_end=False)[1]
