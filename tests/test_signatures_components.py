@@ -11,7 +11,14 @@ import pytest
 import torch
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
-from fulmen.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, ModelSummary, TQDMProgressBar
+from fulmen.callbacks import (
+    EarlyStopping,
+    EarlyStoppingReason,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ModelSummary,
+    TQDMProgressBar,
+)
 from fulmen.checkpoint_io import CheckpointIO
 from fulmen.loggers import CSVLogger, TensorBoardLogger
 from fulmen.plugins.environments import LightningEnvironment
@@ -19,6 +26,7 @@ from fulmen.plugins.precision import HalfPrecision, MixedPrecision, Precision
 from fulmen.strategies import DDPStrategy, SingleDeviceStrategy
 from fulmen.strategies.launchers import MultiprocessingLauncher
 from fulmen.trainer.state import TrainerFn
+from helpers.callback_probes import LAMBDA_CALLBACK, ON_EXCEPTION_CHECKPOINT, PREDICTION_WRITER, TIMER
 from helpers.signature_probes import ScoreModule, fit, parameters_of, trainer_only
 from helpers.tiny import TinyModule
 
@@ -132,7 +140,7 @@ EARLY_STOPPING = {
     "mode": lambda tmp: stop_fit(tmp, [1.0, 2.0, 3.0, 4.0], patience=1, mode="max")[1] == 4,
     "strict": lambda tmp: stop_fit(tmp, [1.0, 1.0], monitor="missing", strict=False)[1] == 2,
     "check_finite": lambda tmp: stop_fit(tmp, [float("nan")] * 3, check_finite=False)[1] == 3
-    and stop_fit(tmp, [float("nan")] * 3)[0].stopping_reason == "non_finite_metric",
+    and stop_fit(tmp, [float("nan")] * 3)[0].stopping_reason == EarlyStoppingReason.NON_FINITE_METRIC,
     "stopping_threshold": lambda tmp: stop_fit(tmp, [2.0, 0.4, 0.3], stopping_threshold=0.5)[1] == 2,
     "divergence_threshold": lambda tmp: stop_fit(tmp, [2.0, 9.0, 1.0], divergence_threshold=5.0)[1] == 2,
     "check_on_train_epoch_end": lambda tmp: stop_fit(tmp, [1.0] * 4, patience=1, check_on_train_epoch_end=False)[1]
@@ -395,6 +403,10 @@ TABLES = {
     "ModelSummary": (ModelSummary, MODEL_SUMMARY), "TensorBoardLogger": (TensorBoardLogger, TENSORBOARD),
     "CSVLogger": (CSVLogger, CSV), "DummyLogger": ("fulmen.loggers.logger.DummyLogger", {}), "MLFlowLogger": ("fulmen.loggers.mlflow.MLFlowLogger", MLFLOW),
     "SingleDeviceStrategy": (SingleDeviceStrategy, SINGLE_DEVICE), "DDPStrategy": (DDPStrategy, DDP),
+    "LambdaCallback": ("fulmen.callbacks.LambdaCallback", LAMBDA_CALLBACK),
+    "Timer": ("fulmen.callbacks.Timer", TIMER),
+    "OnExceptionCheckpoint": ("fulmen.callbacks.OnExceptionCheckpoint", ON_EXCEPTION_CHECKPOINT),
+    "BasePredictionWriter": ("fulmen.callbacks.BasePredictionWriter", PREDICTION_WRITER),
 }
 
 
@@ -413,9 +425,10 @@ def test_every_parameter_has_a_probe(name):
 
 @pytest.mark.parametrize(("name", "parameter"), [(name, parameter) for name, (_, table) in sorted(TABLES.items())
                                                  for parameter in sorted(table)])
-def test_parameter_is_read(name, parameter, tmp_path, monkeypatch):
+def test_parameter_is_read(name, parameter, tmp_path, monkeypatch, caplog):
     for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
     probe = TABLES[name][1][parameter]
-    assert probe(tmp_path, monkeypatch) if name == "TQDMProgressBar" else probe(tmp_path)
+    fixtures = {"TQDMProgressBar": (monkeypatch,), "Timer": (monkeypatch, caplog)}.get(name, ())
+    assert probe(tmp_path, *fixtures)

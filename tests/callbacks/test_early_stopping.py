@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from fulmen.callbacks import EarlyStopping, ModelCheckpoint
+from fulmen.callbacks import EarlyStopping, EarlyStoppingReason, ModelCheckpoint
+from fulmen.callbacks.early_stopping import EarlyStoppingReason as FromModule
 from helpers.tiny import TinyModule, make_loader, quiet_trainer
 
 NAN, INF = float("nan"), float("inf")
@@ -80,6 +81,45 @@ def test_stopping_reason(tmp_path):
     callback = EarlyStopping("val_loss", patience=3)
     fit(tmp_path, [1.0, NAN, 0.5], [callback])
     assert "not finite" in callback.stopping_reason_message
+    assert callback.stopping_reason is EarlyStoppingReason.NON_FINITE_METRIC
+
+
+def test_stopping_reason_enum_matches_lightning():
+    assert EarlyStoppingReason is FromModule
+    assert [(member.name, member.value) for member in EarlyStoppingReason] == [
+        ("NOT_STOPPED", 0), ("STOPPING_THRESHOLD", 1), ("DIVERGENCE_THRESHOLD", 2), ("PATIENCE_EXHAUSTED", 3),
+        ("NON_FINITE_METRIC", 4)]
+
+
+# values, EarlyStopping options -> reason, stopped_epoch (Lightning 2.6.6 on the same sequences)
+REASONS = {
+    "patience": ([1.0] * 6, dict(patience=2), EarlyStoppingReason.PATIENCE_EXHAUSTED, 2),
+    "stopping_threshold": ([3.0, 2.0, 0.5, 0.4], dict(stopping_threshold=1.0), EarlyStoppingReason.STOPPING_THRESHOLD,
+                           2),
+    "divergence": ([1.0, 5.0, 20.0, 1.0], dict(divergence_threshold=10.0), EarlyStoppingReason.DIVERGENCE_THRESHOLD, 2),
+    "not_stopped": ([3.0, 2.0, 1.0], dict(patience=5), EarlyStoppingReason.NOT_STOPPED, 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REASONS))
+def test_stopping_reason_per_criterion_survives_state_dict(tmp_path, case):
+    values, options, reason, stopped_epoch = REASONS[case]
+    callback = EarlyStopping("val_loss", **options)
+    fit(tmp_path, values, [callback])
+    assert (callback.stopping_reason, callback.stopped_epoch) == (reason, stopped_epoch)
+    assert (callback.stopping_reason_message is None) == (reason is EarlyStoppingReason.NOT_STOPPED)
+    state = callback.state_dict()
+    assert state["stopping_reason"] == reason.value  # an int in the checkpoint, as Lightning writes it
+    restored = EarlyStopping("val_loss")
+    restored.load_state_dict(state)
+    assert restored.stopping_reason is reason
+
+
+def test_stopping_reason_loads_from_older_fulmen_checkpoints():
+    callback = EarlyStopping("val_loss")
+    callback.load_state_dict({"wait_count": 3, "stopped_epoch": 4, "best_score": torch.tensor(0.5), "patience": 3,
+                              "stopping_reason": "patience_exhausted", "stopping_reason_message": "x"})
+    assert callback.stopping_reason is EarlyStoppingReason.PATIENCE_EXHAUSTED
 
 
 def test_strict_missing_metric_raises(tmp_path):

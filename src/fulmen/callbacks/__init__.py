@@ -1,10 +1,19 @@
 """Callbacks (public: `fulmen.callbacks`)."""
 
 from fulmen.callbacks.callback import Callback
-from fulmen.callbacks.early_stopping import EarlyStopping
+from fulmen.callbacks.checkpoint import Checkpoint
+from fulmen.callbacks.early_stopping import EarlyStopping, EarlyStoppingReason
+from fulmen.callbacks.lambda_function import LambdaCallback
 from fulmen.callbacks.lr_monitor import LearningRateMonitor
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
 from fulmen.callbacks.model_summary import ModelSummary
+from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
+from fulmen.callbacks.prediction_writer import BasePredictionWriter
 from fulmen.callbacks.progress_bar import ProgressBar, TQDMProgressBar
+from fulmen.callbacks.timer import Timer
 
-__all__ = ["Callback", "EarlyStopping", "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "ProgressBar", "TQDMProgressBar"]
+__all__ = [
+    "BasePredictionWriter", "Callback", "Checkpoint", "EarlyStopping", "EarlyStoppingReason", "LambdaCallback",
+    "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "Timer",
+    "TQDMProgressBar",
+]

@@ -43,7 +43,8 @@ def build_trainer_callbacks(user_callbacks: Any, enable_progress_bar: bool, enab
         callbacks.append(TQDMProgressBar())
     if enable_checkpointing:
         checkpoint_type = _checkpoint_type()
-        if checkpoint_type is not None and not any(isinstance(cb, checkpoint_type) for cb in callbacks):
+        # Any checkpoint callback (an OnExceptionCheckpoint too) replaces the default, as in Lightning.
+        if checkpoint_type is not None and not any(getattr(cb, "_is_checkpoint", False) for cb in callbacks):
             callbacks.append(checkpoint_type())
     return _checkpoints_last(callbacks)
 

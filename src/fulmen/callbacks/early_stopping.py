@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -16,6 +17,16 @@ if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
 
 _BETTER = {"min": torch.lt, "max": torch.gt}
+
+
+class EarlyStoppingReason(Enum):
+    """Why `EarlyStopping` stopped training (`EarlyStopping.stopping_reason`); saved in checkpoints as its value."""
+
+    NOT_STOPPED = 0
+    STOPPING_THRESHOLD = 1
+    DIVERGENCE_THRESHOLD = 2
+    PATIENCE_EXHAUSTED = 3
+    NON_FINITE_METRIC = 4
 
 
 class EarlyStopping(Callback):
@@ -50,7 +61,7 @@ class EarlyStopping(Callback):
         self.best_score = torch.tensor(float("inf") if mode == "min" else float("-inf"))
         self.wait_count = 0
         self.stopped_epoch = 0
-        self.stopping_reason = "not_stopped"
+        self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
         self.stopping_reason_message: str | None = None
 
     @property
@@ -100,14 +111,14 @@ class EarlyStopping(Callback):
     def _evaluate(self, current: torch.Tensor) -> tuple[bool, str | None]:
         better = self.monitor_op
         if self.check_finite and not torch.isfinite(current):
-            self.stopping_reason = "non_finite_metric"
+            self.stopping_reason = EarlyStoppingReason.NON_FINITE_METRIC
             return True, (f"Monitored metric {self.monitor} = {current.item()} is not finite; previous best was "
                           f"{self.best_score.item():.3f}. Stopping.")
         if self.stopping_threshold is not None and better(current, torch.tensor(self.stopping_threshold)):
-            self.stopping_reason = "stopping_threshold"
+            self.stopping_reason = EarlyStoppingReason.STOPPING_THRESHOLD
             return True, f"Stopping threshold reached: {self.monitor} = {current.item()}. Stopping."
         if self.divergence_threshold is not None and better(-current, torch.tensor(-self.divergence_threshold)):
-            self.stopping_reason = "divergence_threshold"
+            self.stopping_reason = EarlyStoppingReason.DIVERGENCE_THRESHOLD
             return True, f"Divergence threshold reached: {self.monitor} = {current.item()}. Stopping."
         if better(current - self.min_delta, self.best_score):
             previous = self.best_score
@@ -116,14 +127,14 @@ class EarlyStopping(Callback):
             return False, f"Metric {self.monitor} improved{change}. New best score: {current.item():.3f}"
         self.wait_count += 1
         if self.wait_count >= self.patience:
-            self.stopping_reason = "patience_exhausted"
+            self.stopping_reason = EarlyStoppingReason.PATIENCE_EXHAUSTED
             return True, (f"Monitored metric {self.monitor} did not improve in the last {self.wait_count} records. "
                           f"Best score: {self.best_score.item():.3f}. Stopping.")
         return False, None
 
     def state_dict(self) -> dict[str, Any]:
         return {"wait_count": self.wait_count, "stopped_epoch": self.stopped_epoch, "best_score": self.best_score,
-                "patience": self.patience, "stopping_reason": self.stopping_reason,
+                "patience": self.patience, "stopping_reason": self.stopping_reason.value,
                 "stopping_reason_message": self.stopping_reason_message}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -131,7 +142,10 @@ class EarlyStopping(Callback):
         self.stopped_epoch = state_dict["stopped_epoch"]
         self.best_score = state_dict["best_score"]
         self.patience = state_dict["patience"]
-        self.stopping_reason = state_dict.get("stopping_reason", "not_stopped")
+        reason = state_dict.get("stopping_reason", EarlyStoppingReason.NOT_STOPPED.value)
+        # Checkpoints from fulmen before the enum stored the reason's name in lower case.
+        self.stopping_reason = EarlyStoppingReason[reason.upper()] if isinstance(reason, str) else EarlyStoppingReason(
+            reason)
         self.stopping_reason_message = state_dict.get("stopping_reason_message")
 
 

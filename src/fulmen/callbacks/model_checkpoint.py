@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fulmen.callbacks._checkpoint_filename import checkpoint_name
-from fulmen.callbacks.callback import Callback
+from fulmen.callbacks.checkpoint import Checkpoint
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(Checkpoint):
     """Save the model during fit: every epoch by default, or every N steps/epochs or time interval.
 
     With `monitor`, keep the `save_top_k` best files by that logged metric (`mode="min"` or `"max"`);

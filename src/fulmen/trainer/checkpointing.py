@@ -122,6 +122,12 @@ class Checkpointing:
         fn = run.fn
         checkpoint_callbacks = [callback for callback in run.callbacks if getattr(callback, "_is_checkpoint", False)]
         callback = checkpoint_callbacks[0] if checkpoint_callbacks else None
+        if path is None and fn == TrainerFn.FITTING and any(
+                getattr(cb, "_is_exception_checkpoint", False) for cb in checkpoint_callbacks):
+            # Lightning: an OnExceptionCheckpoint makes a plain `fit()` resume as `ckpt_path="last"`.
+            rank_zero_warn('`.fit(ckpt_path=None)` with an `OnExceptionCheckpoint`: resuming from the newest '
+                           'on-exception or "last" checkpoint, as `ckpt_path="last"`. Pass `ckpt_path` to choose.')
+            path = "last"
         if path is None:
             if model_given or fn == TrainerFn.FITTING or callback is None:
                 return None
@@ -152,6 +158,8 @@ class Checkpointing:
                 candidates.add(callback.last_model_path)
             # In a fresh process (a re-queued job) only the files on disk tell where `last` is.
             candidates.update(getattr(callback, "_find_last_checkpoints", list)())
+            if getattr(callback, "_is_exception_checkpoint", False):
+                candidates.add(callback.ckpt_path)
         existing = [candidate for candidate in candidates if os.path.exists(candidate)]
         if not existing:
             rank_zero_warn(f'`.{fn.value}(ckpt_path="last")` found no "last" checkpoint; using the model as it is.')

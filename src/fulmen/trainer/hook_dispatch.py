@@ -7,6 +7,7 @@ function that calls only what is overridden, so an event nobody overrides costs 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
 from fulmen.callbacks.callback import Callback
@@ -235,7 +236,8 @@ class HookDispatch(HookEvents):
         if self._datamodule is not None:
             self.call_as(name, getattr(self._datamodule, name), stage)
         for callback in self._callbacks:
-            self.call_as(name, getattr(callback, name), trainer, module, stage)
+            # Lightning passes `stage` by keyword to callbacks (a LambdaCallback's `**kwargs` sees it by name).
+            self.call_as(name, partial(getattr(callback, name), stage=stage), trainer, module)
         self.call_as(name, getattr(module, name), stage)
 
     def on_exception(self, exception: BaseException) -> None:

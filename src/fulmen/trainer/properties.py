@@ -70,6 +70,11 @@ class TrainerProperties:
         return self._current.fit_loop
 
     @property
+    def predict_loop(self) -> Any:
+        """The running (or last) predict's loop (batch indices and predictions for writers); None before `predict`."""
+        return self._current.predict_loop
+
+    @property
     def ckpt_path(self) -> str | None:
         """The checkpoint the current (or last) run restored."""
         return self._current.ckpt_path

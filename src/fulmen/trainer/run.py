@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from fulmen.core.datamodule import LightningDataModule
     from fulmen.core.module import LightningModule
     from fulmen.loops.fit_loop import FitLoop
+    from fulmen.loops.prediction_loop import PredictionLoop
     from fulmen.trainer.state import TrainerFn
 
 
@@ -43,6 +44,7 @@ class Run:
         resume: where the checkpoint being resumed was taken, for the fit loop to continue there
             (`Checkpointing.restore`; consumed by `loops/resume.py`).
         fit_loop: the running FitLoop, whose position checkpoints record (`Trainer._run_stage`).
+        predict_loop: the running PredictionLoop, which prediction writers read (`Trainer._run_stage`).
         ckpt_path: the checkpoint this run restored (`Trainer._run`).
     """
 
@@ -62,4 +64,5 @@ class Run:
     is_last_batch: bool = False
     resume: dict[str, Any] | None = None
     fit_loop: FitLoop | None = None
+    predict_loop: PredictionLoop | None = None
     ckpt_path: str | None = None

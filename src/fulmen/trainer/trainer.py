@@ -164,14 +164,14 @@ class Trainer(TrainerProperties):
         return {"results": results, "state": self._state.state_dict(),
                 "state_dict": {key: value.cpu() for key, value in module.state_dict().items()},
                 "callback_metrics": {key: value.cpu() for key, value in self.callback_metrics.items()},
-                "best_model_path": callback.best_model_path if callback is not None else None}
+                "best_model_path": getattr(callback, "best_model_path", None)}  # an OnExceptionCheckpoint has none
 
     def _collect_spawn_results(self, output: dict[str, Any]) -> None:
         self.lightning_module.load_state_dict(output["state_dict"])
         self._state.load_state_dict(output["state"])
         self._state.status = TrainerStatus.FINISHED
         self._metrics.update_callback_metrics(output["callback_metrics"])
-        if self.checkpoint_callback is not None and output["best_model_path"]:
+        if output["best_model_path"]:  # set only when the first checkpoint callback keeps a best path
             self.checkpoint_callback.best_model_path = output["best_model_path"]
 
     def _run(self, fn: TrainerFn, model: LightningModule, datamodule: LightningDataModule | None,
@@ -262,7 +262,8 @@ class Trainer(TrainerProperties):
         """Build the stage's loop from this run's collaborators and run it."""
         run, state, config, hooks, data = self._current, self._state, self._config, self._hooks, self._data
         if fn == TrainerFn.PREDICTING:
-            return PredictionLoop(run, config, hooks, self.strategy, data, return_predictions).run()
+            run.predict_loop = PredictionLoop(run, config, hooks, self.strategy, data, return_predictions)
+            return run.predict_loop.run()
         stage = RunningStage.TESTING if fn == TrainerFn.TESTING else RunningStage.VALIDATING
         # validate/test run this loop; fit validates with it.
         loop = EvaluationLoop(run, state, config, hooks, self._metrics, self.strategy, data, stage)
