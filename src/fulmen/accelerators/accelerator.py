@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from fulmen.utilities.exceptions import MisconfigurationException
+
 
 class Accelerator(ABC):
     """One kind of device. Availability, device counting and `devices=` parsing are static methods, so they can be
@@ -48,3 +50,20 @@ class Accelerator(ABC):
     def get_device_stats(self, device: torch.device | str | int) -> dict[str, Any]:
         """Device statistics (memory, utilisation) for `device`."""
         raise NotImplementedError(f"{type(self).__name__} does not report device statistics.")
+
+
+def parse_devices_text(devices: Any, valid: str) -> Any:
+    """A `devices` string as the value it stands for: "-1" → -1, "3" → 3, "0,1" → [0, 1]; other values unchanged.
+
+    `valid` lists the accepted forms for the error a malformed string gets.
+    """
+    if not isinstance(devices, str):
+        return devices
+    text = devices.strip()
+    if text == "-1":
+        return -1
+    if "," in text:
+        return [int(part) for part in text.split(",") if part.strip()]
+    if text.isdigit():
+        return int(text)
+    raise MisconfigurationException(f"`devices={devices!r}` is invalid; use {valid}.")

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from fulmen.accelerators.accelerator import Accelerator
+from fulmen.accelerators.accelerator import Accelerator, parse_devices_text
 from fulmen.utilities.exceptions import MisconfigurationException
 
 
@@ -55,16 +55,7 @@ def parse_gpu_indices(devices: Any, available: int, kind: str) -> list[int] | No
         return None
     if isinstance(devices, bool):
         raise TypeError(f"`devices={devices!r}` is not a device count; pass an int, a list of indices or a string.")
-    if isinstance(devices, str):
-        text = devices.strip()
-        if text == "-1":
-            devices = -1
-        elif "," in text:
-            devices = [int(part) for part in text.split(",") if part.strip()]
-        elif text.isdigit():
-            devices = int(text)
-        else:
-            raise MisconfigurationException(f"`devices={devices!r}` is invalid; use an int, a list of ints or '0,1'.")
+    devices = parse_devices_text(devices, "an int, a list of ints or '0,1'")
     if isinstance(devices, int):
         if devices == -1:
             if available == 0:

@@ -134,7 +134,23 @@ class BoringModel(LightningModule):
         return _loader(RandomDataset(32, 64))
 
 
-class BoringDataModule(LightningDataModule):
+class _RandomSplits(LightningDataModule):
+    """Dataloaders (batch size 1) over the `random_train/val/test/predict` datasets `setup` makes."""
+
+    def train_dataloader(self) -> DataLoader:
+        return _loader(self.random_train)
+
+    def val_dataloader(self) -> DataLoader:
+        return _loader(self.random_val)
+
+    def test_dataloader(self) -> DataLoader:
+        return _loader(self.random_test)
+
+    def predict_dataloader(self) -> DataLoader:
+        return _loader(self.random_predict)
+
+
+class BoringDataModule(_RandomSplits):
     """256 random 32-feature rows (`RandomDataset(32, 256)`, drawn at construction), split into four
     consecutive blocks of 64 for train, val, test and predict; each loader has batch size 1."""
 
@@ -153,20 +169,8 @@ class BoringDataModule(LightningDataModule):
         if stage == "predict":
             self.random_predict = Subset(self.random_full, indices=range(192, 256))
 
-    def train_dataloader(self) -> DataLoader:
-        return _loader(self.random_train)
 
-    def val_dataloader(self) -> DataLoader:
-        return _loader(self.random_val)
-
-    def test_dataloader(self) -> DataLoader:
-        return _loader(self.random_test)
-
-    def predict_dataloader(self) -> DataLoader:
-        return _loader(self.random_predict)
-
-
-class BoringDataModuleNoLen(LightningDataModule):
+class BoringDataModuleNoLen(_RandomSplits):
     """Loaders over `RandomIterableDataset`s (no length): 512 train, 128 val, 256 test, 64 predict batches."""
 
     def setup(self, stage: str) -> None:
@@ -178,18 +182,6 @@ class BoringDataModuleNoLen(LightningDataModule):
             self.random_test = RandomIterableDataset(32, 256)
         if stage == "predict":
             self.random_predict = RandomIterableDataset(32, 64)
-
-    def train_dataloader(self) -> DataLoader:
-        return _loader(self.random_train)
-
-    def val_dataloader(self) -> DataLoader:
-        return _loader(self.random_val)
-
-    def test_dataloader(self) -> DataLoader:
-        return _loader(self.random_test)
-
-    def predict_dataloader(self) -> DataLoader:
-        return _loader(self.random_predict)
 
 
 class IterableBoringDataModule(LightningDataModule):

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from fulmen.accelerators.accelerator import parse_devices_text
 from fulmen.precision import select_precision
 from fulmen.strategies.cluster_environments import ClusterEnvironment
 from fulmen.strategies.cluster_environments import detect_environment as detect_from_launcher
@@ -86,16 +87,7 @@ def resolve_device_indices(devices: Any, device_type: str) -> list[int]:
     available = torch.cuda.device_count() if device_type == "cuda" else 1
     if devices == "auto" or devices is None:
         return [0]
-    if isinstance(devices, str):
-        text = devices.strip()
-        if text == "-1":
-            devices = -1
-        elif "," in text:
-            devices = [int(part) for part in text.split(",") if part.strip()]
-        elif text.isdigit():
-            devices = int(text)
-        else:
-            raise MisconfigurationException(f"`devices={devices!r}` is invalid; use an int, a list of ints or 'auto'.")
+    devices = parse_devices_text(devices, "an int, a list of ints or 'auto'")
     if isinstance(devices, bool) or not isinstance(devices, (int, list, tuple)):
         raise MisconfigurationException(f"`devices={devices!r}` is invalid; use an int, a list of ints or 'auto'.")
     if isinstance(devices, int):
