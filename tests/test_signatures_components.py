@@ -27,14 +27,8 @@ from fulmen.strategies import DDPStrategy, SingleDeviceStrategy
 from fulmen.strategies.launchers import MultiprocessingLauncher
 from fulmen.trainer.state import TrainerFn
 from helpers.callback_probes import LAMBDA_CALLBACK, ON_EXCEPTION_CHECKPOINT, PREDICTION_WRITER, TIMER
-from helpers.signature_probes import ScoreModule, fit, parameters_of, trainer_only
+from helpers.signature_probes import ScoreModule, fit, parameters_of, raises, trainer_only
 from helpers.tiny import TinyModule
-
-
-def raises(error, match, make):
-    with pytest.raises(error, match=match):
-        make()
-    return True
 
 
 def files(directory):

@@ -21,15 +21,10 @@ from helpers.signature_probes import (
     StopRequest,
     fit,
     parameters_of,
+    raises,
     trainer_only,
 )
 from helpers.tiny import TinyModule, make_loader
-
-def raises(error, match, make):
-    with pytest.raises(error, match=match):
-        make()
-    return True
-
 
 # -- Trainer ------------------------------------------------------------------------------------------
 

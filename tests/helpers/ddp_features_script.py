@@ -23,7 +23,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, post_loca
 from torch.nn import functional as F
 
 import fulmen as L
-from ddp_modules import DDPProbe, make_batchnorm_net, make_loader
+from ddp_modules import DDPProbe, ddp_trainer, make_batchnorm_net, make_loader
 from fulmen.callbacks import ModelCheckpoint
 from fulmen.loggers import CSVLogger
 from fulmen.strategies import DDPStrategy
@@ -45,10 +45,7 @@ def strategy(**kwargs):
 
 
 def trainer(out_dir, **flags):
-    defaults = dict(accelerator="cpu", devices=2, strategy=strategy(), max_epochs=1, default_root_dir=out_dir,
-                    logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    defaults.update(flags)
-    return L.Trainer(**defaults)
+    return ddp_trainer(out_dir, **{"strategy": strategy(), "max_epochs": 1, **flags})
 
 
 def write(out_dir, scenario, rank, report):

@@ -284,3 +284,11 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def ddp_trainer(out_dir, **flags):
+    """A 2-process CPU Trainer writing under `out_dir`, quiet (no logger, checkpointing, bar or summary) unless asked."""
+    defaults = dict(accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, default_root_dir=out_dir,
+                    logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    defaults.update(flags)
+    return L.Trainer(**defaults)

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 import fulmen as L
-from ddp_modules import DDPProbe, DivergingScoreProbe, IndexedDataset, ReversedSampler, make_loader
+from ddp_modules import DDPProbe, DivergingScoreProbe, IndexedDataset, ReversedSampler, ddp_trainer, make_loader
 from fulmen.callbacks import EarlyStopping, ModelCheckpoint
 from fulmen.checkpoint_io import CheckpointIO
 from fulmen.loggers import CSVLogger
@@ -59,11 +59,7 @@ def child_pids():
     return children
 
 
-def trainer(out_dir, **flags):
-    defaults = dict(accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, default_root_dir=out_dir,
-                    logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    defaults.update(flags)
-    return L.Trainer(**defaults)
+trainer = ddp_trainer
 
 
 def write_extra(out_dir, scenario, rank, extra):

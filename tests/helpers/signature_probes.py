@@ -4,10 +4,19 @@ equal the callable's parameters, so a new parameter without a probe fails the te
 
 import inspect
 
+import pytest
+
 import torch
 
 import fulmen as L
 from helpers.tiny import TinyModule, make_loader, quiet_trainer
+
+
+def raises(error, match, make):
+    """True once `make()` raised `error` with a message matching `match` (a probe that expects a clear error)."""
+    with pytest.raises(error, match=match):
+        make()
+    return True
 
 
 def parameters_of(callable_):
