@@ -248,3 +248,63 @@ def test_hparams_survive_deepcopy():
     model = _AllArgs(lr=0.3)
     clone = copy.deepcopy(model)
     assert clone.hparams == model.hparams and clone.hparams_initial.lr == 0.3
+
+
+# -- Lightning's datamodule odds: forwarded constructor arguments, renamed checkpoint keys, dropped hparams ----------
+
+
+class _ForwardingData(L.LightningDataModule):
+    def __init__(self, size=16, *args, **kwargs):
+        super().__init__(*args, **kwargs)  # Lightning's base accepts (and drops) what a subclass forwards
+        self.save_hyperparameters("size")
+
+    def train_dataloader(self):
+        return vector_loader(self.hparams.size)
+
+
+class _RenamedKeys(_ForwardingData):
+    CHECKPOINT_HYPER_PARAMS_KEY = "my_data_hparams"
+    CHECKPOINT_HYPER_PARAMS_NAME = "my_data_hparams_container"
+
+
+def test_datamodule_accepts_forwarded_arguments():
+    assert _ForwardingData(8, "extra", flag=True).hparams.size == 8
+
+
+@pytest.mark.parametrize("data_cls", [_ForwardingData, _RenamedKeys])
+def test_datamodule_checkpoint_keys_follow_its_class_attributes(tmp_path, data_cls):
+    trainer = quiet_trainer(tmp_path, max_epochs=1)
+    trainer.fit(LinearModule(), datamodule=data_cls(size=8))
+    path = tmp_path / "dm.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=False)
+    assert checkpoint[data_cls.CHECKPOINT_HYPER_PARAMS_KEY] == {"size": 8}
+    assert checkpoint[data_cls.CHECKPOINT_HYPER_PARAMS_NAME] == "kwargs"
+    assert data_cls.load_from_checkpoint(path).hparams.size == 8
+
+
+def test_module_checkpoint_keys_follow_its_class_attributes(tmp_path):
+    class Renamed(LinearModule):
+        CHECKPOINT_HYPER_PARAMS_KEY = "my_hparams"
+
+        def __init__(self, lr=0.1):
+            super().__init__()
+            self.save_hyperparameters()
+
+    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=1)
+    trainer.fit(Renamed(lr=0.5), vector_loader(8))
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    assert torch.load(path, weights_only=False)["my_hparams"]["lr"] == 0.5
+    assert Renamed.load_from_checkpoint(path).hparams.lr == 0.5
+
+
+def test_remove_ignored_hparams_drops_what_a_base_class_saved():
+    class Child(_AllArgs):
+        def __init__(self):
+            super().__init__(lr=0.3)
+            self.remove_ignored_hparams(["layers", "not_there"])
+
+    model = Child()
+    assert dict(model.hparams) == {"lr": 0.3, "name": "net"}
+    assert model.hparams_initial["layers"] == 2  # the initial copy keeps them, as in Lightning

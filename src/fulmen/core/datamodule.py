@@ -18,8 +18,13 @@ class LightningDataModule(HyperparametersMixin, DataHooks, CheckpointHooks):
     """Groups `prepare_data`, `setup`, the `*_dataloader` methods and `teardown` for a data set."""
 
     name: str | None = None
+    # Where checkpoints keep this datamodule's hyperparameters (a subclass may rename them).
+    CHECKPOINT_HYPER_PARAMS_KEY = "datamodule_hyper_parameters"
+    CHECKPOINT_HYPER_PARAMS_NAME = "datamodule_hparams_name"
+    CHECKPOINT_HYPER_PARAMS_TYPE = "datamodule_hparams_type"
 
-    def __init__(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Lightning accepts and drops arguments here, so subclasses may forward theirs to `super().__init__`.
         super().__init__()
         self.trainer: Any = None
 
@@ -65,12 +70,12 @@ class LightningDataModule(HyperparametersMixin, DataHooks, CheckpointHooks):
         from fulmen.core.saving import instantiate_from_checkpoint, load_checkpoint_file, load_hparams_from_yaml
 
         checkpoint = load_checkpoint_file(checkpoint_path, map_location, weights_only)
-        key = "datamodule_hyper_parameters"
+        key = cls.CHECKPOINT_HYPER_PARAMS_KEY
         if hparams_file is not None:
             checkpoint[key] = load_hparams_from_yaml(hparams_file)
-        if hparams_file is not None:
-            checkpoint.pop("datamodule_hparams_name", None)
-        datamodule = instantiate_from_checkpoint(cls, checkpoint, key, kwargs, name_key="datamodule_hparams_name")
+            checkpoint.pop(cls.CHECKPOINT_HYPER_PARAMS_NAME, None)
+        datamodule = instantiate_from_checkpoint(cls, checkpoint, key, kwargs, name_key=cls.CHECKPOINT_HYPER_PARAMS_NAME,
+                                                 type_key=cls.CHECKPOINT_HYPER_PARAMS_TYPE)
         if cls.__qualname__ in checkpoint:
             datamodule.load_state_dict(checkpoint[cls.__qualname__])
         return datamodule

@@ -225,7 +225,9 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
         if hparams_file is not None:
             checkpoint[cls.CHECKPOINT_HYPER_PARAMS_KEY] = load_hparams_from_yaml(hparams_file)
             checkpoint.pop(cls.CHECKPOINT_HYPER_PARAMS_NAME, None)
-        model = instantiate_from_checkpoint(cls, checkpoint, cls.CHECKPOINT_HYPER_PARAMS_KEY, kwargs)
+        model = instantiate_from_checkpoint(cls, checkpoint, cls.CHECKPOINT_HYPER_PARAMS_KEY, kwargs,
+                                            name_key=cls.CHECKPOINT_HYPER_PARAMS_NAME,
+                                            type_key=cls.CHECKPOINT_HYPER_PARAMS_TYPE)
         if strict is None:
             strict = model.strict_loading
         elif model._strict_loading is not None and strict != model._strict_loading:

@@ -124,8 +124,16 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+def left_out_key(name_key: str) -> str:
+    """fulmen's checkpoint key listing the hyperparameters that were not saved, next to `name_key`."""
+    if "hparams_name" in name_key:
+        return name_key.replace("hparams_name", "hparams_left_out")  # "hparams_left_out", "datamodule_hparams_left_out"
+    return f"{name_key}_left_out"
+
+
 def instantiate_from_checkpoint(cls: type, checkpoint: dict[str, Any], hparams_key: str,
-                                overrides: dict[str, Any], name_key: str = CHECKPOINT_HYPER_PARAMS_NAME) -> Any:
+                                overrides: dict[str, Any], name_key: str = CHECKPOINT_HYPER_PARAMS_NAME,
+                                type_key: str = CHECKPOINT_HYPER_PARAMS_TYPE) -> Any:
     """Build `cls` from the hyperparameters stored under `hparams_key`; `overrides` win."""
     import inspect
 
@@ -136,7 +144,7 @@ def instantiate_from_checkpoint(cls: type, checkpoint: dict[str, Any], hparams_k
     saved = dict(checkpoint.get(hparams_key) or {})
     overrides = dict(overrides)
     # Hyperparameters the checkpoint left out (not plain values) must be given again.
-    left_out = checkpoint.get(name_key.replace("hparams_name", "hparams_left_out")) or {}
+    left_out = checkpoint.get(left_out_key(name_key)) or {}
     missing = [name for name in left_out if name not in overrides]
     if missing:
         described = ", ".join(f"{name!r} ({left_out[name]})" for name in missing)
@@ -150,7 +158,7 @@ def instantiate_from_checkpoint(cls: type, checkpoint: dict[str, Any], hparams_k
     if container_name and container_name in names:
         for name in left_out:  # they belong inside the saved dict/Namespace argument
             saved[name] = overrides.pop(name)
-    if checkpoint.get(CHECKPOINT_HYPER_PARAMS_TYPE) == "Namespace":
+    if checkpoint.get(type_key) == "Namespace":
         saved = Namespace(**saved)  # type: ignore[assignment]
     if container_name and container_name in names:
         # save_hyperparameters(hparams) of one dict/Namespace argument: pass it back under its own name.

@@ -43,6 +43,16 @@ class EvaluationLoop:
         self.num_batches: list[int | float] = []
         self.enabled = False
 
+    @property
+    def max_batches(self) -> list[int | float]:
+        """Batches to run per dataloader (Lightning's name for `num_batches`)."""
+        return self.num_batches
+
+    @property
+    def dataloaders(self) -> Any:
+        """The dataloaders of this stage, shaped as given (a loader, list or dict)."""
+        return self.run_state.dataloaders.get(self.stage)
+
     def setup_data(self) -> None:
         """Request the dataloaders (once per run, or again when reloading) and count their batches."""
         self.loaders = self.data.request(self.stage)

@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from fulmen.core.hparams import checkpointable_hparams
-from fulmen.core.saving import load_weights
+from fulmen.core.saving import left_out_key, load_weights
 from fulmen.trainer.checkpoint_checks import check_resumable, load_optimizer_states, load_scheduler_states
 from fulmen.optimization.placeholder import PlaceholderOptimizer
 from fulmen.trainer.state import TrainerFn
@@ -69,20 +69,10 @@ class Checkpointing:
             precision_state = precision.state_dict()
             if precision_state:
                 checkpoint[type(precision).__name__] = precision_state
-        if getattr(module, "_hparams", None):
-            checkpoint["hyper_parameters"], left_out = checkpointable_hparams(module.hparams)
-            checkpoint["hparams_name"] = getattr(module, "_hparams_name", "kwargs")
-            if left_out:  # fulmen's record of what `load_from_checkpoint` must be given again
-                checkpoint["hparams_left_out"] = left_out
-            if getattr(module, "_hparams_type", None) == "Namespace":
-                checkpoint["hparams_type"] = "Namespace"
+        save_hparams(checkpoint, module)
         datamodule = run.datamodule
         if datamodule is not None:
-            if getattr(datamodule, "_hparams", None):
-                checkpoint["datamodule_hyper_parameters"], left_out = checkpointable_hparams(datamodule.hparams)
-                checkpoint["datamodule_hparams_name"] = getattr(datamodule, "_hparams_name", "kwargs")
-                if left_out:
-                    checkpoint["datamodule_hparams_left_out"] = left_out
+            save_hparams(checkpoint, datamodule)
             state = datamodule.state_dict()
             if state:
                 checkpoint[type(datamodule).__qualname__] = state
@@ -213,3 +203,15 @@ def _counters_from_lightning(checkpoint: dict[str, Any]) -> dict[str, int]:
     global_step = checkpoint.get("global_step", 0)
     return {"current_epoch": int(current_epoch), "global_step": int(global_step),
             "batches_that_stepped": int(epoch_loop.get("_batches_that_stepped", global_step))}
+
+
+def save_hparams(checkpoint: dict[str, Any], owner: Any) -> None:
+    """Store a module's or datamodule's saved hyperparameters under its `CHECKPOINT_HYPER_PARAMS_*` keys."""
+    if not getattr(owner, "_hparams", None):
+        return
+    checkpoint[owner.CHECKPOINT_HYPER_PARAMS_KEY], left_out = checkpointable_hparams(owner.hparams)
+    checkpoint[owner.CHECKPOINT_HYPER_PARAMS_NAME] = getattr(owner, "_hparams_name", "kwargs")
+    if left_out:  # fulmen's record of what `load_from_checkpoint` must be given again
+        checkpoint[left_out_key(owner.CHECKPOINT_HYPER_PARAMS_NAME)] = left_out
+    if getattr(owner, "_hparams_type", None) == "Namespace":
+        checkpoint[owner.CHECKPOINT_HYPER_PARAMS_TYPE] = "Namespace"

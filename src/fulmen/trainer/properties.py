@@ -207,6 +207,45 @@ class TrainerProperties:
     limit_test_batches = _FromConfig()
     limit_predict_batches = _FromConfig()
 
+    overfit_batches = _FromConfig()
+    reload_dataloaders_every_n_epochs = _FromConfig()
+
+    @property
+    def validate_loop(self) -> Any:
+        """The evaluation loop of the current or last `trainer.validate()` call (None if that was not the last)."""
+        return self._evaluation_loop_of(TrainerFn.VALIDATING)
+
+    @property
+    def test_loop(self) -> Any:
+        """The evaluation loop of the current or last `trainer.test()` call (None if that was not the last)."""
+        return self._evaluation_loop_of(TrainerFn.TESTING)
+
+    def _evaluation_loop_of(self, fn: TrainerFn) -> Any:
+        return self._current.evaluation_loop if self._current.fn == fn else None
+
+    @property
+    def val_check_batch(self) -> int | float | None:
+        """Training batches between validations in the current or last fit (inf: at epoch ends only)."""
+        fit_loop = self._current.fit_loop
+        return getattr(fit_loop, "val_check_batch", None)
+
+    @property
+    def enable_validation(self) -> bool:
+        """Whether fit validates: validation data, a `validation_step`, and `limit_val_batches > 0`."""
+        module = self.lightning_module
+        return (module is not None and self._config.limit_val_batches > 0
+                and self._hooks.module_defines("validation_step") and self._data.has_source("validate"))
+
+    @property
+    def distributed_sampler_kwargs(self) -> dict[str, int] | None:
+        """The rank split a distributed sampler gets (`num_replicas`, `rank`); None for a single process."""
+        return self.strategy.distributed_sampler_kwargs
+
+    @property
+    def scaler(self) -> Any:
+        """The precision plugin's gradient scaler (`"16-mixed"`), else None."""
+        return getattr(self.strategy.precision_plugin, "scaler", None)
+
     @property
     def num_val_batches(self) -> list[int | float]:
         return self._current.num_val_batches

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from fulmen.callbacks.callback import Callback
     from fulmen.core.datamodule import LightningDataModule
     from fulmen.core.module import LightningModule
+    from fulmen.loops.evaluation_loop import EvaluationLoop
     from fulmen.loops.fit_loop import FitLoop
     from fulmen.loops.prediction_loop import PredictionLoop
     from fulmen.trainer.state import TrainerFn
@@ -45,6 +46,7 @@ class Run:
             (`Checkpointing.restore`; consumed by `loops/resume.py`).
         fit_loop: the running FitLoop, whose position checkpoints record (`Trainer._run_stage`).
         predict_loop: the running PredictionLoop, which prediction writers read (`Trainer._run_stage`).
+        evaluation_loop: the EvaluationLoop of a `validate`/`test` call (`Trainer._run_stage`).
         ckpt_path: the checkpoint this run restored (`Trainer._run`).
     """
 
@@ -65,4 +67,5 @@ class Run:
     resume: dict[str, Any] | None = None
     fit_loop: FitLoop | None = None
     predict_loop: PredictionLoop | None = None
+    evaluation_loop: EvaluationLoop | None = None
     ckpt_path: str | None = None

@@ -25,6 +25,7 @@ from fulmen.strategies.select import apply_determinism, apply_plugins, plugin_en
 from fulmen.trainer.checkpointing import Checkpointing
 from fulmen.trainer.config import TrainerConfig, reject_unimplemented
 from fulmen.trainer.data_source import DataSource
+from fulmen.trainer.flag_sources import BarebonesLogRefusal, barebones_flags, defaults_from_environment
 from fulmen.trainer.hook_dispatch import HookDispatch
 from fulmen.loggers.selection import build_loggers, log_hyperparameters, share_logger_versions
 from fulmen.optimization.optimization import Optimization
@@ -38,8 +39,12 @@ from fulmen.utilities.rank_zero import rank_zero_info
 
 
 class Trainer(TrainerProperties):
-    """Runs a LightningModule's training, validation, test and prediction loops (Lightning 2.x flags)."""
+    """Runs a LightningModule's training, validation, test and prediction loops (Lightning 2.x flags).
 
+    Flags not passed are taken from `PL_TRAINER_<FLAG>` environment variables when set (as in Lightning).
+    """
+
+    @defaults_from_environment
     def __init__(
         self, *, accelerator: str | Any = "auto", strategy: Any = "auto", devices: Any = "auto", num_nodes: int = 1,
         precision: Any = None, logger: Any = None, callbacks: Any = None, fast_dev_run: int | bool = False,
@@ -59,15 +64,18 @@ class Trainer(TrainerProperties):
         enable_autolog_hparams: bool = True, model_registry: str | None = None,
     ) -> None:
         reject_unimplemented(profiler=profiler, model_registry=model_registry)
+        flags = dict(locals())
+        if barebones:
+            flags = barebones_flags(flags)
+            enable_checkpointing, logger = flags["enable_checkpointing"], flags["logger"]
+            enable_progress_bar, enable_model_summary = flags["enable_progress_bar"], flags["enable_model_summary"]
+        self.barebones = barebones
         # The signature above is the one place flag defaults live: the config picks its flags from the arguments.
-        self._config = TrainerConfig.from_flags(locals())
+        self._config = TrainerConfig.from_flags(flags)
         self.strategy = select_strategy(accelerator, devices, strategy, num_nodes, precision,
                                         plugin_environment(plugins))
         apply_plugins(self.strategy, plugins, sync_batchnorm)
         self._accelerator = select_accelerator(accelerator, self.strategy.root_device)
-        if barebones:
-            enable_checkpointing = enable_progress_bar = enable_model_summary = False
-            logger = False if logger is None else logger
         quiet = bool(self._config.fast_dev_run)
         self._callbacks = build_trainer_callbacks(
             callbacks, enable_progress_bar is not False, enable_model_summary is not False,
@@ -183,7 +191,8 @@ class Trainer(TrainerProperties):
         self._current = run = Run(fn=fn, module=model, datamodule=datamodule, callbacks=list(self._callbacks),
                                   given_loaders=given, num_sanity_val_batches=self._current.num_sanity_val_batches)
         model.trainer = self
-        model._log_router = self._metrics  # `self.log` reaches this run's MetricsRouter, not the Trainer's internals
+        # `self.log` reaches this run's MetricsRouter, not the Trainer's internals (in barebones mode: an error).
+        model._log_router = BarebonesLogRefusal() if self.barebones else self._metrics
         if datamodule is not None:
             datamodule.trainer = self
         hooks = self._hooks
@@ -273,6 +282,7 @@ class Trainer(TrainerProperties):
                                    loop, signal_stop,
                                    FitLoopStepper(self._optimization, hooks, self._metrics, state))
             return run.fit_loop.run()
+        run.evaluation_loop = loop
         loop.setup_data()
         if not any(loop.num_batches):
             return []
