@@ -230,7 +230,7 @@ def normalize(calls: list, root: Any = None) -> list:
 
     def plain(value: Any) -> Any:
         if isinstance(value, _Media):
-            return (value.kind, plain(list(value.args)), plain(value.kwargs))
+            return [value.kind, plain(list(value.args)), plain(value.kwargs)]
         if isinstance(value, dict):
             return {str(key): plain(item) for key, item in value.items()}
         if isinstance(value, (list, tuple)):

@@ -16,7 +16,7 @@ from typing import Any
 def require_package(module: str, pip_name: str, logger: str) -> None:
     """Raise a clear `ModuleNotFoundError` when the optional package `module` is not importable (without
     importing it: these packages are slow to import)."""
-    if module in sys.modules:
+    if sys.modules.get(module) is not None:
         return
     try:
         found = importlib.util.find_spec(module) is not None
