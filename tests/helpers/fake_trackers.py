@@ -127,6 +127,14 @@ def _fake_wandb(calls: list) -> dict[str, types.ModuleType]:
 # -- comet_ml ----------------------------------------------------------------------------------------------
 
 
+class _CometConfig:
+    """What comet_ml.ExperimentConfig(...) returns: picklable, as the real one (the logger pickles it)."""
+
+    def __init__(self, kwargs: dict) -> None:
+        self.kwargs = kwargs
+        self.offline_directory = kwargs.get("offline_directory")
+
+
 def _fake_comet(calls: list) -> dict[str, types.ModuleType]:
     comet_ml = types.ModuleType("comet_ml")
     record = _Recorder(calls, "comet_ml.")._record
@@ -134,11 +142,9 @@ def _fake_comet(calls: list) -> dict[str, types.ModuleType]:
     class ExperimentNotFound(Exception):
         pass
 
-    class ExperimentConfig:
-        def __init__(self, **kwargs: Any) -> None:
-            record("ExperimentConfig", **kwargs)
-            self.kwargs = kwargs
-            self.offline_directory = kwargs.get("offline_directory")
+    def ExperimentConfig(**kwargs: Any) -> _CometConfig:  # noqa: N802 (comet_ml's class name)
+        record("ExperimentConfig", **kwargs)
+        return _CometConfig(kwargs)
 
     class Experiment:
         def __init__(self, key: str | None, project: str | None) -> None:

@@ -64,7 +64,7 @@ class LitLogger(Logger):
 
     @property
     def version(self) -> str | None:
-        """When the experiment was created (an RFC 3339 UTC time); None before."""
+        """When the experiment was created (UTC, e.g. `2025-01-31T12-00-00.000+00-00`); None before."""
         return self._version
 
     @property
@@ -101,9 +101,9 @@ class LitLogger(Logger):
 
         os.makedirs(self.root_dir, exist_ok=True)
         if self._version is None:
-            # Protobuf wants RFC 3339 with a "Z"; ":" is not allowed in the experiment name.
+            # The creation time with ":" made "-", as Lightning 2.6 names it (its offset ends "+00-00", not "Z").
             stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-            self._version = stamp.replace(":", "-").replace("+00:00", "Z")
+            self._version = stamp.replace(":", "-")
         self._experiment = litlogger.Experiment(
             name=self._experiment_name, teamspace=self._teamspace,
             metadata={key: str(value) for key, value in self._metadata.items()}, store_step=self._store_step,
