@@ -140,3 +140,20 @@ def test_missing_litlogger_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "litlogger", None)
     with pytest.raises(ModuleNotFoundError, match="pip install litlogger"):
         LitLogger(name="x")
+
+
+def test_other_ranks_use_rank_zeros_version(calls, monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from fulmen.loggers.selection import share_logger_versions
+
+    first = LitLogger(name="e")
+    first.experiment
+    shared = []
+    share_logger_versions([first], SimpleNamespace(world_size=2, is_global_zero=True,
+                                                   broadcast=lambda value: shared.append(value) or value))
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    other = LitLogger(name="e")
+    share_logger_versions([other], SimpleNamespace(world_size=2, is_global_zero=False, broadcast=lambda _: shared[0]))
+    assert other.version == first.version is not None
+    assert [call[0] for call in recorded(calls)].count("litlogger.Experiment") == 1

@@ -258,3 +258,20 @@ def test_trainer_logs_through_wandb_without_warnings_about_it(calls, tmp_path):
         fit_logged(tmp_path, WandbLogger(), epochs=1)
     assert [call[0] for call in recorded(calls)][:4] == ["wandb.init", "wandb.run.define_metric",
                                                          "wandb.run.define_metric", "wandb.config.update"]
+
+
+def test_other_ranks_name_rank_zeros_run(calls, monkeypatch):
+    from types import SimpleNamespace
+
+    from fulmen.loggers.selection import share_logger_versions
+
+    first = WandbLogger()
+    first.experiment  # rank zero starts the run
+    shared = []
+    share_logger_versions([first], SimpleNamespace(world_size=2, is_global_zero=True,
+                                                   broadcast=lambda value: shared.append(value) or value))
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    other = WandbLogger()
+    share_logger_versions([other], SimpleNamespace(world_size=2, is_global_zero=False, broadcast=lambda _: shared[0]))
+    assert shared == [["run0"]] and other.version == "run0"
+    assert [call[0] for call in recorded(calls)].count("wandb.init") == 1

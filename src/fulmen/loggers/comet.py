@@ -123,12 +123,6 @@ class CometLogger(Logger):
         """The experiment key (None until the experiment exists)."""
         return self._experiment.get_key() if self._experiment is not None else None
 
-    def run_identity(self) -> Any:
-        return self._experiment_key if self._experiment is not None else None
-
-    def adopt_run_identity(self, identity: Any) -> None:
-        self._experiment_key = identity
-
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         # The experiment holds network connections; a copy reopens the same experiment by its key.
