@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import os
-from argparse import Namespace
 from typing import Any
 
 from fulmen.loggers.logger import VersionedDirectoryLogger, rank_zero_experiment
+from fulmen.loggers.utilities import add_prefix, params_dict
 from fulmen.utilities.rank_zero import rank_zero_only
 
 
@@ -69,6 +69,8 @@ def _read_rows(path: str) -> list[dict[str, Any]]:
 class CSVLogger(VersionedDirectoryLogger):
     """Log to CSV and YAML files on the local filesystem."""
 
+    LOGGER_JOIN_CHAR = "-"  # between `prefix` and a metric name
+
     def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
                  version: int | str | None = None, prefix: str = "", flush_logs_every_n_steps: int = 100) -> None:
         super().__init__(save_dir, name, version)
@@ -84,15 +86,12 @@ class CSVLogger(VersionedDirectoryLogger):
         return self._experiment
 
     @rank_zero_only
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        if isinstance(params, Namespace):
-            params = vars(params)
-        self.experiment.log_hparams(dict(params or {}))
+    def log_hyperparams(self, params: Any = None) -> None:
+        self.experiment.log_hparams(dict(params_dict(params)))
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        if self._prefix:
-            metrics = {f"{self._prefix}-{key}": value for key, value in metrics.items()}
+        metrics = add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR)
         experiment = self.experiment
         experiment.log_metrics(metrics, step)
         if step is not None and (step + 1) % self._flush_every == 0:

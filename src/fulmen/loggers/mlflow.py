@@ -14,6 +14,7 @@ from typing import Any
 
 from fulmen.loggers.logger import Logger, rank_zero_experiment
 from fulmen.loggers.tensorboard import _flatten
+from fulmen.loggers.utilities import add_prefix
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 _FILE_PREFIX = "file:"
@@ -23,6 +24,8 @@ _MAX_PARAMS_PER_BATCH = 100
 
 class MLFlowLogger(Logger):
     """Log to MLflow; `name` is the experiment id and `version` the run id, as in Lightning."""
+
+    LOGGER_JOIN_CHAR = "-"  # between `prefix` and a metric name
 
     def __init__(self, experiment_name: str = "lightning_logs", run_name: str | None = None,
                  tracking_uri: str | None = os.getenv("MLFLOW_TRACKING_URI"), tags: dict[str, Any] | None = None,
@@ -124,8 +127,7 @@ class MLFlowLogger(Logger):
 
         timestamp_ms = int(time.time() * 1000)
         entries = []
-        for key, value in metrics.items():
-            key = f"{self._prefix}-{key}" if self._prefix else key
+        for key, value in add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR).items():
             if isinstance(value, str):
                 rank_zero_warn(f"MLFlowLogger drops the string metric {key}={value!r}; log numbers only.")
                 continue

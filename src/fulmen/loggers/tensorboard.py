@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from fulmen.loggers.logger import VersionedDirectoryLogger, rank_zero_experiment
+from fulmen.loggers.utilities import add_prefix, params_dict
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 
@@ -20,6 +21,7 @@ class TensorBoardLogger(VersionedDirectoryLogger):
     """Log scalars, hyperparameters and the model graph for TensorBoard (`tensorboard --logdir lightning_logs`)."""
 
     NAME_HPARAMS_FILE = "hparams.yaml"
+    LOGGER_JOIN_CHAR = "-"  # between `prefix` and a metric name
 
     def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
                  version: int | str | None = None, log_graph: bool = False, default_hp_metric: bool = True,
@@ -56,8 +58,7 @@ class TensorBoardLogger(VersionedDirectoryLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        for key, value in metrics.items():
-            key = f"{self._prefix}-{key}" if self._prefix else key
+        for key, value in add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR).items():
             if isinstance(value, torch.Tensor):
                 value = value.item()
             if isinstance(value, Mapping):
@@ -66,23 +67,25 @@ class TensorBoardLogger(VersionedDirectoryLogger):
                 self.experiment.add_scalar(key, value, step)
 
     @rank_zero_only
-    def log_hyperparams(self, params: Any, metrics: Mapping[str, float] | None = None) -> None:
-        """Record hyperparameters in `hparams.yaml` and TensorBoard's HPARAMS tab (with `hp_metric`)."""
-        if isinstance(params, Namespace):
-            params = vars(params)
-        params = dict(params or {})
+    def log_hyperparams(self, params: Any, metrics: Mapping[str, float] | float | None = None,
+                        step: int | None = None) -> None:
+        """Record hyperparameters in `hparams.yaml` and TensorBoard's HPARAMS tab, with `metrics` (a dict, or one
+        number logged as `hp_metric`; `hp_metric=-1` by default) at `step`."""
+        params = dict(params_dict(params))
         self.hparams.update(params)
         self._hparams_written = False
-        if metrics is None and self._default_hp_metric:
-            metrics = {"hp_metric": -1}
+        if metrics is None:
+            metrics = {"hp_metric": -1} if self._default_hp_metric else None
+        elif not isinstance(metrics, Mapping):
+            metrics = {"hp_metric": metrics}
         if metrics:
             from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-            self.log_metrics(metrics, 0)
+            self.log_metrics(metrics, step)
             flat = {key: _tensorboard_value(value) for key, value in _flatten(params).items()}
             writer = self.experiment._get_file_writer()
             for summary in hparams_summary(flat, dict(metrics)):
-                writer.add_summary(summary)
+                writer.add_summary(summary, step)
 
     @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:
