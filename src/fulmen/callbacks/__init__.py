@@ -3,6 +3,7 @@
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.checkpoint import Checkpoint
 from fulmen.callbacks.early_stopping import EarlyStopping, EarlyStoppingReason
+from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
 from fulmen.callbacks.lambda_function import LambdaCallback
 from fulmen.callbacks.lr_monitor import LearningRateMonitor
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
@@ -17,3 +18,4 @@ __all__ = [
     "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "Timer",
     "TQDMProgressBar",
 ]
+__all__ += ["GradientAccumulationScheduler"]
