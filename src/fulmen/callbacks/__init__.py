@@ -3,6 +3,7 @@
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.checkpoint import Checkpoint
 from fulmen.callbacks.early_stopping import EarlyStopping, EarlyStoppingReason
+from fulmen.callbacks.finetuning import BackboneFinetuning, BaseFinetuning
 from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
 from fulmen.callbacks.lambda_function import LambdaCallback
 from fulmen.callbacks.lr_monitor import LearningRateMonitor
@@ -18,4 +19,4 @@ __all__ = [
     "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "Timer",
     "TQDMProgressBar",
 ]
-__all__ += ["GradientAccumulationScheduler"]
+__all__ += ["BackboneFinetuning", "BaseFinetuning", "GradientAccumulationScheduler"]
