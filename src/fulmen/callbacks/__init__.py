@@ -12,6 +12,7 @@ from fulmen.callbacks.model_summary import ModelSummary
 from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.callbacks.prediction_writer import BasePredictionWriter
 from fulmen.callbacks.progress_bar import ProgressBar, TQDMProgressBar
+from fulmen.callbacks.spike import SpikeDetection
 from fulmen.callbacks.timer import Timer
 
 __all__ = [
@@ -19,4 +20,4 @@ __all__ = [
     "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "Timer",
     "TQDMProgressBar",
 ]
-__all__ += ["BackboneFinetuning", "BaseFinetuning", "GradientAccumulationScheduler"]
+__all__ += ["BackboneFinetuning", "BaseFinetuning", "GradientAccumulationScheduler", "SpikeDetection"]
