@@ -12,6 +12,7 @@ from fulmen.callbacks.model_summary import ModelSummary
 from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.callbacks.prediction_writer import BasePredictionWriter
 from fulmen.callbacks.progress_bar import ProgressBar, TQDMProgressBar
+from fulmen.callbacks.pruning import ModelPruning
 from fulmen.callbacks.spike import SpikeDetection
 from fulmen.callbacks.timer import Timer
 
@@ -20,4 +21,5 @@ __all__ = [
     "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "Timer",
     "TQDMProgressBar",
 ]
-__all__ += ["BackboneFinetuning", "BaseFinetuning", "GradientAccumulationScheduler", "SpikeDetection"]
+__all__ += ["BackboneFinetuning", "BaseFinetuning", "GradientAccumulationScheduler", "ModelPruning",
+            "SpikeDetection"]
