@@ -27,6 +27,12 @@ from fulmen.strategies import DDPStrategy, SingleDeviceStrategy
 from fulmen.strategies.launchers import MultiprocessingLauncher
 from fulmen.trainer.state import TrainerFn
 from helpers.callback_probes import LAMBDA_CALLBACK, ON_EXCEPTION_CHECKPOINT, PREDICTION_WRITER, TIMER
+from helpers.schedcb_probes import (
+    BACKBONE_FINETUNING,
+    GRADIENT_ACCUMULATION_SCHEDULER,
+    MODEL_PRUNING,
+    SPIKE_DETECTION,
+)
 from helpers.signature_probes import ScoreModule, fit, parameters_of, raises, trainer_only
 from helpers.tiny import TinyModule
 
@@ -401,6 +407,12 @@ TABLES = {
     "Timer": ("fulmen.callbacks.Timer", TIMER),
     "OnExceptionCheckpoint": ("fulmen.callbacks.OnExceptionCheckpoint", ON_EXCEPTION_CHECKPOINT),
     "BasePredictionWriter": ("fulmen.callbacks.BasePredictionWriter", PREDICTION_WRITER),
+    "GradientAccumulationScheduler": ("fulmen.callbacks.GradientAccumulationScheduler",
+                                      GRADIENT_ACCUMULATION_SCHEDULER),
+    "BaseFinetuning": ("fulmen.callbacks.BaseFinetuning", {}),
+    "BackboneFinetuning": ("fulmen.callbacks.BackboneFinetuning", BACKBONE_FINETUNING),
+    "ModelPruning": ("fulmen.callbacks.ModelPruning", MODEL_PRUNING),
+    "SpikeDetection": ("fulmen.callbacks.SpikeDetection", SPIKE_DETECTION),
 }
 
 
