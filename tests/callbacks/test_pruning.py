@@ -39,7 +39,8 @@ class Zeros(L.Callback):
 
     def on_train_epoch_end(self, trainer, m):
         zeros = [int((tensor == 0).sum()) for tensor in (m.l1.weight, m.l1.bias, m.l2.weight, m.l2.bias)]
-        self.rows.append((trainer.current_epoch, *zeros, hasattr(m.l1, "weight_orig"), round(float(m.l1.weight.sum()), 4)))
+        total = round(float(m.l1.weight.detach().sum()), 4)
+        self.rows.append((trainer.current_epoch, *zeros, hasattr(m.l1, "weight_orig"), total))
 
 
 def _fit(tmp_path, max_epochs=3, val=False, **options):

@@ -72,18 +72,23 @@ def _backbone_groups(tmp, max_epochs=3, **options):
     return rows
 
 
-def _verbose_backbone(tmp, **options):
-    with pytest.MonkeyPatch.context():
-        logger = logging.getLogger("fulmen.callbacks.finetuning")
-        records = []
-        handler = logging.Handler()
-        handler.emit = records.append
-        logger.addHandler(handler)
-        try:
-            _backbone_groups(tmp, max_epochs=2, unfreeze_backbone_at_epoch=1, verbose=True, **options)
-        finally:
-            logger.removeHandler(handler)
+def _logged(logger_name, run):
+    """The messages `run()` logs to `logger_name`."""
+    logger = logging.getLogger(logger_name)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        run()
+    finally:
+        logger.removeHandler(handler)
     return [record.getMessage() for record in records]
+
+
+def _verbose_backbone(tmp, **options):
+    return _logged("fulmen.callbacks.finetuning", lambda: _backbone_groups(
+        tmp, max_epochs=2, unfreeze_backbone_at_epoch=1, verbose=True, **options))
 
 
 def _denom_warns(tmp):
@@ -159,16 +164,7 @@ def _lottery_resets(tmp, **options):
 
 
 def _pruning_verbose(tmp):
-    logger = logging.getLogger("fulmen.callbacks.pruning")
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger.addHandler(handler)
-    try:
-        _pruned(tmp, amount=0.5, verbose=1)
-    finally:
-        logger.removeHandler(handler)
-    return [record.getMessage() for record in records] == [
+    return _logged("fulmen.callbacks.pruning", lambda: _pruned(tmp, amount=0.5, verbose=1)) == [
         "Applied `L1Unstructured`. Pruned: 0/56 (0.00%) -> 28/56 (50.00%)"]
 
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from copy import deepcopy
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -35,7 +35,6 @@ def _torch_prune() -> Any:
     return torch.nn.utils.prune
 
 ParameterList = Sequence[tuple[nn.Module, str]]
-EpochValue = Callable[[int], Any]
 
 
 def _containers() -> tuple[type, ...]:

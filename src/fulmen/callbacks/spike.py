@@ -46,8 +46,8 @@ class SpikeDetection(Callback):
     """
 
     def __init__(self, mode: Literal["min", "max"] = "min", window: int = 10, warmup: int = 1,
-                 atol: float | None = None, rtol: float | None = 2.0, exclude_batches_path: str | os.PathLike | None = None,
-                 finite_only: bool = True) -> None:
+                 atol: float | None = None, rtol: float | None = 2.0,
+                 exclude_batches_path: str | os.PathLike | None = None, finite_only: bool = True) -> None:
         if mode not in ("min", "max"):
             # Lightning accepts it here and fails at the first checked batch; same message, earlier.
             raise ValueError(f"Invalid mode. Has to be min or max, found {mode}")

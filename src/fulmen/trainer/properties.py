@@ -52,7 +52,7 @@ class _AccumulationFactor(_FromConfig):
         trainer._config.accumulate_grad_batches = value
         loop = trainer._current.fit_loop
         if loop is not None:
-            loop.accumulate = value  # the running fit loop reads its own copy per batch (no lookup per step)
+            loop.accumulate = value  # the running fit loop reads its own copy (no lookup per step)
 
 
 class TrainerProperties:
