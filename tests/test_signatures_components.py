@@ -28,6 +28,12 @@ from fulmen.strategies.launchers import MultiprocessingLauncher
 from fulmen.trainer.state import TrainerFn
 from helpers import logger_probes
 from helpers.callback_probes import LAMBDA_CALLBACK, ON_EXCEPTION_CHECKPOINT, PREDICTION_WRITER, TIMER
+from helpers.schedcb_probes import (
+    BACKBONE_FINETUNING,
+    GRADIENT_ACCUMULATION_SCHEDULER,
+    MODEL_PRUNING,
+    SPIKE_DETECTION,
+)
 from helpers.signature_probes import ScoreModule, fit, parameters_of, raises, trainer_only
 from helpers.tiny import TinyModule
 
@@ -406,6 +412,12 @@ TABLES = {
     "CometLogger": ("fulmen.loggers.CometLogger", logger_probes.COMET),
     "LitLogger": ("fulmen.loggers.LitLogger", logger_probes.LITLOGGER),
     "NeptuneLogger": ("fulmen.loggers.neptune.NeptuneLogger", logger_probes.NEPTUNE),
+    "GradientAccumulationScheduler": ("fulmen.callbacks.GradientAccumulationScheduler",
+                                      GRADIENT_ACCUMULATION_SCHEDULER),
+    "BaseFinetuning": ("fulmen.callbacks.BaseFinetuning", {}),
+    "BackboneFinetuning": ("fulmen.callbacks.BackboneFinetuning", BACKBONE_FINETUNING),
+    "ModelPruning": ("fulmen.callbacks.ModelPruning", MODEL_PRUNING),
+    "SpikeDetection": ("fulmen.callbacks.SpikeDetection", SPIKE_DETECTION),
 }
 
 

@@ -36,6 +36,13 @@ def _weights_change(tmp_path, **flags):
     return (model.layer.weight.detach() - before).abs().max().item()
 
 
+def _validation_inference_mode(tmp_path, flag):
+    """Whether `trainer.validate` ran the steps in inference mode (fit's own validation never does, as Lightning)."""
+    module = SeenModes()
+    trainer_only(inference_mode=flag, default_root_dir=tmp_path).validate(module, make_loader(16), verbose=False)
+    return module.seen["inference"]
+
+
 def _deterministic(tmp_path):
     previous = torch.are_deterministic_algorithms_enabled()
     try:
@@ -110,8 +117,8 @@ TRAINER = {
     and raises(MisconfigurationException, "gradient_clip_algorithm", lambda: trainer_only(gradient_clip_algorithm="clip")),
     "deterministic": _deterministic,
     "benchmark": _benchmark,
-    "inference_mode": lambda tmp: (lambda m: fit(tmp, m, val=make_loader(16), inference_mode=False)
-                                   and m.seen["inference"] is False)(SeenModes()),
+    "inference_mode": lambda tmp: _validation_inference_mode(tmp, True) is True
+    and _validation_inference_mode(tmp, False) is False,
     "use_distributed_sampler": lambda tmp: trainer_only(use_distributed_sampler=False).use_distributed_sampler is False,
     "profiler": lambda tmp: raises(NotImplementedError, "profiler", lambda: trainer_only(profiler="simple")),
     "detect_anomaly": lambda tmp: (lambda m: fit(tmp, m, detect_anomaly=True) and m.seen["anomaly"] is True)(

@@ -266,3 +266,24 @@ def test_validate_after_fit_with_the_same_trainer(tmp_path):
     assert len(module.val_batches) == 2
     assert trainer.state.fn == "validate" and trainer.global_step == 2
     assert results[0]["val_loss"] == pytest.approx(_mean_loss(module, make_loader(16)), rel=1e-6)
+
+
+def test_validation_inside_fit_runs_under_no_grad_not_inference_mode(tmp_path):
+    """Lightning's quirk: only validate/test use inference mode; fit's validation uses no_grad."""
+    import torch
+
+    import fulmen as L
+    from helpers.tiny import WithDataHooks
+
+    class Seen(WithDataHooks):
+        def validation_step(self, batch, batch_idx):
+            self.calls[(self.trainer.state.fn, torch.is_inference_mode_enabled(), torch.is_grad_enabled())] += 1
+            return super().validation_step(batch, batch_idx)
+
+    module = Seen()
+    trainer = L.Trainer(default_root_dir=tmp_path, max_epochs=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(module)
+    trainer.validate(module, verbose=False)
+    assert module.calls[("fit", False, False)] == 4  # sanity check (2) + epoch end (2)
+    assert module.calls[("validate", True, False)] == 2

@@ -50,7 +50,7 @@ def test_unknown_flag_is_refused():
 
 
 
-@pytest.mark.parametrize("name", ["max_epochs", "limit_val_batches", "accumulate_grad_batches", "world_size"])
+@pytest.mark.parametrize("name", ["max_epochs", "limit_val_batches", "max_steps", "world_size"])
 def test_flag_views_refuse_assignment_instead_of_ignoring_it(name):
     trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False)
     before = getattr(trainer, name)

@@ -3,6 +3,8 @@
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.checkpoint import Checkpoint
 from fulmen.callbacks.early_stopping import EarlyStopping, EarlyStoppingReason
+from fulmen.callbacks.finetuning import BackboneFinetuning, BaseFinetuning
+from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
 from fulmen.callbacks.lambda_function import LambdaCallback
 from fulmen.callbacks.lr_monitor import LearningRateMonitor
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
@@ -10,6 +12,8 @@ from fulmen.callbacks.model_summary import ModelSummary
 from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.callbacks.prediction_writer import BasePredictionWriter
 from fulmen.callbacks.progress_bar import ProgressBar, TQDMProgressBar
+from fulmen.callbacks.pruning import ModelPruning
+from fulmen.callbacks.spike import SpikeDetection
 from fulmen.callbacks.timer import Timer
 
 __all__ = [
@@ -17,3 +21,5 @@ __all__ = [
     "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "Timer",
     "TQDMProgressBar",
 ]
+__all__ += ["BackboneFinetuning", "BaseFinetuning", "GradientAccumulationScheduler", "ModelPruning",
+            "SpikeDetection"]

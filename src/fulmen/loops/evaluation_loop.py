@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fulmen.loops.batch_iterator import iterate_batches
-from fulmen.trainer.state import RunningStage
+from fulmen.trainer.state import RunningStage, TrainerFn
 
 if TYPE_CHECKING:
     from fulmen.results.metrics_router import MetricsRouter
@@ -91,7 +91,10 @@ class EvaluationLoop:
         else:
             self.run_state.num_val_batches = list(self.num_batches)
 
-        no_grad = torch.inference_mode() if self.config.inference_mode else torch.no_grad()
+        # Lightning's quirk: validation inside `fit` runs under `no_grad` even with `inference_mode=True`, so tensors a
+        # callback makes there (pruning masks, averaged weights) can still take part in training afterwards.
+        inference = self.config.inference_mode and self.state.fn != TrainerFn.FITTING
+        no_grad = torch.inference_mode() if inference else torch.no_grad()
         with no_grad:
             hooks.model_eval(self.stage)
             metrics.start_evaluation()

@@ -42,6 +42,19 @@ class _FromStrategy(_FromConfig):
         raise AttributeError(f"`trainer.{self._name}` is read-only: the strategy and cluster environment set it.")
 
 
+class _AccumulationFactor(_FromConfig):
+    """`trainer.accumulate_grad_batches`: the flag's value, which (as in Lightning) code may change between batches,
+    e.g. `GradientAccumulationScheduler` at each epoch start. Persists across runs like Lightning's attribute."""
+
+    def __set__(self, trainer: Any, value: Any) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"`trainer.accumulate_grad_batches` must be an int >= 1; received {value!r}.")
+        trainer._config.accumulate_grad_batches = value
+        loop = trainer._current.fit_loop
+        if loop is not None:
+            loop.accumulate = value  # the running fit loop reads its own copy (no lookup per step)
+
+
 class TrainerProperties:
     """Properties of `fulmen.Trainer` (Lightning's names); mixed into the Trainer class only."""
 
@@ -195,7 +208,7 @@ class TrainerProperties:
     min_epochs = _FromConfig()
     max_steps = _FromConfig()
     min_steps = _FromConfig()
-    accumulate_grad_batches = _FromConfig()
+    accumulate_grad_batches = _AccumulationFactor()
     gradient_clip_val = _FromConfig()
     gradient_clip_algorithm = _FromConfig()
     check_val_every_n_epoch = _FromConfig()
