@@ -11,9 +11,12 @@ from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.callbacks.prediction_writer import BasePredictionWriter
 from fulmen.callbacks.progress_bar import ProgressBar, TQDMProgressBar
 from fulmen.callbacks.timer import Timer
+from fulmen.callbacks.device_stats_monitor import DeviceStatsMonitor
+from fulmen.callbacks.throughput_monitor import ThroughputMonitor
 
 __all__ = [
     "BasePredictionWriter", "Callback", "Checkpoint", "EarlyStopping", "EarlyStoppingReason", "LambdaCallback",
     "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "Timer",
     "TQDMProgressBar",
+    "DeviceStatsMonitor", "ThroughputMonitor",
 ]
