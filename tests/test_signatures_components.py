@@ -27,6 +27,7 @@ from fulmen.strategies import DDPStrategy, SingleDeviceStrategy
 from fulmen.strategies.launchers import MultiprocessingLauncher
 from fulmen.trainer.state import TrainerFn
 from helpers.callback_probes import LAMBDA_CALLBACK, ON_EXCEPTION_CHECKPOINT, PREDICTION_WRITER, TIMER
+from helpers.monitor_probes import DEVICE_STATS_MONITOR, THROUGHPUT_MONITOR
 from helpers.signature_probes import ScoreModule, fit, parameters_of, raises, trainer_only
 from helpers.tiny import TinyModule
 
@@ -401,6 +402,8 @@ TABLES = {
     "Timer": ("fulmen.callbacks.Timer", TIMER),
     "OnExceptionCheckpoint": ("fulmen.callbacks.OnExceptionCheckpoint", ON_EXCEPTION_CHECKPOINT),
     "BasePredictionWriter": ("fulmen.callbacks.BasePredictionWriter", PREDICTION_WRITER),
+    "DeviceStatsMonitor": ("fulmen.callbacks.DeviceStatsMonitor", DEVICE_STATS_MONITOR),
+    "ThroughputMonitor": ("fulmen.callbacks.ThroughputMonitor", THROUGHPUT_MONITOR),
 }
 
 
