@@ -131,7 +131,7 @@ class ThroughputMonitor(Callback):
         self._start(trainer)
 
     @rank_zero_only
-    def on_train_epoch_start(self, trainer: Trainer, *_: Any) -> None:
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._eval_counts.pop((TrainerFn.FITTING, RunningStage.VALIDATING), None)
 
     @rank_zero_only
