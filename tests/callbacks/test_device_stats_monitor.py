@@ -9,6 +9,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 import fulmen as L
 from fulmen.callbacks import DeviceStatsMonitor
@@ -110,3 +111,27 @@ def test_cpu_accelerator_reports_psutil_stats(fake_psutil):
 
     assert CPUAccelerator().get_device_stats("cpu") == {"cpu_vm_percent": 41.0, "cpu_percent": 12.5,
                                                         "cpu_swap_percent": 3.0}
+
+
+def test_mps_accelerator_reports_lightnings_m1_keys(fake_psutil):
+    from fulmen.accelerators import MPSAccelerator
+
+    assert MPSAccelerator().get_device_stats("mps") == {"M1_vm_percent": 41.0, "M1_percent": 12.5,
+                                                        "M1_swap_percent": 3.0}
+
+
+@pytest.mark.parametrize(("cpu_stats", "cpu_keys"), [(None, False), (False, False), (True, True)])
+def test_on_a_gpu_cpu_stats_true_adds_the_cpu_stats(fake_psutil, cpu_stats, cpu_keys):
+    # No GPU needed: a stand-in Trainer on "cuda" whose accelerator reports one CUDA memory statistic.
+    logger = RecordingLogger()
+    trainer = SimpleNamespace(
+        state=SimpleNamespace(batches_that_stepped=4, should_stop=False), log_every_n_steps=1, loggers=[logger],
+        strategy=SimpleNamespace(root_device=torch.device("cuda", 0)),
+        accelerator=SimpleNamespace(get_device_stats=lambda device: {"allocated_bytes.all.current": 512}))
+    DeviceStatsMonitor(cpu_stats=cpu_stats).on_train_batch_end(trainer, None, None, None, 0)
+    expected = {"DeviceStatsMonitor.on_train_batch_end/allocated_bytes.all.current": 512.0}
+    if cpu_keys:
+        expected.update({"DeviceStatsMonitor.on_train_batch_end/cpu_vm_percent": 41.0,
+                         "DeviceStatsMonitor.on_train_batch_end/cpu_percent": 12.5,
+                         "DeviceStatsMonitor.on_train_batch_end/cpu_swap_percent": 3.0})
+    assert logger.calls == [(4, expected)]

@@ -7,6 +7,7 @@ Every expected name and value was observed with Lightning 2.6.6 running the same
 """
 
 import os
+from datetime import timedelta
 
 import pytest
 import torch
@@ -97,7 +98,7 @@ def test_check_monitor_top_k_and_file_exists(tmp_path):
 
 @pytest.mark.parametrize(("options", "expected"), [
     ({}, 1), ({"every_n_epochs": 3}, 3), ({"every_n_epochs": 0}, 0), ({"every_n_train_steps": 3}, 0),
-    ({"train_time_interval": __import__("datetime").timedelta(seconds=1)}, 0),
+    ({"train_time_interval": timedelta(seconds=1)}, 0),
 ])
 def test_every_n_epochs(options, expected):
     assert ModelCheckpoint(**options).every_n_epochs == expected

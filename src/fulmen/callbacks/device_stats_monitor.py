@@ -51,7 +51,7 @@ class DeviceStatsMonitor(Callback):
             return
         stats = trainer.accelerator.get_device_stats(device)
         if self._cpu_stats and device.type != "cpu":
-            stats.update(psutil_stats("CPU"))
+            stats.update(psutil_stats("CPU", "cpu"))
         prefix = f"{type(self).__qualname__}.{hook}"
         for logger in trainer.loggers:
             separator = logger.group_separator

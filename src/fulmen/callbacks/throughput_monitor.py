@@ -55,8 +55,10 @@ class ThroughputMonitor(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.available_flops = get_available_flops(trainer.strategy.root_device,
                                                    compute_dtype(trainer.precision_plugin))
-        make = lambda: Throughput(available_flops=self.available_flops,  # noqa: E731
-                                  world_size=trainer.world_size, **self.kwargs)
+
+        def make() -> Throughput:
+            return Throughput(available_flops=self.available_flops, world_size=trainer.world_size, **self.kwargs)
+
         if stage == TrainerFn.FITTING:
             self._throughputs[RunningStage.TRAINING] = make()
             self._throughputs[RunningStage.VALIDATING] = make()
