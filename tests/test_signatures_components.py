@@ -34,6 +34,7 @@ from helpers.schedcb_probes import (
     MODEL_PRUNING,
     SPIKE_DETECTION,
 )
+from helpers.monitor_probes import DEVICE_STATS_MONITOR, THROUGHPUT_MONITOR
 from helpers.signature_probes import ScoreModule, fit, parameters_of, raises, trainer_only
 from helpers.tiny import TinyModule
 
@@ -418,6 +419,8 @@ TABLES = {
     "BackboneFinetuning": ("fulmen.callbacks.BackboneFinetuning", BACKBONE_FINETUNING),
     "ModelPruning": ("fulmen.callbacks.ModelPruning", MODEL_PRUNING),
     "SpikeDetection": ("fulmen.callbacks.SpikeDetection", SPIKE_DETECTION),
+    "DeviceStatsMonitor": ("fulmen.callbacks.DeviceStatsMonitor", DEVICE_STATS_MONITOR),
+    "ThroughputMonitor": ("fulmen.callbacks.ThroughputMonitor", THROUGHPUT_MONITOR),
 }
 
 

@@ -11,6 +11,7 @@ import torch
 
 from fulmen.callbacks import EarlyStopping, EarlyStoppingReason, ModelCheckpoint
 from fulmen.callbacks.early_stopping import EarlyStoppingReason as FromModule
+from fulmen.utilities.exceptions import MisconfigurationException
 from helpers.tiny import TinyModule, make_loader, quiet_trainer
 
 NAN, INF = float("nan"), float("inf")
@@ -158,3 +159,40 @@ def test_a_different_monitor_does_not_restore_the_state(tmp_path):
     callback = EarlyStopping("val_loss", patience=3, mode="max")  # another state_key
     fit(tmp_path, values, [callback], max_epochs=3, ckpt_path=tmp_path / "ckpts" / "epoch=2-step=12.ckpt")
     assert callback.wait_count == 0 and math.isinf(callback.best_score.item())
+
+
+# -- mode_dict / order_dict ---------------------------------------------------------------------------------
+
+
+class AbsoluteEarlyStopping(EarlyStopping):
+    """A user mode added through Lightning's class attributes: smaller magnitude is better."""
+
+    mode_dict = {**EarlyStopping.mode_dict, "min_abs": lambda current, best: torch.lt(current.abs(), best.abs())}
+    order_dict = {**EarlyStopping.order_dict, "min_abs": "|<|"}
+
+
+def test_mode_dict_and_order_dict_are_lightnings():
+    assert EarlyStopping.mode_dict == {"min": torch.lt, "max": torch.gt}
+    assert EarlyStopping.order_dict == {"min": "<", "max": ">"}
+    assert EarlyStopping("val_loss", mode="max").monitor_op is torch.gt
+
+
+def test_a_mode_added_to_mode_dict_drives_the_callback(tmp_path):
+    # Lightning 2.6.6, same subclass and values: 4 epochs trained, stopped_epoch 3, best -1.0.
+    callback = AbsoluteEarlyStopping("val_loss", mode="min_abs", patience=1)
+    trainer, _ = fit(tmp_path, [-3.0, 2.0, -1.0, 4.0, 5.0, 6.0], [callback])
+    assert (trainer.current_epoch, callback.stopped_epoch, float(callback.best_score)) == (4, 3, -1.0)
+    with pytest.raises(MisconfigurationException, match="'min', 'max', 'min_abs'"):
+        AbsoluteEarlyStopping("val_loss", mode="absolute")
+
+
+def test_threshold_messages_use_order_dict(tmp_path):
+    callback = EarlyStopping("val_loss", stopping_threshold=1.5)
+    fit(tmp_path, [-3.0, 2.0], [callback])
+    assert "val_loss = -3.0 < 1.5" in callback.stopping_reason_message  # Lightning 2.6.6's comparison text
+    callback = EarlyStopping("val_loss", divergence_threshold=5.0)
+    fit(tmp_path, [1.0, 9.0, 1.0], [callback])
+    assert "val_loss = 9.0 < 5.0" in callback.stopping_reason_message  # Lightning shows the mode's order here too
+    callback = AbsoluteEarlyStopping("val_loss", mode="min_abs", stopping_threshold=1.5)
+    fit(tmp_path, [-3.0, 2.0, -1.0], [callback])
+    assert "val_loss = -1.0 |<| 1.5" in callback.stopping_reason_message

@@ -223,3 +223,31 @@ def test_no_logger_raises_at_fit(tmp_path):
 def test_invalid_logging_interval_raises():
     with pytest.raises(MisconfigurationException, match="logging_interval='batch'.*'step', 'epoch' or None"):
         LearningRateMonitor(logging_interval="batch")
+
+
+# -- last_momentum_values / last_weight_decay_values ---------------------------------------------------------
+
+
+def _adam_groups_and_sgd(module):
+    adam = torch.optim.Adam([{"params": module.layer.parameters()}, {"params": module.head.parameters(),
+                                                                      "weight_decay": 0.5}], lr=0.1, betas=(0.8, 0.9))
+    sgd = torch.optim.SGD(module.parameters(), lr=0.2, momentum=0.7, weight_decay=0.01)
+    return [adam, sgd], [torch.optim.lr_scheduler.StepLR(adam, 1, gamma=0.5)]
+
+
+# Lightning 2.6.6 with the same optimizers (manual optimization, 2 epochs of 2 batches).
+NAMES = ("lr-Adam/pg1", "lr-Adam/pg2", "lr-SGD")
+
+
+@pytest.mark.parametrize(("flags", "momentum", "weight_decay"), [
+    ({}, None, None),
+    (dict(log_momentum=True, log_weight_decay=True), [0.8, 0.8, 0.7], [0, 0.5, 0.01]),
+    (dict(log_momentum=True, logging_interval="epoch"), [0.8, 0.8, 0.7], None),
+])
+def test_last_momentum_and_weight_decay_values(tmp_path, flags, momentum, weight_decay):
+    monitor = LearningRateMonitor(**flags)
+    assert (monitor.last_momentum_values, monitor.last_weight_decay_values) == ({}, {})
+    _, monitor, _ = _run(tmp_path, _adam_groups_and_sgd, batches=2, manual=True, **flags)
+    assert monitor.last_momentum_values == dict(zip([f"{n}-momentum" for n in NAMES], momentum or [None] * 3))
+    assert monitor.last_weight_decay_values == dict(zip([f"{n}-weight_decay" for n in NAMES],
+                                                        weight_decay or [None] * 3))

@@ -23,7 +23,7 @@ class CPUAccelerator(Accelerator):
 
     def get_device_stats(self, device: torch.device | str | int) -> dict[str, Any]:
         """Memory and CPU use, in percent (needs `psutil`, which fulmen does not depend on)."""
-        return psutil_stats("CPU")
+        return psutil_stats("CPU", "cpu")
 
     @staticmethod
     def parse_devices(devices: int | str) -> int:
@@ -51,12 +51,13 @@ class CPUAccelerator(Accelerator):
         return "cpu"
 
 
-def psutil_stats(kind: str) -> dict[str, float]:
-    """Virtual memory, CPU and swap use in percent, read with `psutil` if it is installed."""
+def psutil_stats(kind: str, key_prefix: str) -> dict[str, float]:
+    """Virtual memory, CPU and swap use in percent (`<key_prefix>_vm_percent`, ...), read with `psutil` if it is
+    installed; `kind` names the device in the error."""
     try:
         import psutil
     except ImportError as error:
         raise ModuleNotFoundError(f"Fetching {kind} device stats requires `psutil`; install it with "
                                   "`pip install psutil`.") from error
-    return {"cpu_vm_percent": psutil.virtual_memory().percent, "cpu_percent": psutil.cpu_percent(),
-            "cpu_swap_percent": psutil.swap_memory().percent}
+    return {f"{key_prefix}_vm_percent": psutil.virtual_memory().percent, f"{key_prefix}_percent": psutil.cpu_percent(),
+            f"{key_prefix}_swap_percent": psutil.swap_memory().percent}

@@ -24,8 +24,9 @@ class MPSAccelerator(Accelerator):
         pass  # MPS keeps no per-run state
 
     def get_device_stats(self, device: torch.device | str | int) -> dict[str, Any]:
-        """Memory and CPU use of the machine, in percent (MPS shares system memory; needs `psutil`)."""
-        return psutil_stats("MPS")
+        """Memory and CPU use of the machine, in percent (MPS shares system memory; needs `psutil`), under
+        Lightning's keys `M1_vm_percent`, `M1_percent` and `M1_swap_percent`."""
+        return psutil_stats("MPS", "M1")
 
     @staticmethod
     def parse_devices(devices: int | str | list[int]) -> list[int] | None:

@@ -15,11 +15,14 @@ from fulmen.callbacks.progress_bar import ProgressBar, TQDMProgressBar
 from fulmen.callbacks.pruning import ModelPruning
 from fulmen.callbacks.spike import SpikeDetection
 from fulmen.callbacks.timer import Timer
+from fulmen.callbacks.device_stats_monitor import DeviceStatsMonitor
+from fulmen.callbacks.throughput_monitor import ThroughputMonitor
 
 __all__ = [
     "BasePredictionWriter", "Callback", "Checkpoint", "EarlyStopping", "EarlyStoppingReason", "LambdaCallback",
     "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "Timer",
     "TQDMProgressBar",
+    "DeviceStatsMonitor", "ThroughputMonitor",
 ]
 __all__ += ["BackboneFinetuning", "BaseFinetuning", "GradientAccumulationScheduler", "ModelPruning",
             "SpikeDetection"]

@@ -16,8 +16,6 @@ if TYPE_CHECKING:
     from fulmen.core.module import LightningModule
     from fulmen.trainer.trainer import Trainer
 
-_BETTER = {"min": torch.lt, "max": torch.gt}
-
 
 class EarlyStoppingReason(Enum):
     """Why `EarlyStopping` stopped training (`EarlyStopping.stopping_reason`); saved in checkpoints as its value."""
@@ -39,13 +37,16 @@ class EarlyStopping(Callback):
 
     _is_early_stopping = True
     _monitors_metrics = True
+    mode_dict = {"min": torch.lt, "max": torch.gt}  # mode -> "is better than"; a subclass may change or add modes
+    order_dict = {"min": "<", "max": ">"}  # mode -> the comparison shown in the threshold messages
 
     def __init__(self, monitor: str, min_delta: float = 0.0, patience: int = 3, verbose: bool = False,
                  mode: str = "min", strict: bool = True, check_finite: bool = True,
                  stopping_threshold: float | None = None, divergence_threshold: float | None = None,
                  check_on_train_epoch_end: bool | None = None, log_rank_zero_only: bool = False) -> None:
-        if mode not in _BETTER:
-            raise MisconfigurationException(f"`EarlyStopping(mode={mode!r})` is invalid; use 'min' or 'max'.")
+        if mode not in self.mode_dict:
+            raise MisconfigurationException(f"`EarlyStopping(mode={mode!r})` is invalid; use one of "
+                                            f"{', '.join(map(repr, self.mode_dict))}.")
         self.monitor = monitor
         self.mode = mode
         self.patience = patience
@@ -57,8 +58,9 @@ class EarlyStopping(Callback):
         self.log_rank_zero_only = log_rank_zero_only
         self._check_on_train_epoch_end = check_on_train_epoch_end
         # Improvement means beating the best by more than |min_delta| in the monitored direction.
-        self.min_delta = abs(min_delta) if mode == "max" else -abs(min_delta)
-        self.best_score = torch.tensor(float("inf") if mode == "min" else float("-inf"))
+        increasing = self.monitor_op == torch.gt
+        self.min_delta = abs(min_delta) if increasing else -abs(min_delta)
+        self.best_score = torch.tensor(float("-inf") if increasing else float("inf"))
         self.wait_count = 0
         self.stopped_epoch = 0
         self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
@@ -66,7 +68,7 @@ class EarlyStopping(Callback):
 
     @property
     def monitor_op(self) -> Any:
-        return _BETTER[self.mode]
+        return self.mode_dict[self.mode]
 
     @property
     def state_key(self) -> str:
@@ -116,10 +118,12 @@ class EarlyStopping(Callback):
                           f"{self.best_score.item():.3f}. Stopping.")
         if self.stopping_threshold is not None and better(current, torch.tensor(self.stopping_threshold)):
             self.stopping_reason = EarlyStoppingReason.STOPPING_THRESHOLD
-            return True, f"Stopping threshold reached: {self.monitor} = {current.item()}. Stopping."
+            return True, (f"Stopping threshold reached: {self.monitor} = {current.item()} {self.order_dict[self.mode]} "
+                          f"{self.stopping_threshold}. Stopping.")
         if self.divergence_threshold is not None and better(-current, torch.tensor(-self.divergence_threshold)):
             self.stopping_reason = EarlyStoppingReason.DIVERGENCE_THRESHOLD
-            return True, f"Divergence threshold reached: {self.monitor} = {current.item()}. Stopping."
+            return True, (f"Divergence threshold reached: {self.monitor} = {current.item()} "
+                          f"{self.order_dict[self.mode]} {self.divergence_threshold}. Stopping.")
         if better(current - self.min_delta, self.best_score):
             previous = self.best_score
             self.best_score, self.wait_count = current, 0

@@ -36,6 +36,9 @@ class LearningRateMonitor(Callback):
         self.log_momentum = log_momentum
         self.log_weight_decay = log_weight_decay
         self.lrs: dict[str, list[float]] = {}
+        # The latest momentum / weight decay logged per "<name>-momentum" / "<name>-weight_decay" (None until then).
+        self.last_momentum_values: dict[str, float | None] = {}
+        self.last_weight_decay_values: dict[str, float | None] = {}
 
     def on_train_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
         if not trainer.loggers:
@@ -46,7 +49,10 @@ class LearningRateMonitor(Callback):
                 "momentum" in opt.defaults or "betas" in opt.defaults for opt in trainer.optimizers):
             rank_zero_warn("`log_momentum=True`, but some optimizers have no momentum; 0 is logged for them.",
                            category=RuntimeWarning)
-        self.lrs = {name: [] for _, names, _ in _named_optimizers(trainer) for name in names}
+        names = [name for _, group_names, _ in _named_optimizers(trainer) for name in group_names]
+        self.lrs = {name: [] for name in names}
+        self.last_momentum_values = {f"{name}-momentum": None for name in names}
+        self.last_weight_decay_values = {f"{name}-weight_decay": None for name in names}
 
     def on_train_batch_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
         # Lightning's monitor logs when the Trainer's step values would reach the loggers after this batch.
@@ -68,9 +74,12 @@ class LearningRateMonitor(Callback):
                 stats[name] = group["lr"]
                 self.lrs.setdefault(name, []).append(group["lr"])
                 if self.log_momentum:
-                    stats[f"{name}-momentum"] = group["betas"][0] if uses_betas else group.get("momentum", 0)
+                    key = f"{name}-momentum"
+                    stats[key] = self.last_momentum_values[key] = (group["betas"][0] if uses_betas
+                                                                   else group.get("momentum", 0))
                 if self.log_weight_decay:
-                    stats[f"{name}-weight_decay"] = group["weight_decay"]
+                    key = f"{name}-weight_decay"
+                    stats[key] = self.last_weight_decay_values[key] = group["weight_decay"]
         if not stats:
             return
         device = trainer.strategy.root_device

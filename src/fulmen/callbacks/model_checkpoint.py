@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 from collections.abc import Iterator
 from copy import copy
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fulmen.callbacks._checkpoint_filename import checkpoint_name
+from fulmen.callbacks._checkpoint_files import CheckpointFiles
 from fulmen.callbacks.checkpoint import Checkpoint
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -29,16 +27,16 @@ if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
 
 
-class ModelCheckpoint(Checkpoint):
+class ModelCheckpoint(CheckpointFiles, Checkpoint):
     """Save the model during fit: every epoch by default, or every N steps/epochs or time interval.
 
     With `monitor`, keep the `save_top_k` best files by that logged metric (`mode="min"` or `"max"`);
     `save_top_k=-1` keeps all, `0` none. `save_last=True` also keeps `last.ckpt` (`"link"`: a symlink).
+    File names follow the class attributes `CHECKPOINT_JOIN_CHAR` ("-"), `CHECKPOINT_EQUALS_CHAR` ("="),
+    `CHECKPOINT_NAME_LAST` ("last"), `FILE_EXTENSION` (".ckpt") and `STARTING_VERSION` (1); override them on
+    a subclass (or the instance) to change the names.
     """
 
-    CHECKPOINT_NAME_LAST = "last"
-    STARTING_VERSION = 1
-    FILE_EXTENSION = ".ckpt"
     _is_checkpoint = True
     _monitors_metrics = True
 
@@ -94,6 +92,11 @@ class ModelCheckpoint(Checkpoint):
         self._last_checkpoint_saved = ""
         self._last_time_checked: float | None = None
         self._save_after_validation = False  # a step/time save waiting for the monitored value
+
+    @property
+    def every_n_epochs(self) -> int:
+        """Save every this many epochs (0: saves follow steps or time instead)."""
+        return self._every_n_epochs
 
     @property
     def state_key(self) -> str:
@@ -173,9 +176,10 @@ class ModelCheckpoint(Checkpoint):
                 or trainer.fast_dev_run or trainer.sanity_checking
                 or self._last_global_step_saved == trainer.global_step):
             return
-        # Named like every other save (Lightning 2.6 does the same); not ranked among the top k.
+        # Named like every other save, not ranked among the top k, and (Lightning 2.6) without a version
+        # suffix: a file of that name is overwritten.
         candidates = self._monitor_candidates(trainer)
-        path = self._free_path(trainer, candidates, None)
+        path = self.format_checkpoint_name(candidates)
         self._save(trainer, path)
         self._save_last(trainer, candidates)
         rank_zero_info(f"{type(exception).__name__} raised during fit: saved a checkpoint to {path}")
@@ -231,13 +235,14 @@ class ModelCheckpoint(Checkpoint):
             rank_zero_warn(message)
             return
         current = candidates[self.monitor]
-        if self._is_top_k(trainer, current):
+        if self.check_monitor_top_k(trainer, current):
             self._update_best_and_save(trainer, current, candidates)
         elif self.verbose:
             rank_zero_info(f"Epoch {trainer.current_epoch}, global step {trainer.global_step}: {self.monitor!r} "
                            f"was not in top {self.save_top_k}")
 
-    def _is_top_k(self, trainer: Trainer, current: Any) -> bool:
+    def check_monitor_top_k(self, trainer: Trainer, current: Any = None) -> bool:
+        """Whether a checkpoint scoring `current` belongs among the best `save_top_k` (all ranks agree)."""
         if current is None:
             return False
         if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
@@ -288,29 +293,6 @@ class ModelCheckpoint(Checkpoint):
         if previous and self._may_remove(trainer, previous, path):
             self._remove(trainer, previous)
 
-    # -- files ----------------------------------------------------------------------------------
-
-    def format_checkpoint_name(self, metrics: dict[str, Any], filename: str | None = None,
-                               ver: int | None = None) -> str:
-        """The path a checkpoint with these metrics would get (`dirpath/filename[-vN].ckpt`)."""
-        name = checkpoint_name(filename or self.filename, metrics, self.auto_insert_metric_name, ver,
-                               self.FILE_EXTENSION)
-        return os.path.join(self.dirpath, name) if self.dirpath else name
-
-    def _free_path(self, trainer: Trainer, candidates: dict[str, Any], replacing: str | None,
-                   filename: str | None = None) -> str:
-        """The file name for this save, with a `-vN` suffix if taken. Rank 0 looks at the disk and the
-        others follow: each rank's own view can differ (a file rank 0 has just written, a slow filesystem)."""
-        path = self.format_checkpoint_name(candidates, filename)
-        if not self._enable_version_counter:
-            return path
-        if trainer.is_global_zero:
-            version = self.STARTING_VERSION
-            while os.path.exists(path) and path != replacing:
-                path = self.format_checkpoint_name(candidates, filename, ver=version)
-                version += 1
-        return trainer.strategy.broadcast(path)
-
     @contextlib.contextmanager
     def _rollback_on_failure(self) -> Iterator[None]:
         """Undo the best/last bookkeeping if the write fails, so no path names a file that was not written."""
@@ -322,40 +304,6 @@ class ModelCheckpoint(Checkpoint):
             (self.best_k_models, self.kth_best_model_path, self.kth_value, self.best_model_score,
              self.best_model_path, self.current_score, self.last_model_path) = saved
             raise
-
-    def _find_last_checkpoints(self) -> list[str]:
-        """The `last[-vN]` files in `dirpath`, saved by this run or an earlier one (for `ckpt_path="last"`)."""
-        if not self.dirpath or not os.path.isdir(self.dirpath):
-            return []
-        pattern = re.compile(rf"{re.escape(self.CHECKPOINT_NAME_LAST)}(-v\d+)?{re.escape(self.FILE_EXTENSION)}")
-        return [os.path.join(self.dirpath, name) for name in os.listdir(self.dirpath) if pattern.fullmatch(name)]
-
-    def _save(self, trainer: Trainer, path: str) -> None:
-        trainer.save_checkpoint(path, self.save_weights_only)
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = path
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.after_save_checkpoint(self)
-
-    def _link(self, trainer: Trainer, target: str, link: str) -> None:
-        if trainer.is_global_zero:
-            if os.path.lexists(link):
-                os.remove(link)
-            os.symlink(os.path.relpath(target, os.path.dirname(link)), link)
-        trainer.strategy.barrier()
-
-    def _may_remove(self, trainer: Trainer, previous: str, current: str) -> bool:
-        if previous == current:
-            return False
-        previous_path = Path(previous).absolute()
-        if trainer.ckpt_path is not None and previous_path == Path(trainer.ckpt_path).absolute():
-            return False  # never delete the checkpoint this run resumed from
-        return Path(self.dirpath or ".").absolute() in previous_path.parents
-
-    def _remove(self, trainer: Trainer, path: str) -> None:
-        if trainer.is_global_zero:
-            trainer.strategy.checkpoint_io.remove_checkpoint(path)
 
     # -- state ----------------------------------------------------------------------------------
 

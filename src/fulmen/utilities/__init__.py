@@ -22,6 +22,7 @@ __all__ = [
     "find_shared_parameters",
     "grad_norm",
     "is_picklable",
+    "measure_flops",
     "move_data_to_device",
     "rank_zero_debug",
     "rank_zero_deprecation",
@@ -40,4 +41,5 @@ __getattr__, __dir__ = lazy_exports(__name__, {"AttributeDict": "fulmen.utilitie
                                                "find_shared_parameters": "fulmen.utilities.parameter_tying",
                                                "set_shared_parameters": "fulmen.utilities.parameter_tying",
                                                "GradClipAlgorithmType": "fulmen.utilities.enums",
-                                               "LightningEnum": "fulmen.utilities.enums"})
+                                               "LightningEnum": "fulmen.utilities.enums",
+                                               "measure_flops": "fulmen.utilities.throughput"})
