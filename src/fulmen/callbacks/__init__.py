@@ -9,11 +9,12 @@ from fulmen.callbacks.model_checkpoint import ModelCheckpoint
 from fulmen.callbacks.model_summary import ModelSummary
 from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.callbacks.prediction_writer import BasePredictionWriter
-from fulmen.callbacks.progress_bar import ProgressBar, TQDMProgressBar
+from fulmen.callbacks.progress import ProgressBar, RichProgressBar, TQDMProgressBar
+from fulmen.callbacks.rich_model_summary import RichModelSummary
 from fulmen.callbacks.timer import Timer
 
 __all__ = [
     "BasePredictionWriter", "Callback", "Checkpoint", "EarlyStopping", "EarlyStoppingReason", "LambdaCallback",
     "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "Timer",
-    "TQDMProgressBar",
+    "TQDMProgressBar", "RichModelSummary", "RichProgressBar",
 ]
