@@ -138,7 +138,8 @@ class RichProgressBar(ProgressBar):
         self._reset_progress_bar_ids()
         reconfigure(**self._console_kwargs)
         self._console = get_console()
-        self._console.clear_live()
+        if getattr(self._console, "_live_stack", None):
+            self._console.clear_live()  # a display left live (e.g. by an interrupted run) would block ours
         self._metric_component = MetricsColumn(self._shows_metrics, self.theme.metrics,
                                                self.theme.metrics_text_delimiter, self.theme.metrics_format)
         self.progress = Progress(*self.configure_columns(trainer), self._metric_component, auto_refresh=True,
