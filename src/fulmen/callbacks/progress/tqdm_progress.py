@@ -219,6 +219,8 @@ class TQDMProgressBar(ProgressBar):
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._leave:
+            if self._train_progress_bar is not None:
+                self._train_progress_bar.close()  # closed now rather than when garbage-collected
             self.train_progress_bar = self.init_train_tqdm()
         bar = self.train_progress_bar
         bar.reset()
