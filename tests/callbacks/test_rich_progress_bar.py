@@ -147,7 +147,8 @@ def test_rich_model_summary_table(tmp_path):
     text = rich_summary_text(tmp_path)
     lines = text.splitlines()
     header = next(line for line in lines if "Name" in line)
-    assert [cell.strip() for cell in header.strip("┃").split("┃")] == ["", "Name", "Type", "Params", "Mode", "FLOPs"]
+    cells = [cell.strip() for cell in header.strip("┃").split("┃")]
+    assert cells == ["", "Name", "Type", "Params", "Mode", "FLOPs"]
     row = next(line for line in lines if "layer" in line)
     assert [cell.strip() for cell in row.strip("│").split("│")] == ["0", "layer", "Linear", "66", "train", "0"]
     for total in ("Trainable params: 66", "Non-trainable params: 0", "Total params: 66",
@@ -164,3 +165,21 @@ def test_rich_model_summary_depth_and_sizes(tmp_path):
     text = rich_summary_text(tmp_path, module, max_depth=-1)
     assert "block.0" in text and "In sizes" in text and "Out sizes" in text and "[3, 32]" in text
     assert "Trainable params" not in rich_summary_text(tmp_path, max_depth=0)
+
+
+def test_dataloader_without_length_shows_dashes_for_the_total(tmp_path):
+    import torch
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from fulmen.demos.boring_classes import BoringModel
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter(torch.randn(6, 32).unbind())
+
+    console_kwargs, buffer = rich_console()
+    trainer = quiet_trainer(tmp_path, callbacks=[RichProgressBar(console_kwargs=console_kwargs)],
+                            enable_progress_bar=True, limit_train_batches=1.0)
+    trainer.fit(BoringModel(), DataLoader(Stream(), batch_size=2))
+    line = next(line for line in buffer.getvalue().splitlines() if line.startswith("Epoch 0/0"))
+    assert " 3/-- " in line and "-:--:--" in line  # Lightning 2.6.6: "3/--" and an unknown time left
