@@ -53,7 +53,7 @@ def _tqdm() -> Any:
                     text += "0" * (_PAD_SIZE - len(text))
                 return text
 
-        Tqdm.__module__ = __name__
+        Tqdm.__module__, Tqdm.__qualname__ = __name__, "Tqdm"
         _tqdm_class = Tqdm
     return _tqdm_class
 
