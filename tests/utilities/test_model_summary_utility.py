@@ -182,3 +182,20 @@ def test_the_callback_and_the_utility_share_the_table(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="fulmen"):
         quiet_trainer(tmp_path, enable_model_summary=True).fit(model, vector_loader())
     assert _NET_TABLE in caplog.text
+
+
+def test_uninitialized_parameters_are_not_counted_and_warn():
+    model = nn.Sequential(nn.LazyLinear(4), nn.Linear(4, 2))
+    summary = ModelSummary(model)
+    with pytest.warns(UserWarning, match="UninitializedParameter"):
+        assert summary.param_nums == [0, 10]  # counted (and warned about, once) when read
+    assert summary.total_parameters == 10
+
+
+def test_a_module_in_eval_mode_is_counted():
+    model = _Net()
+    model.head.eval()
+    summary = ModelSummary(model)
+    assert summary.training_modes == [True, False]
+    assert summary.total_training_modes == {"train": 3, "eval": 1}
+    assert "1         Modules in eval mode" in str(summary)
