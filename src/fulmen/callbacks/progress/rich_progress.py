@@ -52,9 +52,10 @@ class RichProgressBar(ProgressBar):
                  theme: RichProgressBarTheme = RichProgressBarTheme(),  # noqa: B008 - Lightning's default
                  console_kwargs: dict[str, Any] | None = None) -> None:
         _require_rich("RichProgressBar")
-        if not isinstance(theme, RichProgressBarTheme):
-            raise TypeError(f"`theme` must be a `RichProgressBarTheme`, got {type(theme).__name__}; build one with "
-                            "`RichProgressBarTheme(description=..., ...)`.")
+        missing = [name for name in RichProgressBarTheme.__dataclass_fields__ if not hasattr(theme, name)]
+        if missing:
+            raise TypeError(f"`theme` must be a `RichProgressBarTheme` (got {type(theme).__name__}, which lacks "
+                            f"{missing}); build one with `RichProgressBarTheme(description=..., ...)`.")
         super().__init__()
         self._refresh_rate = refresh_rate
         self._leave = leave
