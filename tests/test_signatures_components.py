@@ -35,6 +35,7 @@ from helpers.schedcb_probes import (
     SPIKE_DETECTION,
 )
 from helpers.monitor_probes import DEVICE_STATS_MONITOR, THROUGHPUT_MONITOR
+from helpers.progress_probes import RICH_MODEL_SUMMARY, RICH_PROGRESS_BAR, TQDM_LEAVE, TQDM_PROCESS_POSITION
 from helpers.signature_probes import ScoreModule, fit, parameters_of, raises, trainer_only
 from helpers.tiny import TinyModule
 
@@ -178,25 +179,10 @@ def fit_lr_metrics(tmp, **options):
     return trainer.callback_metrics
 
 
-def bars_opened(tmp, monkeypatch, **options):
-    import tqdm.auto
-
-    opened = []
-
-    class Recording(tqdm.auto.tqdm):
-        def __init__(self, *args, **kwargs):
-            opened.append(kwargs)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
-    fit(tmp, callbacks=[TQDMProgressBar(**options)], enable_progress_bar=True, max_epochs=2)
-    return opened
-
-
 PROGRESS_BAR = {
     "refresh_rate": lambda tmp, mp: not TQDMProgressBar(refresh_rate=0).is_enabled,
-    "process_position": lambda tmp, mp: {bar["position"] for bar in bars_opened(tmp, mp, process_position=2)} == {2},
-    "leave": lambda tmp, mp: len(bars_opened(tmp, mp, leave=True)) == 2 and len(bars_opened(tmp, mp)) == 1,
+    "process_position": lambda tmp, mp: TQDM_PROCESS_POSITION(tmp),
+    "leave": lambda tmp, mp: TQDM_LEAVE(tmp),
 }
 
 MODEL_SUMMARY = {
@@ -421,6 +407,8 @@ TABLES = {
     "SpikeDetection": ("fulmen.callbacks.SpikeDetection", SPIKE_DETECTION),
     "DeviceStatsMonitor": ("fulmen.callbacks.DeviceStatsMonitor", DEVICE_STATS_MONITOR),
     "ThroughputMonitor": ("fulmen.callbacks.ThroughputMonitor", THROUGHPUT_MONITOR),
+    "RichProgressBar": ("fulmen.callbacks.RichProgressBar", RICH_PROGRESS_BAR),
+    "RichModelSummary": ("fulmen.callbacks.RichModelSummary", RICH_MODEL_SUMMARY),
 }
 
 

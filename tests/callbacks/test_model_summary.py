@@ -147,3 +147,28 @@ def test_example_input_array_adds_in_and_out_sizes(caplog, tmp_path):
     lines = _summary_lines(caplog, tmp_path, model)
     assert any("In sizes" in line and "Out sizes" in line for line in lines)
     assert "[4, 32]" in _row(lines, "encoder") and "[4, 80]" in _row(lines, "encoder")
+
+
+def test_overridden_summarize_receives_the_columns_and_totals(tmp_path):
+    received = {}
+
+    class Recording(ModelSummary):
+        @staticmethod
+        def summarize(summary_data, total_parameters, trainable_parameters, model_size, total_training_modes,
+                      total_flops, **summarize_kwargs):
+            received.update(data=summary_data, total=total_parameters, trainable=trainable_parameters,
+                            size=model_size, modes=total_training_modes, flops=total_flops)
+
+    quiet_trainer(tmp_path, callbacks=[Recording()], enable_model_summary=True).fit(LinearModule(), vector_loader())
+    assert received["data"] == [(" ", ["0"]), ("Name", ["layer"]), ("Type", ["Linear"]), ("Params", ["66  "]),
+                                ("Mode", ["train"]), ("FLOPs", ["0  "])]
+    assert (received["total"], received["trainable"], received["modes"], received["flops"]) == (
+        66, 66, {"train": 1, "eval": 0}, 0)
+    assert received["size"] == pytest.approx(66 * 4e-6)
+
+
+def test_bad_max_depth_or_keyword_is_refused():
+    with pytest.raises(ValueError, match=r"`max_depth` can be -1, 0 or > 0, got -2"):
+        ModelSummary(max_depth=-2)
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        ModelSummary(header_style="bold")

@@ -2,6 +2,7 @@
 
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.checkpoint import Checkpoint
+from fulmen.callbacks.device_stats_monitor import DeviceStatsMonitor
 from fulmen.callbacks.early_stopping import EarlyStopping, EarlyStoppingReason
 from fulmen.callbacks.finetuning import BackboneFinetuning, BaseFinetuning
 from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
@@ -11,18 +12,16 @@ from fulmen.callbacks.model_checkpoint import ModelCheckpoint
 from fulmen.callbacks.model_summary import ModelSummary
 from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.callbacks.prediction_writer import BasePredictionWriter
-from fulmen.callbacks.progress_bar import ProgressBar, TQDMProgressBar
+from fulmen.callbacks.progress import ProgressBar, RichProgressBar, TQDMProgressBar
 from fulmen.callbacks.pruning import ModelPruning
+from fulmen.callbacks.rich_model_summary import RichModelSummary
 from fulmen.callbacks.spike import SpikeDetection
-from fulmen.callbacks.timer import Timer
-from fulmen.callbacks.device_stats_monitor import DeviceStatsMonitor
 from fulmen.callbacks.throughput_monitor import ThroughputMonitor
+from fulmen.callbacks.timer import Timer
 
 __all__ = [
-    "BasePredictionWriter", "Callback", "Checkpoint", "EarlyStopping", "EarlyStoppingReason", "LambdaCallback",
-    "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "Timer",
-    "TQDMProgressBar",
-    "DeviceStatsMonitor", "ThroughputMonitor",
+    "BackboneFinetuning", "BaseFinetuning", "BasePredictionWriter", "Callback", "Checkpoint", "DeviceStatsMonitor",
+    "EarlyStopping", "EarlyStoppingReason", "GradientAccumulationScheduler", "LambdaCallback", "LearningRateMonitor",
+    "ModelCheckpoint", "ModelPruning", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "RichModelSummary",
+    "RichProgressBar", "SpikeDetection", "ThroughputMonitor", "Timer", "TQDMProgressBar",
 ]
-__all__ += ["BackboneFinetuning", "BaseFinetuning", "GradientAccumulationScheduler", "ModelPruning",
-            "SpikeDetection"]

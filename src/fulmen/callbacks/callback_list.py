@@ -38,7 +38,12 @@ def build_trainer_callbacks(user_callbacks: Any, enable_progress_bar: bool, enab
             "callback, or drop `enable_checkpointing=False`."
         )
     if enable_model_summary and not any(isinstance(cb, ModelSummary) for cb in callbacks):
-        callbacks.append(ModelSummary())
+        # A RichProgressBar brings its rich summary table, as in Lightning.
+        from fulmen.callbacks.progress.rich_progress import RichProgressBar
+        from fulmen.callbacks.rich_model_summary import RichModelSummary
+
+        rich_bar = any(isinstance(cb, RichProgressBar) for cb in callbacks)
+        callbacks.append(RichModelSummary() if rich_bar else ModelSummary())
     if enable_progress_bar and not has_bar:
         callbacks.append(TQDMProgressBar())
     if enable_checkpointing:

@@ -1,7 +1,7 @@
-"""Public import path of the progress bars (Lightning's `lightning.pytorch.callbacks.progress`); they live in
-`fulmen/callbacks/progress_bar.py`."""
+"""Progress bars (Lightning's `lightning.pytorch.callbacks.progress`)."""
 
-from fulmen.callbacks.progress_bar import ProgressBar as ProgressBar  # noqa: F401
-from fulmen.callbacks.progress_bar import TQDMProgressBar as TQDMProgressBar  # noqa: F401
+from fulmen.callbacks.progress.progress_bar import ProgressBar
+from fulmen.callbacks.progress.rich_progress import RichProgressBar
+from fulmen.callbacks.progress.tqdm_progress import TQDMProgressBar
 
-__all__ = ["ProgressBar", "TQDMProgressBar"]
+__all__ = ["ProgressBar", "RichProgressBar", "TQDMProgressBar"]
