@@ -12,9 +12,10 @@ from fulmen.callbacks.prediction_writer import BasePredictionWriter
 from fulmen.callbacks.progress_bar import ProgressBar, TQDMProgressBar
 from fulmen.callbacks.stochastic_weight_avg import StochasticWeightAveraging
 from fulmen.callbacks.timer import Timer
+from fulmen.callbacks.weight_averaging import EMAWeightAveraging, WeightAveraging
 
 __all__ = [
-    "BasePredictionWriter", "Callback", "Checkpoint", "EarlyStopping", "EarlyStoppingReason", "LambdaCallback",
-    "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar",
-    "StochasticWeightAveraging", "Timer", "TQDMProgressBar",
+    "BasePredictionWriter", "Callback", "Checkpoint", "EarlyStopping", "EarlyStoppingReason", "EMAWeightAveraging",
+    "LambdaCallback", "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar",
+    "StochasticWeightAveraging", "Timer", "TQDMProgressBar", "WeightAveraging",
 ]

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import SWALR
 
 from fulmen.callbacks.callback import Callback
+from fulmen.callbacks.weight_averaging import detached_from_trainer
 from fulmen.optimization.configure_optimizers import LRSchedulerConfig
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -26,20 +27,6 @@ if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
 
 _AVG_FN = Callable[[Tensor, Tensor, Tensor], Tensor]
-
-
-def detached_copy(module: nn.Module) -> Any:
-    """A deep copy of `module` that shares nothing with the Trainer (the copy's `trainer` is unset)."""
-    trainer = getattr(module, "_trainer", None)
-    memo: dict[int, Any] = {}
-    for attribute in ("_trainer", "_log_router"):
-        value = getattr(module, attribute, None)
-        if value is not None:
-            memo[id(value)] = None
-    copy = deepcopy(module, memo)
-    if trainer is not None:
-        object.__setattr__(copy, "_trainer", None)
-    return copy
 
 
 def _check_arguments(swa_lrs: Any, swa_epoch_start: Any, annealing_epochs: Any, annealing_strategy: Any,
@@ -136,7 +123,8 @@ class StochasticWeightAveraging(Callback):
     # -- fit ------------------------------------------------------------------------------------------
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._average_model = detached_copy(pl_module)
+        with detached_from_trainer(pl_module):
+            self._average_model = deepcopy(pl_module)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if len(trainer.optimizers) != 1:
