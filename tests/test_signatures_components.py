@@ -26,6 +26,7 @@ from fulmen.plugins.precision import HalfPrecision, MixedPrecision, Precision
 from fulmen.strategies import DDPStrategy, SingleDeviceStrategy
 from fulmen.strategies.launchers import MultiprocessingLauncher
 from fulmen.trainer.state import TrainerFn
+from helpers.averaging_probes import EMA, SWA, WEIGHT_AVERAGING
 from helpers.callback_probes import LAMBDA_CALLBACK, ON_EXCEPTION_CHECKPOINT, PREDICTION_WRITER, TIMER
 from helpers.signature_probes import ScoreModule, fit, parameters_of, raises, trainer_only
 from helpers.tiny import TinyModule
@@ -401,6 +402,9 @@ TABLES = {
     "Timer": ("fulmen.callbacks.Timer", TIMER),
     "OnExceptionCheckpoint": ("fulmen.callbacks.OnExceptionCheckpoint", ON_EXCEPTION_CHECKPOINT),
     "BasePredictionWriter": ("fulmen.callbacks.BasePredictionWriter", PREDICTION_WRITER),
+    "StochasticWeightAveraging": ("fulmen.callbacks.StochasticWeightAveraging", SWA),
+    "WeightAveraging": ("fulmen.callbacks.WeightAveraging", WEIGHT_AVERAGING),
+    "EMAWeightAveraging": ("fulmen.callbacks.EMAWeightAveraging", EMA),
 }
 
 

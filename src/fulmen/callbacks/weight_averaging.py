@@ -192,6 +192,9 @@ class EMAWeightAveraging(WeightAveraging):
     def __init__(self, device: Optional[Union[torch.device, str, int]] = None, use_buffers: bool = True,
                  decay: float = 0.999, update_every_n_steps: int = 1, update_starting_at_step: Optional[int] = None,
                  update_starting_at_epoch: Optional[int] = None, **kwargs: Any) -> None:
+        if "avg_fn" in kwargs:
+            raise TypeError("EMAWeightAveraging builds `avg_fn` from `decay`: pass `decay=...`, or use "
+                            "`WeightAveraging(avg_fn=...)` for another average.")
         super().__init__(device=device, use_buffers=use_buffers, **kwargs, avg_fn=get_ema_avg_fn(decay=decay))
         self.update_every_n_steps = update_every_n_steps
         self.update_starting_at_step = update_starting_at_step
