@@ -195,7 +195,8 @@ def test_resuming_mid_swa_gives_the_uninterrupted_result(tmp_path, bn, scheduler
         callbacks = [swa(annealing_epochs=3)]
         if ckpt_path is None:
             callbacks.append(ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, filename="{epoch}"))
-        trainer = quiet_trainer(tmp_path, callbacks=callbacks, max_epochs=6, num_sanity_val_steps=0, limit_val_batches=0)
+        trainer = quiet_trainer(tmp_path, callbacks=callbacks, max_epochs=6, num_sanity_val_steps=0,
+                                limit_val_batches=0)
         trainer.fit(module, averaging_loader(), ckpt_path=ckpt_path)
         return module, trainer
 

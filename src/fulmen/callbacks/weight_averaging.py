@@ -144,7 +144,8 @@ class WeightAveraging(Callback):
                            "this warning when testing or predicting.")
             return
         if "current_model_state" in checkpoint and "averaging_state" in checkpoint:
-            rank_zero_info("WeightAveraging: the module resumes from `current_model_state`, the average from `state_dict`.")
+            rank_zero_info("WeightAveraging: the module resumes from `current_model_state`, the average from "
+                           "`state_dict`.")
             average_state = {"module." + name: value for name, value in checkpoint["state_dict"].items()}
             average_state.update(checkpoint["averaging_state"])
             self._average_model.load_state_dict(average_state)
