@@ -286,6 +286,19 @@ def test_fractional_start_needs_finite_max_epochs(tmp_path):
         averaging_fit(tmp_path, swa(swa_epoch_start=0.5), max_epochs=-1, max_steps=4)
 
 
+def test_unlimited_epochs_average_until_fit_stops(tmp_path):
+    callback = swa()
+    module, trainer = averaging_fit(tmp_path, callback, max_epochs=-1, max_steps=14)
+    assert_weights(module, {
+        "net.0.weight": ([-0.012723, 0.287488, -0.385568], -0.55976),
+        "net.0.bias": ([-0.323767, -0.220312, -0.341991], -0.89623),
+        "net.2.weight": ([0.127548, -0.192943, 0.065378], -0.39057),
+        "net.2.bias": ([-0.284822], -0.28482),
+    })
+    assert module.epoch_lrs() == [0.1, 0.1, 0.075, 0.05]
+    assert (trainer.global_step, int(callback.n_averaged), callback.swa_end) == (14, 3, float("inf"))
+
+
 def test_fractional_start_is_a_share_of_max_epochs(tmp_path):
     callback = swa(swa_epoch_start=0.6)
     module, _ = averaging_fit(tmp_path, callback)
