@@ -27,6 +27,7 @@ from fulmen.strategies import DDPStrategy, SingleDeviceStrategy
 from fulmen.strategies.launchers import MultiprocessingLauncher
 from fulmen.trainer.state import TrainerFn
 from helpers import logger_probes
+from helpers.averaging_probes import EMA, SWA, WEIGHT_AVERAGING
 from helpers.callback_probes import LAMBDA_CALLBACK, ON_EXCEPTION_CHECKPOINT, PREDICTION_WRITER, TIMER
 from helpers.schedcb_probes import (
     BACKBONE_FINETUNING,
@@ -409,6 +410,9 @@ TABLES = {
     "ThroughputMonitor": ("fulmen.callbacks.ThroughputMonitor", THROUGHPUT_MONITOR),
     "RichProgressBar": ("fulmen.callbacks.RichProgressBar", RICH_PROGRESS_BAR),
     "RichModelSummary": ("fulmen.callbacks.RichModelSummary", RICH_MODEL_SUMMARY),
+    "StochasticWeightAveraging": ("fulmen.callbacks.StochasticWeightAveraging", SWA),
+    "WeightAveraging": ("fulmen.callbacks.WeightAveraging", WEIGHT_AVERAGING),
+    "EMAWeightAveraging": ("fulmen.callbacks.EMAWeightAveraging", EMA),
 }
 
 

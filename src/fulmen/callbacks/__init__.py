@@ -16,12 +16,15 @@ from fulmen.callbacks.progress import ProgressBar, RichProgressBar, TQDMProgress
 from fulmen.callbacks.pruning import ModelPruning
 from fulmen.callbacks.rich_model_summary import RichModelSummary
 from fulmen.callbacks.spike import SpikeDetection
+from fulmen.callbacks.stochastic_weight_avg import StochasticWeightAveraging
 from fulmen.callbacks.throughput_monitor import ThroughputMonitor
 from fulmen.callbacks.timer import Timer
+from fulmen.callbacks.weight_averaging import EMAWeightAveraging, WeightAveraging
 
 __all__ = [
     "BackboneFinetuning", "BaseFinetuning", "BasePredictionWriter", "Callback", "Checkpoint", "DeviceStatsMonitor",
-    "EarlyStopping", "EarlyStoppingReason", "GradientAccumulationScheduler", "LambdaCallback", "LearningRateMonitor",
-    "ModelCheckpoint", "ModelPruning", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "RichModelSummary",
-    "RichProgressBar", "SpikeDetection", "ThroughputMonitor", "Timer", "TQDMProgressBar",
+    "EarlyStopping", "EarlyStoppingReason", "EMAWeightAveraging", "GradientAccumulationScheduler", "LambdaCallback",
+    "LearningRateMonitor", "ModelCheckpoint", "ModelPruning", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar",
+    "RichModelSummary", "RichProgressBar", "SpikeDetection", "StochasticWeightAveraging", "ThroughputMonitor", "Timer",
+    "TQDMProgressBar", "WeightAveraging",
 ]

@@ -63,6 +63,9 @@ class FitLoop:
         self.max_steps = config.max_steps
         self.min_steps = config.min_steps or 0
         self.accumulate = config.accumulate_grad_batches
+        # Callbacks may change `max_epochs` and `accumulate` during fit, and set `skip_backward` for a forward-only
+        # epoch (StochasticWeightAveraging's BatchNorm pass): training_step runs, zero_grad and backward do not.
+        self.skip_backward = False
         self.automatic = True
         # The closure is bound once: per step it only reads the current batch from `self`.
         self._closure = self._forward_backward
@@ -292,7 +295,7 @@ class FitLoop:
     def _automatic_step(self, batch: Any, batch_idx: int, accumulating: bool, optimization: Any) -> dict:
         self._batch, self._batch_idx = batch, batch_idx
         # Lightning zeroes gradients only on the first batch of each accumulation window.
-        self._zero_grad_due = batch_idx % self.accumulate == 0
+        self._zero_grad_due = batch_idx % self.accumulate == 0 and not self.skip_backward
         self._step_output = {}
         if accumulating:
             with self.strategy.accumulation_context(True):  # DDP: no gradient all-reduce yet
@@ -326,7 +329,8 @@ class FitLoop:
                            "not intended, return the loss.")
             self._step_output = {}
             return None
-        self.optimization.backward(loss)
+        if not self.skip_backward:
+            self.optimization.backward(loss)
         self._step_output = {"loss": loss.detach(), **extra} if extra else {"loss": loss.detach()}
         return loss
 
