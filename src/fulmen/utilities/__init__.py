@@ -14,6 +14,7 @@ from fulmen.utilities.seed import seed_everything
 
 __all__ = [
     "AttributeDict",
+    "CombinedLoader",
     "GradClipAlgorithmType",
     "LightningEnum",
     "MisconfigurationException",
@@ -22,6 +23,7 @@ __all__ = [
     "find_shared_parameters",
     "grad_norm",
     "is_picklable",
+    "is_shared_filesystem",
     "move_data_to_device",
     "rank_zero_debug",
     "rank_zero_deprecation",
@@ -30,6 +32,7 @@ __all__ = [
     "rank_zero_warn",
     "seed_everything",
     "set_shared_parameters",
+    "suggested_max_num_workers",
 ]
 
 # Loaded on first use, so importing fulmen.utilities stays cheap.
@@ -40,4 +43,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {"AttributeDict": "fulmen.utilitie
                                                "find_shared_parameters": "fulmen.utilities.parameter_tying",
                                                "set_shared_parameters": "fulmen.utilities.parameter_tying",
                                                "GradClipAlgorithmType": "fulmen.utilities.enums",
-                                               "LightningEnum": "fulmen.utilities.enums"})
+                                               "LightningEnum": "fulmen.utilities.enums",
+                                               "CombinedLoader": "fulmen.utilities.combined_loader",
+                                               "is_shared_filesystem": "fulmen.utilities.data",
+                                               "suggested_max_num_workers": "fulmen.utilities.data"})
