@@ -202,3 +202,32 @@ def test_iterable_boring_datamodule_fits(tmp_path):
     assert trainer.num_test_batches == [64, float("inf")]
     predictions = trainer.predict(module, datamodule=datamodule)
     assert trainer.num_predict_batches == [128, float("inf")] and [len(p) for p in predictions] == [128, 128]
+
+
+@pytest.mark.distributed
+def test_each_train_loader_is_sharded_across_ranks(tmp_path, monkeypatch):
+    import json
+    import multiprocessing
+
+    from helpers.ddp_combined import CombinedProbe
+    from helpers.ddp_modules import free_port
+
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    loaders = {"a": DataLoader(torch.arange(8), batch_size=2), "b": DataLoader(torch.arange(100, 104), batch_size=1)}
+    trainer = quiet_trainer(tmp_path, accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1)
+    try:
+        trainer.fit(CombinedProbe(str(tmp_path)), loaders)
+    finally:
+        for child in multiprocessing.active_children():
+            child.kill()
+            child.join()
+    reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    # Per rank: "a" has 4 samples (2 batches of 2), "b" 2 samples (2 batches of 1): max_size_cycle gives 2 batches.
+    assert [report["num_training_batches"] for report in reports] == [2, 2]
+    for key, everything in (("a", set(range(8))), ("b", set(range(100, 104)))):
+        shards = [{v for batch in report["drawn"][key] for v in batch} for report in reports]
+        assert not shards[0] & shards[1] and shards[0] | shards[1] == everything

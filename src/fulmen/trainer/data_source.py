@@ -70,7 +70,9 @@ class DataSource:
             loader = self._run.dataloaders[stage] = self._prepare(stage, raw)
             return loader, self.num_batches(stage, loader)
         # Lightning combines several training loaders in `max_size_cycle` mode unless given a CombinedLoader.
-        combined = raw if isinstance(raw, CombinedLoader) else CombinedLoader(raw, "max_size_cycle")
+        # A given CombinedLoader is copied, so preparing (samplers) never stacks up on the user's object.
+        mode = raw._mode if isinstance(raw, CombinedLoader) else "max_size_cycle"
+        combined = CombinedLoader(raw.iterables if isinstance(raw, CombinedLoader) else raw, mode)
         if combined._mode == "sequential":
             raise ValueError('Training does not support `CombinedLoader(mode="sequential")`: `training_step` gets '
                              "one batch from every loader. Use mode 'max_size_cycle', 'min_size' or 'max_size'.")
@@ -108,13 +110,14 @@ class DataSource:
         raw = self._raw(stage)
         self.combined.pop(stage, None)
         if isinstance(raw, CombinedLoader):
-            if raw._mode != "sequential":
+            combined = CombinedLoader(raw.iterables, raw._mode)
+            if combined._mode != "sequential":
                 if stage == RunningStage.PREDICTING:
                     raise ValueError('`trainer.predict()` only supports `CombinedLoader(mode="sequential")`: '
                                      "each predict dataloader is run on its own. Pass mode='sequential'.")
-                self.combined[stage] = raw
-            self._prepare_combined(stage, raw)
-            return list(raw.flattened)
+                self.combined[stage] = combined
+            self._prepare_combined(stage, combined)
+            return list(combined.flattened)
         loaders = _flatten(raw)
         if stage not in self._run.given_loaders:
             check_loaders(loaders, f"`{STAGES[stage].dataloader_hook}()` returned")
