@@ -206,25 +206,6 @@ class TrainerProperties:
     limit_val_batches = _FromConfig()
     limit_test_batches = _FromConfig()
     limit_predict_batches = _FromConfig()
-    overfit_batches = _FromConfig()
-    reload_dataloaders_every_n_epochs = _FromConfig()
-
-    @property
-    def val_check_batch(self) -> int | float | None:
-        """Validation runs every this many training batches of `fit` (`inf`: at the end of an epoch of unknown
-        length); None before `fit` sets it up, and for a time-based `val_check_interval`."""
-        return getattr(self._current.fit_loop, "val_check_batch", None)
-
-    @property
-    def enable_validation(self) -> bool:
-        """Whether `fit` validates: validation data, a `validation_step`, and `limit_val_batches > 0`."""
-        return (self._current.module is not None and self.limit_val_batches > 0
-                and self._data.has_source("validate") and self._hooks.module_defines("validation_step"))
-
-    @property
-    def distributed_sampler_kwargs(self) -> dict[str, int] | None:
-        """The `num_replicas`/`rank` a DistributedSampler gets under a multi-process strategy (None otherwise)."""
-        return self.strategy.distributed_sampler_kwargs
 
     @property
     def num_val_batches(self) -> list[int | float]:
