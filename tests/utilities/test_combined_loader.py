@@ -188,3 +188,11 @@ def test_reset_shuts_down_workers():
 def test_picklable_before_iteration():
     combined = pickle.loads(pickle.dumps(CombinedLoader({"a": [1, 2], "b": range(2)}, "max_size")))
     assert list(combined) == [({"a": 1, "b": 0}, 0, 0), ({"a": 2, "b": 1}, 1, 0)]
+
+
+def test_picklable_while_iterating():
+    combined = CombinedLoader([DataLoader(range(4)), DataLoader(range(2))], "max_size_cycle")
+    next(iter(combined))
+    restored = pickle.loads(pickle.dumps(combined))
+    assert len(restored) == 4
+    assert [_plain(batch) for batch, _, _ in iter(restored)] == [[[0], [0]], [[1], [1]], [[2], [0]], [[3], [1]]]

@@ -11,7 +11,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
-from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+from torch.utils.data.dataloader import _BaseDataLoaderIter, _MultiProcessingDataLoaderIter
 
 _Mode = Literal["min_size", "max_size_cycle", "max_size", "sequential"]
 _MODES = ("min_size", "max_size_cycle", "max_size", "sequential")
@@ -103,6 +103,12 @@ class _ModeIterator(Iterator[tuple[Any, int, int]]):
 
     def reset(self) -> None:
         self.iterators, self.batch_idx = [], 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A running DataLoader iterator cannot be pickled (e.g. a CombinedLoader sent to "ddp_spawn" ranks).
+        state = self.__dict__.copy()
+        state["iterators"] = [None if isinstance(it, _BaseDataLoaderIter) else it for it in self.iterators]
+        return state
 
 
 class _MaxSizeCycle(_ModeIterator):
