@@ -246,3 +246,12 @@ def test_resuming_mid_epoch_continues_the_combined_batches_exactly(tmp_path):
     # Known difference: Lightning 2.6.6 restarts plain dataloaders from their first batch when resuming mid-epoch
     # ((0, 2) gets [[0], [0]]); fulmen continues exactly where the interrupted epoch was, as for a single loader.
     assert resumed.seen == full.seen[2:]
+
+
+def test_a_dataset_inside_a_combined_loader_is_refused(tmp_path):
+    from fulmen.demos.boring_classes import RandomDataset
+
+    with pytest.raises(TypeError, match="RandomDataset, which is a Dataset, not a DataLoader"):
+        _fit(tmp_path, CombinedLoader({"a": RandomDataset(32, 4), "b": _dl(2)}, "max_size"))
+    with pytest.raises(TypeError, match="RandomDataset, which is a Dataset, not a DataLoader"):
+        _fit(tmp_path, {"a": RandomDataset(32, 4), "b": _dl(2)})

@@ -198,15 +198,23 @@ def _flatten(raw: Any) -> list[Any]:
 def check_loaders(raw: Any, source: str) -> None:
     """Raise when `raw` (a loader, or a list/dict of them) holds a Dataset or something that is not iterable."""
     for loader in _flatten(raw):
-        if isinstance(loader, (Dataset, IterableDataset)) and not isinstance(loader, DataLoader):
-            raise TypeError(f"{source} a {type(loader).__name__}, which is a Dataset, not a DataLoader: iterating it "
-                            "yields single unbatched samples. Wrap it: `DataLoader(dataset, batch_size=...)`.")
-        if isinstance(loader, LightningDataModule):
-            raise TypeError(f"{source} a LightningDataModule ({type(loader).__name__}); pass it as `datamodule=` "
-                            "instead.")
-        if not hasattr(loader, "__iter__") or isinstance(loader, (str, bytes)):
-            raise TypeError(f"{source} {loader!r} ({type(loader).__name__}), which is not a dataloader. Pass a "
-                            "`torch.utils.data.DataLoader` (or any iterable of batches), or a list or dict of them.")
+        if isinstance(loader, CombinedLoader):
+            for inner in loader.flattened:
+                _check_loader(inner, source)
+        else:
+            _check_loader(loader, source)
+
+
+def _check_loader(loader: Any, source: str) -> None:
+    if isinstance(loader, (Dataset, IterableDataset)) and not isinstance(loader, DataLoader):
+        raise TypeError(f"{source} a {type(loader).__name__}, which is a Dataset, not a DataLoader: iterating it "
+                        "yields single unbatched samples. Wrap it: `DataLoader(dataset, batch_size=...)`.")
+    if isinstance(loader, LightningDataModule):
+        raise TypeError(f"{source} a LightningDataModule ({type(loader).__name__}); pass it as `datamodule=` "
+                        "instead.")
+    if not hasattr(loader, "__iter__") or isinstance(loader, (str, bytes)):
+        raise TypeError(f"{source} {loader!r} ({type(loader).__name__}), which is not a dataloader. Pass a "
+                        "`torch.utils.data.DataLoader` (or any iterable of batches), or a list or dict of them.")
 
 
 def _reshape(raw: Any, prepared: Any) -> Any:
