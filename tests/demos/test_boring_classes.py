@@ -23,7 +23,6 @@ from fulmen.demos.boring_classes import (
     RandomIterableDataset,
     RandomIterableDatasetWithLen,
 )
-from fulmen.utilities.exceptions import MisconfigurationException
 
 TOL = {"rtol": 1e-5, "atol": 1e-6}
 
@@ -179,11 +178,17 @@ def test_iterable_boring_datamodule_gives_two_loaders_per_stage():
     assert_close(predictions[0][0].flatten(), [0.1984487920999527, 0.22926345467567444])
 
 
-def test_iterable_boring_datamodule_fit_needs_combined_loaders():
-    # Lightning cycles the two train loaders together (CombinedLoader); fulmen trains on one loader and says so.
+def test_iterable_boring_datamodule_fits_with_combined_train_loaders():
+    # As in Lightning, the two train loaders are cycled together: training_step gets a list of two batches.
+    class Combined(FourFeatureModel):
+        def training_step(self, batch, batch_idx):
+            self.batch_shapes = [tuple(part.shape) for part in batch]
+            return super().training_step(torch.cat(batch), batch_idx)
+
+    model = Combined()
     trainer = quiet_trainer(max_steps=1)
-    with pytest.raises(MisconfigurationException, match="returned 2 dataloaders"):
-        trainer.fit(FourFeatureModel(), datamodule=IterableBoringDataModule())
+    trainer.fit(model, datamodule=IterableBoringDataModule())
+    assert trainer.global_step == 1 and model.batch_shapes == [(1, 4), (1, 4)]
 
 
 def test_manual_optim_boring_model_steps_itself():

@@ -1,4 +1,5 @@
-"""Iterate one dataloader for one epoch, up to a batch limit, knowing which batch is the last.
+"""Iterate one dataloader (or the combined batches of several) for one epoch, up to a batch limit,
+knowing which batch is the last.
 
 Owns: drawing exactly the batches an epoch uses. A sized loader is never asked for one batch more than
 the epoch needs (an extra draw would shift a seeded sampler's order); an unsized one is read one batch
@@ -11,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
+
+from fulmen.utilities.combined_loader import CombinedLoader
 
 
 def iterate_batches(batches: Iterable[Any], max_batches: int | float,
@@ -44,8 +47,27 @@ def iterate_batches(batches: Iterable[Any], max_batches: int | float,
     yield batch_idx, batch, True
 
 
+class CombinedBatches:
+    """The batches of a `CombinedLoader` without its indices: what `training_step` (or a combined evaluation)
+    receives. Iterable once per epoch, like a dataloader; `loaders` are the combined dataloaders."""
+
+    def __init__(self, combined: CombinedLoader) -> None:
+        self.combined = combined
+
+    @property
+    def loaders(self) -> list[Any]:
+        return self.combined.flattened
+
+    def __iter__(self) -> Iterator[Any]:
+        return (batch for batch, _, _ in iter(self.combined))
+
+
 def set_sampler_epoch(loader: Any, epoch: int) -> None:
     """Tell the loader's sampler(s) the epoch, so distributed and seeded samplers reshuffle."""
+    if isinstance(loader, CombinedBatches):
+        for inner in loader.loaders:
+            set_sampler_epoch(inner, epoch)
+        return
     for candidate in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
         setter = getattr(candidate, "set_epoch", None)
         if callable(setter):
@@ -58,6 +80,8 @@ def set_sampler_epoch(loader: Any, epoch: int) -> None:
 
 def data_generators(loader: Any) -> list[Any]:
     """The torch Generators that decide a loader's order (loader, sampler, batch sampler's sampler)."""
+    if isinstance(loader, CombinedBatches):
+        return [generator for inner in loader.loaders for generator in data_generators(inner)]
     found: list[Any] = []
     candidates = (getattr(loader, "generator", None), getattr(getattr(loader, "sampler", None), "generator", None),
                   getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None))

@@ -1,7 +1,8 @@
 """EvaluationLoop: validation (inside fit, and `validate`), the sanity check, and `test`.
 
 Owns: eval mode and no-grad/inference mode around the run, iterating several dataloaders in
-sequence with `dataloader_idx`, and returning one metrics dict per dataloader.
+sequence with `dataloader_idx` (or together, from a non-sequential `CombinedLoader`), and returning
+one metrics dict per dataloader.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fulmen.loops.batch_iterator import iterate_batches
+from fulmen.loops.batch_iterator import CombinedBatches, iterate_batches
 from fulmen.trainer.state import RunningStage, TrainerFn
+from fulmen.utilities.combined_loader import CombinedLoader, combined_length
 
 if TYPE_CHECKING:
     from fulmen.results.metrics_router import MetricsRouter
@@ -41,6 +43,7 @@ class EvaluationLoop:
         self.stage = stage
         self.loaders: list[Any] = []
         self.num_batches: list[int | float] = []
+        self.combined: CombinedLoader | None = None
         self.enabled = False
 
     @property
@@ -57,6 +60,8 @@ class EvaluationLoop:
         """Request the dataloaders (once per run, or again when reloading) and count their batches."""
         self.loaders = self.data.request(self.stage)
         self.num_batches = [self.data.num_batches(self.stage, loader) for loader in self.loaders]
+        # A CombinedLoader in a non-sequential mode: steps get its combined batches, as from one dataloader.
+        self.combined = self.data.combined.get(self.stage)
         # Loggers see evaluation step values at a per-dataloader batch count that runs on across the
         # validations of one fit (it restarts only when the dataloaders are requested again).
         self.logged_steps = [0] * len(self.loaders)
@@ -73,7 +78,11 @@ class EvaluationLoop:
         hooks, metrics = self.hooks, self.metrics
         precision = self.strategy.precision_plugin
         testing = self.stage == "test"
-        loaders = self.loaders
+        loaders, counts, combined = self.loaders, num_batches, self.combined
+        if combined is not None:
+            # Each loader keeps its own limit; the combined length under the mode is what runs (Lightning).
+            combined.limits = list(num_batches)
+            loaders, counts = [CombinedBatches(combined)], [combined_length(combined)]
         several = len(loaders) > 1
         if testing:
             on_start, on_epoch_start = hooks.on_test_start, hooks.on_test_epoch_start
@@ -102,7 +111,7 @@ class EvaluationLoop:
             on_epoch_start()
             for dataloader_idx, loader in enumerate(loaders):
                 metrics.dataloader_idx = dataloader_idx if several else None
-                for batch_idx, batch, _ in iterate_batches(loader, num_batches[dataloader_idx]):
+                for batch_idx, batch, _ in iterate_batches(loader, counts[dataloader_idx]):
                     batch = hooks.transfer_batch(precision.convert_input(batch), dataloader_idx)
                     metrics.eval_results.on_batch(batch)
                     args = (batch, batch_idx, dataloader_idx) if several else (batch, batch_idx)

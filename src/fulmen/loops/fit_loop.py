@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -255,6 +256,7 @@ class FitLoop:
             self.phase = "validation"
             # Validation at the epoch's end runs here, inside the last batch: before on_train_epoch_end (Lightning).
             self.val_loop.run_in_fit()
+            self._last_val_time = time.monotonic()  # a time-based interval counts from the last validation's end
             self.metrics.activate(self.metrics.train_results)
         # Plateau schedulers step after validation, so they can monitor what it logged.
         self.step_schedulers("step", batch_idx, plateau=True, skip=accumulating)
@@ -342,7 +344,12 @@ class FitLoop:
     def _set_val_check_batch(self, num_batches: int | float) -> None:
         config = self.config
         interval = config.val_check_interval
-        if isinstance(interval, int):
+        if isinstance(interval, timedelta):
+            # Time-based: no batch schedule; the clock (re)starts whenever training data is set up (Lightning).
+            self.val_check_batch: int | float | None = None
+            self._val_check_seconds = interval.total_seconds()
+            self._last_val_time = time.monotonic()
+        elif isinstance(interval, int):
             if interval > num_batches and config.check_val_every_n_epoch is not None:
                 raise ValueError(
                     f"`val_check_interval={interval}` is more than the {num_batches} training batches per epoch, "
@@ -350,7 +357,7 @@ class FitLoop:
                     "`check_val_every_n_epoch=None` to count batches across epochs, or `limit_val_batches=0` "
                     "to turn validation off."
                 )
-            self.val_check_batch: int | float = interval
+            self.val_check_batch = interval
         elif num_batches == float("inf"):
             if interval != 1.0:
                 raise MisconfigurationException(
@@ -370,6 +377,8 @@ class FitLoop:
             return False
         if self.state.should_stop and self._can_stop_early():
             return True  # Lightning validates once more when stopping early (e.g. EarlyStopping), if allowed
+        if self.val_check_batch is None:
+            return time.monotonic() - self._last_val_time >= self._val_check_seconds
         if self.val_check_batch == float("inf"):
             return is_last
         # `check_val_every_n_epoch=None`: `val_check_interval` counts batches across epochs.

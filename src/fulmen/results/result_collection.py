@@ -7,13 +7,12 @@ here forces a device sync; conversion to Python numbers happens where a value is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Callable
 
 import torch
 
+from fulmen.utilities.data import extract_batch_size
 from fulmen.utilities.exceptions import MisconfigurationException
-from fulmen.utilities.rank_zero import rank_zero_warn
 
 _REDUCE_NAMES = {"mean": "mean", "avg": "mean", "sum": "sum", "max": "max", "min": "min"}
 _REDUCE_FUNCTIONS = {torch.mean: "mean", torch.sum: "sum", torch.max: "max", torch.min: "min"}
@@ -205,32 +204,3 @@ class ResultCollection:
         return callback, logged, progress_bar
 
 
-def extract_batch_size(batch: Any) -> int:
-    """Infer the batch size as the first dimension of the first tensor found in `batch`."""
-    found: int | None = None
-    for size in _tensor_sizes(batch):
-        if found is None:
-            found = size
-        elif size != found:
-            rank_zero_warn(
-                f"The batch size could not be inferred unambiguously from the batch; using {found}. "
-                "Pass `self.log(..., batch_size=N)` to weight epoch means correctly."
-            )
-            break
-    if found is None:
-        raise MisconfigurationException(
-            "Could not infer the batch size from the batch to weight an epoch mean. "
-            "Pass `self.log(..., batch_size=N)`."
-        )
-    return found
-
-
-def _tensor_sizes(data: Any):  # noqa: ANN202 - generator of ints
-    if isinstance(data, torch.Tensor):
-        yield 1 if data.ndim == 0 else data.size(0)
-    elif isinstance(data, Mapping):
-        for value in data.values():
-            yield from _tensor_sizes(value)
-    elif isinstance(data, (list, tuple)):
-        for value in data:
-            yield from _tensor_sizes(value)

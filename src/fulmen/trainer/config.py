@@ -34,7 +34,7 @@ class TrainerConfig:
     limit_test_batches: int | float
     limit_predict_batches: int | float
     overfit_batches: int | float
-    val_check_interval: int | float
+    val_check_interval: int | float | timedelta
     check_val_every_n_epoch: int | None
     num_sanity_val_steps: int | float
     fast_dev_run: int
@@ -94,7 +94,11 @@ class TrainerConfig:
                 "`check_val_every_n_epoch=None` counts training batches across epochs. Pass an int `val_check_interval` (a number of batches), "
                 "or set `check_val_every_n_epoch`."
             )
-        self.val_check_interval = _parse_val_check_interval(self.val_check_interval)
+        if isinstance(self.val_check_interval, (str, dict, timedelta)):
+            # Time-based: validate once this much wall-clock time passed since the last validation.
+            self.val_check_interval = parse_time_interval("val_check_interval", self.val_check_interval)
+        else:
+            self.val_check_interval = _parse_val_check_interval(self.val_check_interval)
         # Lightning's signature says None for these two and resolves it to 2 and 50 inside the Trainer.
         if self.num_sanity_val_steps is None:
             self.num_sanity_val_steps = 2
@@ -210,8 +214,8 @@ def _parse_val_check_interval(value: int | float | None) -> int | float:
         return 1.0  # Lightning's None: validate once per training epoch
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MisconfigurationException(
-            f"`val_check_interval` must be an int (batches) or a float in (0.0, 1.0] (fraction of an epoch); "
-            f"received {value!r}."
+            f"`val_check_interval` must be an int (batches), a float in (0.0, 1.0] (fraction of an epoch), or a "
+            f"duration (a `timedelta`, a dict such as {{'minutes': 30}}, or 'DD:HH:MM:SS'); received {value!r}."
         )
     if isinstance(value, int) and value < 1 or isinstance(value, float) and not 0.0 < value <= 1.0:
         raise MisconfigurationException(
@@ -219,6 +223,25 @@ def _parse_val_check_interval(value: int | float | None) -> int | float:
             "in (0.0, 1.0] (a fraction of the training epoch)."
         )
     return value
+
+
+def parse_time_interval(name: str, value: str | dict | timedelta) -> timedelta:
+    """A duration given as a `timedelta`, a dict of its keyword arguments, or a string "DD:HH:MM:SS" of ints."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, dict):
+        try:
+            return timedelta(**value)
+        except TypeError as error:
+            raise MisconfigurationException(f"`{name}={value!r}` is invalid ({error}): use keyword arguments of "
+                                            "`datetime.timedelta`, such as {'hours': 1, 'minutes': 30}.") from None
+    parts = value.split(":")
+    try:
+        days, hours, minutes, seconds = (int(part) for part in parts)
+    except ValueError:
+        raise MisconfigurationException(f"`{name}={value!r}` is invalid: use a string 'DD:HH:MM:SS' of whole "
+                                        "numbers, e.g. '00:01:30:00' for 1.5 hours.") from None
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 def parse_max_time(value: Any) -> timedelta | None:

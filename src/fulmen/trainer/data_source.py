@@ -1,6 +1,6 @@
 """Resolve the dataloaders of each stage and count their batches.
 
-Owns: precedence (arguments > datamodule > module), flattening several loaders, batch limits
+Owns: precedence (arguments > datamodule > module), flattening or combining several loaders, batch limits
 (`limit_*_batches`, `overfit_batches`), sampler replacement, worker seeding, and clear errors for
 missing or empty data. Does not own: iterating the loaders (`loops/batch_iterator.py`).
 """
@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, RandomSampler, SequentialSampler
 
 from fulmen.core.datamodule import LightningDataModule
+from fulmen.loops.batch_iterator import CombinedBatches
 from fulmen.trainer.stages import STAGES
 from fulmen.trainer.state import RunningStage
+from fulmen.utilities.combined_loader import CombinedLoader, combined_length
 from fulmen.utilities.distributed_samplers import DistributedSamplerWrapper, UnrepeatedDistributedSampler
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -43,39 +45,82 @@ class DataSource:
         self._config = config
         self._strategy = strategy
         self._use_distributed_sampler = use_distributed_sampler
+        # Evaluation stages given a non-sequential CombinedLoader, which they iterate as one (see `request`).
+        self.combined: dict[str, CombinedLoader] = {}
 
     def has_source(self, stage: str) -> bool:
         return stage in self._run.given_loaders or self._hooks.has_dataloader_hook(stage)
 
     def train_loader(self, reload: bool = False) -> tuple[Any, int | float]:
-        """The training dataloader and its batch count: requested once per run, again only when reloading."""
+        """The training dataloader and its batch count: requested once per run, again only when reloading.
+
+        Several loaders (a list/dict, or a `CombinedLoader`) come back as one iterable of combined batches.
+        """
         run = self._run
         if run.train_loader is None or reload:
-            loader = self.request(RunningStage.TRAINING)[0]
-            run.train_loader, run.num_training_batches = loader, self.num_batches(RunningStage.TRAINING, loader)
+            run.train_loader, run.num_training_batches = self._request_train()
         return run.train_loader, run.num_training_batches
 
-    def request(self, stage: str) -> list[Any]:
-        """Return the stage's dataloaders as a flat list (one entry per `dataloader_idx`)."""
+    def _request_train(self) -> tuple[Any, int | float]:
+        stage = RunningStage.TRAINING
+        raw = self._raw(stage)
+        if not isinstance(raw, (CombinedLoader, Mapping, list, tuple)):
+            if stage not in self._run.given_loaders:
+                check_loaders(raw, f"`{STAGES[stage].dataloader_hook}()` returned")
+            loader = self._run.dataloaders[stage] = self._prepare(stage, raw)
+            return loader, self.num_batches(stage, loader)
+        # Lightning combines several training loaders in `max_size_cycle` mode unless given a CombinedLoader.
+        # A given CombinedLoader is copied, so preparing (samplers) never stacks up on the user's object.
+        mode = raw._mode if isinstance(raw, CombinedLoader) else "max_size_cycle"
+        combined = CombinedLoader(raw.iterables if isinstance(raw, CombinedLoader) else raw, mode)
+        if combined._mode == "sequential":
+            raise ValueError('Training does not support `CombinedLoader(mode="sequential")`: `training_step` gets '
+                             "one batch from every loader. Use mode 'max_size_cycle', 'min_size' or 'max_size'.")
+        self._prepare_combined(stage, combined)
+        # Each loader's own limit (`limit_train_batches`), then the mode's length over them (Lightning).
+        combined.limits = [self.num_batches(stage, loader) for loader in combined.flattened]
+        return CombinedBatches(combined), combined_length(combined)
+
+    def _raw(self, stage: str) -> Any:
         given = self._run.given_loaders
         if stage in given:
-            raw = given[stage]
-        else:
-            raw = self._hooks.request_dataloader(stage)
-            if raw is None:
-                info = STAGES[stage]
-                raise MisconfigurationException(
-                    f"No `{info.dataloader_hook}` found: define `{info.dataloader_hook}()` on your LightningModule or "
-                    f"LightningDataModule, or pass the dataloader to `Trainer.{info.entry_point}`."
-                )
-        loaders = _flatten(raw)
-        if stage not in given:
-            check_loaders(loaders, f"`{STAGES[stage].dataloader_hook}()` returned")
-        if stage == RunningStage.TRAINING and len(loaders) != 1:
+            return given[stage]
+        raw = self._hooks.request_dataloader(stage)
+        if raw is None:
+            info = STAGES[stage]
             raise MisconfigurationException(
-                f"`train_dataloader` returned {len(loaders)} dataloaders; fulmen trains on exactly one. Combine "
-                "the datasets (e.g. `torch.utils.data.ConcatDataset`) into a single DataLoader."
+                f"No `{info.dataloader_hook}` found: define `{info.dataloader_hook}()` on your LightningModule or "
+                f"LightningDataModule, or pass the dataloader to `Trainer.{info.entry_point}`."
             )
+        return raw
+
+    def _prepare_combined(self, stage: str, combined: CombinedLoader) -> None:
+        if stage not in self._run.given_loaders:
+            check_loaders(combined.flattened, f"`{STAGES[stage].dataloader_hook}()` returned")
+        combined.flattened = [self._prepare(stage, loader) for loader in combined.flattened]
+        # Lightning's `trainer.*_dataloader(s)` properties give the combined loader's iterables.
+        self._run.dataloaders[stage] = combined.iterables
+
+    def request(self, stage: str) -> list[Any]:
+        """Return an evaluation/predict stage's dataloaders as a flat list (one entry per `dataloader_idx`).
+
+        A `CombinedLoader` in a mode other than `sequential` is also kept in `combined[stage]`: the stage
+        then draws combined batches from it (validation/test only).
+        """
+        raw = self._raw(stage)
+        self.combined.pop(stage, None)
+        if isinstance(raw, CombinedLoader):
+            combined = CombinedLoader(raw.iterables, raw._mode)
+            if combined._mode != "sequential":
+                if stage == RunningStage.PREDICTING:
+                    raise ValueError('`trainer.predict()` only supports `CombinedLoader(mode="sequential")`: '
+                                     "each predict dataloader is run on its own. Pass mode='sequential'.")
+                self.combined[stage] = combined
+            self._prepare_combined(stage, combined)
+            return list(combined.flattened)
+        loaders = _flatten(raw)
+        if stage not in self._run.given_loaders:
+            check_loaders(loaders, f"`{STAGES[stage].dataloader_hook}()` returned")
         prepared = [self._prepare(stage, loader) for loader in loaders]
         self._run.dataloaders[stage] = _reshape(raw, iter(prepared))
         return prepared
@@ -153,15 +198,23 @@ def _flatten(raw: Any) -> list[Any]:
 def check_loaders(raw: Any, source: str) -> None:
     """Raise when `raw` (a loader, or a list/dict of them) holds a Dataset or something that is not iterable."""
     for loader in _flatten(raw):
-        if isinstance(loader, (Dataset, IterableDataset)) and not isinstance(loader, DataLoader):
-            raise TypeError(f"{source} a {type(loader).__name__}, which is a Dataset, not a DataLoader: iterating it "
-                            "yields single unbatched samples. Wrap it: `DataLoader(dataset, batch_size=...)`.")
-        if isinstance(loader, LightningDataModule):
-            raise TypeError(f"{source} a LightningDataModule ({type(loader).__name__}); pass it as `datamodule=` "
-                            "instead.")
-        if not hasattr(loader, "__iter__") or isinstance(loader, (str, bytes)):
-            raise TypeError(f"{source} {loader!r} ({type(loader).__name__}), which is not a dataloader. Pass a "
-                            "`torch.utils.data.DataLoader` (or any iterable of batches), or a list or dict of them.")
+        if isinstance(loader, CombinedLoader):
+            for inner in loader.flattened:
+                _check_loader(inner, source)
+        else:
+            _check_loader(loader, source)
+
+
+def _check_loader(loader: Any, source: str) -> None:
+    if isinstance(loader, (Dataset, IterableDataset)) and not isinstance(loader, DataLoader):
+        raise TypeError(f"{source} a {type(loader).__name__}, which is a Dataset, not a DataLoader: iterating it "
+                        "yields single unbatched samples. Wrap it: `DataLoader(dataset, batch_size=...)`.")
+    if isinstance(loader, LightningDataModule):
+        raise TypeError(f"{source} a LightningDataModule ({type(loader).__name__}); pass it as `datamodule=` "
+                        "instead.")
+    if not hasattr(loader, "__iter__") or isinstance(loader, (str, bytes)):
+        raise TypeError(f"{source} {loader!r} ({type(loader).__name__}), which is not a dataloader. Pass a "
+                        "`torch.utils.data.DataLoader` (or any iterable of batches), or a list or dict of them.")
 
 
 def _reshape(raw: Any, prepared: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -52,7 +53,8 @@ class Trainer(TrainerProperties):
         min_steps: int | None = None, max_time: Any = None, limit_train_batches: int | float | None = None,
         limit_val_batches: int | float | None = None, limit_test_batches: int | float | None = None,
         limit_predict_batches: int | float | None = None, overfit_batches: int | float = 0.0,
-        val_check_interval: int | float | None = None, check_val_every_n_epoch: int | None = 1,
+        val_check_interval: int | float | str | timedelta | dict[str, int] | None = None,
+        check_val_every_n_epoch: int | None = 1,
         num_sanity_val_steps: int | None = None, log_every_n_steps: int | None = None,
         enable_checkpointing: bool | None = None, enable_progress_bar: bool | None = None,
         enable_model_summary: bool | None = None, accumulate_grad_batches: int = 1,

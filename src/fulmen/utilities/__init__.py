@@ -14,6 +14,7 @@ from fulmen.utilities.seed import seed_everything
 
 __all__ = [
     "AttributeDict",
+    "CombinedLoader",
     "GradClipAlgorithmType",
     "LightningEnum",
     "MisconfigurationException",
@@ -22,6 +23,7 @@ __all__ = [
     "find_shared_parameters",
     "grad_norm",
     "is_picklable",
+    "is_shared_filesystem",
     "measure_flops",
     "move_data_to_device",
     "rank_zero_debug",
@@ -31,6 +33,7 @@ __all__ = [
     "rank_zero_warn",
     "seed_everything",
     "set_shared_parameters",
+    "suggested_max_num_workers",
 ]
 
 # Loaded on first use, so importing fulmen.utilities stays cheap.
@@ -42,4 +45,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {"AttributeDict": "fulmen.utilitie
                                                "set_shared_parameters": "fulmen.utilities.parameter_tying",
                                                "GradClipAlgorithmType": "fulmen.utilities.enums",
                                                "LightningEnum": "fulmen.utilities.enums",
-                                               "measure_flops": "fulmen.utilities.throughput"})
+                                               "measure_flops": "fulmen.utilities.throughput",
+                                               "CombinedLoader": "fulmen.utilities.combined_loader",
+                                               "is_shared_filesystem": "fulmen.utilities.data",
+                                               "suggested_max_num_workers": "fulmen.utilities.data"})
