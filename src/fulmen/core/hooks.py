@@ -145,6 +145,9 @@ class DataHooks:
     """Hooks that provide and move data; shared by LightningModule and LightningDataModule."""
 
     prepare_data_per_node: bool = True
+    # With several processes, a rank whose dataloader is empty while others' are not is an error unless this is
+    # True on the module or the datamodule (then that rank runs no batches, with a warning).
+    allow_zero_length_dataloader_with_multiple_devices: bool = False
 
     def prepare_data(self) -> None:
         """Download or write data once per node, before `setup`; do not set state here."""

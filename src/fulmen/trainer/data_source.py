@@ -151,6 +151,8 @@ class DataSource:
         except (TypeError, NotImplementedError):
             length = float("inf")
         name = info.dataloader_hook
+        if self._strategy.world_size > 1 and self._empty_here_only(loader):
+            return 0
         if length == 0:
             raise MisconfigurationException(
                 f"The `{name}` yields no batches: its dataset is empty, or `drop_last=True` with fewer samples "
@@ -172,6 +174,17 @@ class DataSource:
                 f"use at least `{flag}={1.0 / length:.4g}` or an int."
             )
         return count
+
+
+    def _empty_here_only(self, loader: Any) -> bool:
+        """Whether this rank's `loader` is empty while other ranks' are not, and that is allowed (a collective: every
+        rank calls it for every loader)."""
+        from fulmen.utilities.data import has_len_all_ranks, sized_len
+
+        run = self._run
+        allowed = getattr(run.module, "allow_zero_length_dataloader_with_multiple_devices", False) or getattr(
+            run.datamodule, "allow_zero_length_dataloader_with_multiple_devices", False)
+        return has_len_all_ranks(loader, self._strategy, allowed) and sized_len(loader) == 0 and allowed
 
 
 def _distributed_sampler(stage: str, loader: DataLoader, kwargs: dict[str, int]) -> Any:
