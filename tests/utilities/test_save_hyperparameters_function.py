@@ -80,3 +80,17 @@ def test_module_optimizers_alias_covers_what_optimizers_returns():
     members = typing.get_args(MODULE_OPTIMIZERS)
     assert torch.optim.Optimizer in members and LightningOptimizer in members
     assert list[torch.optim.Optimizer] in members and list[LightningOptimizer] in members
+
+
+def test_remove_ignored_hparams_drops_names_a_parent_saved():
+    model = Called(lr=0.5)
+    model.remove_ignored_hparams(["width", "not-there"])
+    assert dict(model.hparams) == {"lr": 0.5}
+    assert dict(model.hparams_initial) == {"lr": 0.5, "width": 4}  # the record of what was saved stays
+
+    class Subclass(Called):
+        def __init__(self, lr=0.1, width=4):
+            super().__init__(lr=lr, width=width)
+            self.save_hyperparameters(ignore="width")  # drops what the parent saved
+
+    assert dict(Subclass().hparams) == {"lr": 0.1}

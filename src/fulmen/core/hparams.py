@@ -49,6 +49,12 @@ class HyperparametersMixin:
             frame = inspect.currentframe().f_back  # type: ignore[union-attr]
         store_hyperparameters(self, args, ignore, _collect_init_args(frame, self))
 
+    def remove_ignored_hparams(self, ignore_list: Iterable[str]) -> None:
+        """Drop the named hyperparameters from `hparams` (e.g. ones a parent class saved that a subclass ignores);
+        `hparams_initial` keeps them until the next `save_hyperparameters`."""
+        for key in ignore_list:
+            self.hparams.pop(key, None)
+
     def _set_hparams(self, hparams: Mapping[str, Any]) -> None:
         if not hasattr(self, "_hparams"):
             object.__setattr__(self, "_hparams", AttributeDict())
@@ -105,8 +111,7 @@ def store_hyperparameters(obj: Any, args: tuple, ignore: str | Iterable[str] | N
                 f"It is recommended to ignore them using `self.save_hyperparameters(ignore=[{name!r}])`."
             )
     obj._set_hparams(hparams)
-    for name in ignored:  # also forget what an earlier (parent) call saved under an ignored name
-        obj._hparams.pop(name, None)
+    obj.remove_ignored_hparams(ignored)  # also forget what an earlier (parent) call saved under those names
     obj._hparams_initial = copy.deepcopy(obj._hparams)
 
 
