@@ -12,6 +12,7 @@ import types
 import pytest
 import torch
 
+import fulmen as L
 from fulmen.callbacks import EarlyStopping, ModelCheckpoint
 from fulmen.utilities.migration import migrate_checkpoint, pl_legacy_patch
 from fulmen.utilities.parsing import AttributeDict
@@ -97,7 +98,6 @@ def test_a_checkpoint_without_a_version_gets_a_clear_error():
 
 
 def test_fulmen_checkpoints_need_no_upgrade(tmp_path):
-    import fulmen as L
     from fulmen.demos import BoringModel
 
     trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False,
@@ -156,3 +156,52 @@ def test_pl_legacy_patch_names_a_lightning_class_fulmen_lacks():
     data = _pickle_under("pytorch_lightning.callbacks.nowhere", "Gone", {})
     with pl_legacy_patch(), pytest.raises(pickle.UnpicklingError, match="pytorch_lightning.callbacks.nowhere.Gone"):
         torch.load(io.BytesIO(data), weights_only=False)
+
+
+class Recorded(L.LightningModule):
+    def __init__(self, lr=0.1):
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(2, 2)
+
+    def on_load_checkpoint(self, checkpoint):
+        self.seen = checkpoint
+
+
+def test_load_from_checkpoint_upgrades_an_old_lightning_checkpoint(tmp_path, caplog):
+    path = tmp_path / "old.ckpt"
+    torch.save({"pytorch-lightning_version": "1.5.10", "epoch": 2, "global_step": 20, "hyper_parameters": {"lr": 0.3},
+                "state_dict": Recorded().state_dict(), "callbacks": {OLD_MC_KEY: {"best_model_score": 1.0}}}, path)
+    with caplog.at_level("INFO"):
+        model = Recorded.load_from_checkpoint(path)
+    assert model.hparams.lr == 0.3
+    assert model.seen["legacy_pytorch-lightning_version"] == "1.5.10"
+    assert model.seen["callbacks"] == {NEW_MC_KEY: {"best_model_score": 1.0}}
+    assert model.seen["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 2
+    assert "written by Lightning v1.5.10" in caplog.text
+    assert torch.load(path, weights_only=True)["pytorch-lightning_version"] == "1.5.10"  # the file is unchanged
+
+
+def test_load_from_checkpoint_with_weights_only_false_reads_lightning_pickled_hparams(tmp_path):
+    state = Recorded().state_dict()
+    fake = types.ModuleType("pytorch_lightning.utilities.parsing")
+    cls = type("AttributeDict", (dict,), {"__module__": fake.__name__})
+    fake.AttributeDict = cls
+    names = ["pytorch_lightning", "pytorch_lightning.utilities", fake.__name__]
+    for name in names:
+        sys.modules[name] = fake if name == fake.__name__ else types.ModuleType(name)
+    try:
+        torch.save({"pytorch-lightning_version": "1.9.0", "epoch": 0, "global_step": 0, "state_dict": state,
+                    "hyper_parameters": cls(lr=0.7)}, tmp_path / "pickled.ckpt")
+    finally:
+        for name in names:
+            del sys.modules[name]
+    model = Recorded.load_from_checkpoint(tmp_path / "pickled.ckpt", weights_only=False)
+    assert model.hparams.lr == 0.7 and type(model.seen["hyper_parameters"]) is AttributeDict
+
+
+def test_an_old_checkpoint_missing_what_its_version_had_gets_a_clear_error(tmp_path):
+    path = tmp_path / "broken.ckpt"
+    torch.save({"pytorch-lightning_version": "1.5.0", "state_dict": Recorded().state_dict()}, path)
+    with pytest.raises(ValueError, match="written by Lightning v1.5.0, but it lacks the entry 'global_step'"):
+        Recorded.load_from_checkpoint(path)

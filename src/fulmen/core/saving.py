@@ -146,7 +146,13 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = None, weig
         raise ValueError(f"{path} is not a checkpoint: it is not a file written by torch.save.")
     safe = weights_only is None or weights_only
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=safe)
+        if safe:
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        else:
+            from fulmen.utilities.migration import pl_legacy_patch
+
+            with pl_legacy_patch():  # classes pickled by (old) Lightning load as fulmen's
+                checkpoint = torch.load(path, map_location=map_location, weights_only=False)
     except pickle.UnpicklingError as error:
         if safe and "weights_only" in str(error):
             raise pickle.UnpicklingError(
@@ -161,7 +167,28 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = None, weig
         found = sorted(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path} is not a fulmen/Lightning checkpoint: expected a dict with a 'state_dict' key, "
                          f"found {found}.")
+    if "pytorch-lightning_version" in checkpoint:
+        _upgrade_legacy_layout(checkpoint, path)
     return checkpoint
+
+
+def _upgrade_legacy_layout(checkpoint: dict, path: str) -> None:
+    """Bring a checkpoint from an older Lightning to the layout read here (in memory; the file is unchanged)."""
+    from fulmen.utilities.migration import migrate_checkpoint
+    from fulmen.utilities.rank_zero import rank_zero_info
+
+    old_version = checkpoint["pytorch-lightning_version"]
+    try:
+        _, applied = migrate_checkpoint(checkpoint)
+    except ValueError:  # not a version string Lightning writes: nothing known to upgrade
+        return
+    except KeyError as error:
+        raise ValueError(f"{path} says it was written by Lightning v{old_version}, but it lacks the entry {error} "
+                         "that checkpoints of that version hold, so it cannot be upgraded to the current layout. "
+                         "Add the entry, or load its 'state_dict' into the model directly.") from None
+    if applied:
+        rank_zero_info(f"Upgraded the checkpoint {path}, written by Lightning v{old_version}, to the layout of "
+                       f"v{checkpoint['pytorch-lightning_version']} while loading it (the file is unchanged).")
 
 
 def _first_line(error: BaseException) -> str:
