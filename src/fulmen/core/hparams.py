@@ -47,43 +47,13 @@ class HyperparametersMixin:
         self._log_hyperparams = logger
         if frame is None:
             frame = inspect.currentframe().f_back  # type: ignore[union-attr]
-        ignored = {ignore} if isinstance(ignore, str) else set(ignore or ())
-        init_args = _collect_init_args(frame, self)
-        if len(args) == 1 and not isinstance(args[0], str):
-            chosen = args[0]
-            if isinstance(chosen, Namespace):
-                chosen = vars(chosen)
-            if not isinstance(chosen, Mapping):
-                raise ValueError(
-                    f"`save_hyperparameters` takes argument names, or one dict or Namespace; received "
-                    f"{type(chosen).__name__}."
-                )
-            hparams = dict(chosen)
-            # Remember which __init__ argument held the container, so loading passes it back the same way.
-            self._hparams_name = next((name for name, value in init_args.items() if value is args[0]), None)
-            self._hparams_type = "Namespace" if isinstance(args[0], Namespace) else "dict"
-        else:
-            names = args or tuple(init_args)
-            unknown = [name for name in names if name not in init_args]
-            if unknown:
-                raise ValueError(
-                    f"`save_hyperparameters` was given {unknown}, which are not arguments of "
-                    f"{type(self).__name__}.__init__ (its arguments: {list(init_args)})."
-                )
-            hparams = {name: init_args[name] for name in names}
-            self._hparams_name = "kwargs"
-        for name, value in list(hparams.items()):
-            if name in ignored:
-                del hparams[name]
-            elif isinstance(value, nn.Module):
-                rank_zero_warn(
-                    f"Attribute {name!r} is an instance of `nn.Module` and is already saved during checkpointing. "
-                    f"It is recommended to ignore them using `self.save_hyperparameters(ignore=[{name!r}])`."
-                )
-        self._set_hparams(hparams)
-        for name in ignored:  # also forget what an earlier (parent) call saved under an ignored name
-            self._hparams.pop(name, None)
-        self._hparams_initial = copy.deepcopy(self._hparams)
+        store_hyperparameters(self, args, ignore, _collect_init_args(frame, self))
+
+    def remove_ignored_hparams(self, ignore_list: Iterable[str]) -> None:
+        """Drop the named hyperparameters from `hparams` (e.g. ones a parent class saved that a subclass ignores);
+        `hparams_initial` keeps them until the next `save_hyperparameters`."""
+        for key in ignore_list:
+            self.hparams.pop(key, None)
 
     def remove_ignored_hparams(self, ignore_list: list[str]) -> None:
         """Drop hyperparameters saved earlier (e.g. by a base class's `save_hyperparameters()`) by name.
@@ -111,6 +81,46 @@ class HyperparametersMixin:
         if not hasattr(self, "_hparams_initial"):
             return AttributeDict()
         return copy.deepcopy(self._hparams_initial)
+
+
+def store_hyperparameters(obj: Any, args: tuple, ignore: str | Iterable[str] | None,
+                          init_args: dict[str, Any]) -> None:
+    """`save_hyperparameters` on `obj` (a HyperparametersMixin) given its `__init__` arguments `init_args`."""
+    ignored = {ignore} if isinstance(ignore, str) else set(ignore or ())
+    if len(args) == 1 and not isinstance(args[0], str):
+        chosen = args[0]
+        if isinstance(chosen, Namespace):
+            chosen = vars(chosen)
+        if not isinstance(chosen, Mapping):
+            raise ValueError(
+                f"`save_hyperparameters` takes argument names, or one dict or Namespace; received "
+                f"{type(chosen).__name__}."
+            )
+        hparams = dict(chosen)
+        # Remember which __init__ argument held the container, so loading passes it back the same way.
+        obj._hparams_name = next((name for name, value in init_args.items() if value is args[0]), None)
+        obj._hparams_type = "Namespace" if isinstance(args[0], Namespace) else "dict"
+    else:
+        names = args or tuple(init_args)
+        unknown = [name for name in names if name not in init_args]
+        if unknown:
+            raise ValueError(
+                f"`save_hyperparameters` was given {unknown}, which are not arguments of "
+                f"{type(obj).__name__}.__init__ (its arguments: {list(init_args)})."
+            )
+        hparams = {name: init_args[name] for name in names}
+        obj._hparams_name = "kwargs"
+    for name, value in list(hparams.items()):
+        if name in ignored:
+            del hparams[name]
+        elif isinstance(value, nn.Module):
+            rank_zero_warn(
+                f"Attribute {name!r} is an instance of `nn.Module` and is already saved during checkpointing. "
+                f"It is recommended to ignore them using `self.save_hyperparameters(ignore=[{name!r}])`."
+            )
+    obj._set_hparams(hparams)
+    obj.remove_ignored_hparams(ignored)  # also forget what an earlier (parent) call saved under those names
+    obj._hparams_initial = copy.deepcopy(obj._hparams)
 
 
 def _collect_init_args(frame: FrameType | None, instance: object) -> dict[str, Any]:

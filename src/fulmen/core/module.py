@@ -10,20 +10,25 @@ import contextlib
 import importlib.util
 import os
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
 from torch import nn
+from torch.optim import Optimizer
 
 from fulmen.core.hooks import CheckpointHooks, DataHooks, ModelHooks
 from fulmen.core.hparams import HyperparametersMixin
 from fulmen.optimization.clipping import clip_gradients
+from fulmen.optimization.lightning_optimizer import LightningOptimizer
 from fulmen.optimization.toggling import restore_requires_grad, toggle_requires_grad
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
+
+# What `LightningModule.optimizers()` returns: one optimizer or a list, wrapped (the default) or not.
+MODULE_OPTIMIZERS = Union[Optimizer, LightningOptimizer, list[Optimizer], list[LightningOptimizer]]
 
 
 class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHooks, nn.Module):

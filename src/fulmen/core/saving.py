@@ -10,12 +10,20 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def save_hparams_to_yaml(config_yaml: str | os.PathLike, hparams: Mapping[str, Any] | Namespace) -> None:
-    """Write `hparams` as YAML; values YAML cannot represent are written as their `repr`."""
+def save_hparams_to_yaml(config_yaml: str | os.PathLike, hparams: Mapping[str, Any] | Namespace,
+                         use_omegaconf: bool = True) -> None:
+    """Write `hparams` as YAML; values YAML cannot represent are written as their `repr`.
+
+    With omegaconf installed and `use_omegaconf=True` (as Lightning), the file is written by `OmegaConf.save`
+    (interpolations in `DictConfig` values resolved), falling back to plain YAML for values OmegaConf rejects.
+    """
     import yaml
 
     if isinstance(hparams, Namespace):
         hparams = vars(hparams)
+    if use_omegaconf and _omegaconf_available():
+        if _save_with_omegaconf(config_yaml, hparams):
+            return
     plain: dict[str, Any] = {}
     for key, value in dict(hparams).items():
         try:
@@ -27,14 +35,49 @@ def save_hparams_to_yaml(config_yaml: str | os.PathLike, hparams: Mapping[str, A
         yaml.safe_dump(plain, file)
 
 
-def load_hparams_from_yaml(config_yaml: str | os.PathLike) -> dict[str, Any]:
-    """Read an `hparams.yaml` file (safely: plain YAML types only)."""
+def load_hparams_from_yaml(config_yaml: str | os.PathLike, use_omegaconf: bool = True) -> dict[str, Any]:
+    """Read an `hparams.yaml` file (safely: plain YAML types only). With omegaconf installed and
+    `use_omegaconf=True` (as Lightning), the result is an OmegaConf `DictConfig` where OmegaConf accepts it."""
     import yaml
 
     if not os.path.isfile(config_yaml):
         raise FileNotFoundError(f"hparams file not found: {os.fspath(config_yaml)}")
     with open(config_yaml) as file:
-        return yaml.safe_load(file) or {}
+        hparams = yaml.safe_load(file) or {}
+    if use_omegaconf and _omegaconf_available():
+        from omegaconf import OmegaConf
+        from omegaconf.errors import UnsupportedValueType, ValidationError
+
+        try:
+            return OmegaConf.create(hparams)  # mapping-like, not a dict subclass (as in Lightning)
+        except (UnsupportedValueType, ValidationError):
+            pass
+    return hparams
+
+
+def _omegaconf_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("omegaconf") is not None
+
+
+def _save_with_omegaconf(config_yaml: str | os.PathLike, hparams: Mapping[str, Any]) -> bool:
+    """Write `hparams` with `OmegaConf.save`; False (nothing written) when OmegaConf rejects a value."""
+    import copy
+
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import UnsupportedValueType, ValidationError
+
+    # A copy: resolving interpolations must not change the caller's configs.
+    plain = {key: OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+             for key, value in copy.deepcopy(dict(hparams)).items()}
+    try:
+        text = OmegaConf.to_yaml(OmegaConf.create(plain))
+    except (UnsupportedValueType, ValidationError):
+        return False
+    with open(config_yaml, "w", encoding="utf-8") as file:
+        file.write(text)
+    return True
 
 
 def update_hparams(hparams: dict, updates: dict) -> None:
@@ -83,6 +126,8 @@ def convert(val: str) -> int | float | bool | str | Any:
 CHECKPOINT_HYPER_PARAMS_KEY = "hyper_parameters"
 CHECKPOINT_HYPER_PARAMS_NAME = "hparams_name"
 CHECKPOINT_HYPER_PARAMS_TYPE = "hparams_type"
+# Where Lightning 0.7.6 and older kept a module's hyperparameters; still read by `load_from_checkpoint`.
+CHECKPOINT_PAST_HPARAMS_KEYS = ("hparams", "module_arguments")
 
 
 def load_checkpoint_file(path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None) -> dict:
@@ -101,7 +146,13 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = None, weig
         raise ValueError(f"{path} is not a checkpoint: it is not a file written by torch.save.")
     safe = weights_only is None or weights_only
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=safe)
+        if safe:
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        else:
+            from fulmen.utilities.migration import pl_legacy_patch
+
+            with pl_legacy_patch():  # classes pickled by (old) Lightning load as fulmen's
+                checkpoint = torch.load(path, map_location=map_location, weights_only=False)
     except pickle.UnpicklingError as error:
         if safe and "weights_only" in str(error):
             raise pickle.UnpicklingError(
@@ -116,7 +167,28 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = None, weig
         found = sorted(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path} is not a fulmen/Lightning checkpoint: expected a dict with a 'state_dict' key, "
                          f"found {found}.")
+    if "pytorch-lightning_version" in checkpoint:
+        _upgrade_legacy_layout(checkpoint, path)
     return checkpoint
+
+
+def _upgrade_legacy_layout(checkpoint: dict, path: str) -> None:
+    """Bring a checkpoint from an older Lightning to the layout read here (in memory; the file is unchanged)."""
+    from fulmen.utilities.migration import migrate_checkpoint
+    from fulmen.utilities.rank_zero import rank_zero_info
+
+    old_version = checkpoint["pytorch-lightning_version"]
+    try:
+        _, applied = migrate_checkpoint(checkpoint)
+    except ValueError:  # not a version string Lightning writes: nothing known to upgrade
+        return
+    except KeyError as error:
+        raise ValueError(f"{path} says it was written by Lightning v{old_version}, but it lacks the entry {error} "
+                         "that checkpoints of that version hold, so it cannot be upgraded to the current layout. "
+                         "Add the entry, or load its 'state_dict' into the model directly.") from None
+    if applied:
+        rank_zero_info(f"Upgraded the checkpoint {path}, written by Lightning v{old_version}, to the layout of "
+                       f"v{checkpoint['pytorch-lightning_version']} while loading it (the file is unchanged).")
 
 
 def _first_line(error: BaseException) -> str:
@@ -141,7 +213,11 @@ def instantiate_from_checkpoint(cls: type, checkpoint: dict[str, Any], hparams_k
     accepts_any = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
     names = [name for name, p in parameters.items()
              if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    saved = dict(checkpoint.get(hparams_key) or {})
+    saved: dict[str, Any] = {}
+    if hparams_key == CHECKPOINT_HYPER_PARAMS_KEY:  # a module's (not a datamodule's): older keys first
+        for past_key in CHECKPOINT_PAST_HPARAMS_KEYS:
+            saved.update(checkpoint.get(past_key) or {})
+    saved.update(checkpoint.get(hparams_key) or {})
     overrides = dict(overrides)
     # Hyperparameters the checkpoint left out (not plain values) must be given again.
     left_out = checkpoint.get(left_out_key(name_key)) or {}

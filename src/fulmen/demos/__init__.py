@@ -2,7 +2,12 @@
 
 from fulmen.utilities.lazy_exports import lazy_exports
 
-__all__ = ["BoringDataModule", "BoringModel", "DemoModel"]
+__all__ = ["BoringDataModule", "BoringModel", "DemoModel", "LightningLSTM", "LightningTransformer",
+           "SequenceSampler", "SimpleLSTM", "Transformer", "WikiText2"]
 
-_BORING = "fulmen.demos.boring_classes"
-__getattr__, __dir__ = lazy_exports(__name__, {name: _BORING for name in __all__})
+_EXPORTS = {
+    **{name: "fulmen.demos.boring_classes" for name in ("BoringDataModule", "BoringModel", "DemoModel")},
+    **{name: "fulmen.demos.lstm" for name in ("LightningLSTM", "SequenceSampler", "SimpleLSTM")},
+    **{name: "fulmen.demos.transformer" for name in ("LightningTransformer", "Transformer", "WikiText2")},
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -8,6 +8,7 @@ second Ctrl+C interrupts at once.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable
@@ -51,6 +52,15 @@ class GracefulStop:
     def exit_code(self) -> int:
         """128 + the signal number, the shell's convention for "ended by a signal"."""
         return 128 + int(self.received or 0)
+
+    def exit(self) -> None:
+        """End the process as the signal asked: `SIGTERMException` (a `SystemExit`, as Lightning raises after
+        SIGTERM) for SIGTERM, a plain `SystemExit` for SIGINT; either carries `exit_code`."""
+        if self.received == signal.SIGTERM:
+            from fulmen.utilities.exceptions import SIGTERMException
+
+            raise SIGTERMException(self.exit_code)
+        sys.exit(self.exit_code)
 
 
 # With several processes every rank must stop at the same step, so they vote this often (a collective).

@@ -259,7 +259,7 @@ class Trainer(TrainerProperties):
             raise
         if fn == TrainerFn.FITTING and self._signals.received is not None:
             # Stopped by SIGTERM/SIGINT after saving a checkpoint: end the process as the signal asked.
-            sys.exit(self._signals.exit_code)
+            self._signals.exit()
         return results
 
     def _interrupt(self, error: BaseException) -> None:

@@ -9,14 +9,16 @@ from __future__ import annotations
 import inspect
 import pickle
 import types
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
+from dataclasses import fields, is_dataclass
 from typing import Any
 
 from fulmen.core.hparams import AttributeDict
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 __all__ = ["AttributeDict", "clean_namespace", "collect_init_args", "get_init_args", "is_picklable",
-           "lightning_getattr", "lightning_hasattr", "lightning_setattr", "parse_class_init_keys"]
+           "lightning_getattr", "lightning_hasattr", "lightning_setattr", "parse_class_init_keys",
+           "save_hyperparameters"]
 
 
 def is_picklable(obj: object) -> bool:
@@ -129,3 +131,30 @@ def lightning_setattr(model: Any, attribute: str, value: Any) -> None:
             holder[attribute] = value
         else:
             setattr(holder, attribute, value)
+
+
+def save_hyperparameters(obj: Any, *args: Any, ignore: str | Iterable[str] | None = None,
+                         frame: types.FrameType | None = None, given_hparams: dict[str, Any] | None = None) -> None:
+    """`obj.save_hyperparameters(*args, ignore=...)` as a function, for a module or datamodule `obj`.
+
+    The `__init__` arguments are `given_hparams` when given, else the init fields of a dataclass `obj`, else read
+    from the `__init__` frames of `obj` above `frame` (default: the caller's frame).
+    """
+    from fulmen.core.hparams import HyperparametersMixin, _collect_init_args, store_hyperparameters
+
+    if not isinstance(obj, HyperparametersMixin):
+        raise TypeError(f"`save_hyperparameters` stores into a LightningModule or LightningDataModule (a "
+                        f"HyperparametersMixin); received {type(obj).__name__}.")
+    if len(args) == 1 and not isinstance(args[0], str) and not args[0]:
+        return  # an empty container: nothing to save (as Lightning)
+    if given_hparams is not None:
+        init_args = dict(given_hparams)
+    elif is_dataclass(obj):
+        init_args = {field.name: getattr(obj, field.name) for field in fields(obj) if field.init}
+    else:
+        if frame is None:
+            frame = inspect.currentframe().f_back  # type: ignore[union-attr]
+        if not isinstance(frame, types.FrameType):
+            raise AttributeError("There is no `frame` available while being required.")
+        init_args = _collect_init_args(frame, obj)
+    store_hyperparameters(obj, args, ignore, init_args)
