@@ -55,14 +55,6 @@ class HyperparametersMixin:
         for key in ignore_list:
             self.hparams.pop(key, None)
 
-    def remove_ignored_hparams(self, ignore_list: list[str]) -> None:
-        """Drop hyperparameters saved earlier (e.g. by a base class's `save_hyperparameters()`) by name.
-
-        `hparams_initial` keeps them, as in Lightning; checkpoints and loggers see the trimmed `hparams`.
-        """
-        for name in ignore_list:
-            self.hparams.pop(name, None)
-
     def _set_hparams(self, hparams: Mapping[str, Any]) -> None:
         if not hasattr(self, "_hparams"):
             object.__setattr__(self, "_hparams", AttributeDict())
