@@ -65,6 +65,8 @@ class Trainer(TrainerProperties):
                                         plugin_environment(plugins))
         apply_plugins(self.strategy, plugins, sync_batchnorm)
         self._accelerator = select_accelerator(accelerator, self.strategy.root_device)
+        if self.strategy.accelerator is None:
+            self.strategy.accelerator = self._accelerator
         if barebones:
             enable_checkpointing = enable_progress_bar = enable_model_summary = False
             logger = False if logger is None else logger
@@ -208,9 +210,7 @@ class Trainer(TrainerProperties):
             hooks.setup(stage_name)
             hooks.configure_sharded_model()
             hooks.configure_model()
-            self.strategy.setup_module(model)
-            if fn == TrainerFn.FITTING:
-                self._optimization.setup(model)
+            self.strategy.setup(self)  # module to its device (and wrappers); fit: `configure_optimizers`
             resolved = self._checkpointing.resolve(run, ckpt_path, model_given)
             run.ckpt_path = self._checkpointing.restore(run, resolved, weights_only)
             if fn == TrainerFn.FITTING:
