@@ -6,6 +6,7 @@ from typing import Any
 
 from torch.optim import Optimizer
 
+from fulmen.utilities.enums import GradClipAlgorithmType
 from fulmen.utilities.exceptions import MisconfigurationException
 
 
@@ -41,4 +42,4 @@ def clip_gradients(optimizer: Optimizer, clip_val: float | None, algorithm: str 
         raise MisconfigurationException(f"`gradient_clip_algorithm={algorithm!r}` is invalid; use 'norm' or 'value'.")
     if clip_val <= 0:
         return
-    precision.clip_gradients(optimizer, clip_val, algorithm)
+    precision.clip_gradients(optimizer, clip_val, GradClipAlgorithmType(algorithm))
