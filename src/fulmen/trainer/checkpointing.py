@@ -14,7 +14,7 @@ from fulmen.core.saving import load_weights
 from fulmen.trainer.checkpoint_checks import check_resumable, load_optimizer_states, load_scheduler_states
 from fulmen.optimization.placeholder import PlaceholderOptimizer
 from fulmen.trainer.state import TrainerFn
-from fulmen.utilities.rank_zero import rank_zero_warn
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 if TYPE_CHECKING:
     from fulmen.strategies.strategy import Strategy
@@ -130,11 +130,22 @@ class Checkpointing:
                            'on-exception or "last" checkpoint, as `ckpt_path="last"`. Pass `ckpt_path` to choose.')
             path = "last"
         if path is None:
+            hpc = _hpc_resume_path(run)
+            if hpc is not None:  # a requeued SLURM job resumes where the requeue signal saved (Lightning's "hpc")
+                rank_zero_info(f"Resuming the requeued SLURM job from {hpc}.")
+                return hpc
+        if path is None:
             if model_given or fn == TrainerFn.FITTING or callback is None:
                 return None
             rank_zero_warn(f"`.{fn.value}(ckpt_path=None)` was called without a model: the best model of the previous "
                            f"`fit` is used. Pass `ckpt_path='best'` or `'last'` to choose and silence this warning.")
             path = "best"
+        if path == "hpc":
+            hpc = _hpc_resume_path(run, detect=False)
+            if hpc is None:
+                raise ValueError(f'`.{fn.value}(ckpt_path="hpc")` found no `hpc_ckpt_<n>.ckpt` in '
+                                 f"{run.module.trainer.default_root_dir}; SLURM auto-requeue saves them there.")
+            return hpc
         if path == "best":
             if callback is None:
                 raise ValueError(f'`.{fn.value}(ckpt_path="best")` needs a `ModelCheckpoint` callback, and none is '
@@ -212,6 +223,15 @@ class Checkpointing:
                 if state:
                     callback.load_state_dict(state)
         return path
+
+
+def _hpc_resume_path(run: Run, detect: bool = True) -> str | None:
+    from fulmen.strategies.cluster_environments import SLURMEnvironment
+    from fulmen.strategies.slurm_requeue import hpc_resume_path
+
+    if detect and not SLURMEnvironment.detect():
+        return None
+    return hpc_resume_path(run.module.trainer.default_root_dir)
 
 
 def _strategy_overrides(strategy: Any, name: str) -> bool:

@@ -25,6 +25,7 @@ from fulmen.strategies.select import apply_determinism, apply_plugins, plugin_en
 from fulmen.trainer.checkpointing import Checkpointing
 from fulmen.trainer.config import TrainerConfig, reject_unimplemented
 from fulmen.trainer.data_source import DataSource
+from fulmen.strategies.slurm_requeue import SLURMRequeue
 from fulmen.trainer.hook_dispatch import HookDispatch
 from fulmen.loggers.selection import build_loggers, log_hyperparameters, share_logger_versions
 from fulmen.optimization.optimization import Optimization
@@ -217,13 +218,18 @@ class Trainer(TrainerProperties):
                 hooks.on_fit_start()
             if self.enable_autolog_hparams:
                 log_hyperparameters(self.loggers, model, datamodule)
+            requeue = SLURMRequeue.for_trainer(self) if fn == TrainerFn.FITTING else None
             if fn == TrainerFn.FITTING:
                 self._signals.install()
+                if requeue is not None:
+                    requeue.install()
             try:
                 with torch.autograd.set_detect_anomaly(self._config.detect_anomaly):
                     results = self._run_stage(fn, return_predictions)
             finally:
                 self._signals.uninstall()
+                if requeue is not None:
+                    requeue.uninstall()
             self.strategy.teardown()
             if fn == TrainerFn.FITTING:
                 hooks.on_fit_end()
