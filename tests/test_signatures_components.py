@@ -27,6 +27,7 @@ from fulmen.strategies import DDPStrategy, SingleDeviceStrategy
 from fulmen.strategies.launchers import MultiprocessingLauncher
 from fulmen.trainer.state import TrainerFn
 from helpers.callback_probes import LAMBDA_CALLBACK, ON_EXCEPTION_CHECKPOINT, PREDICTION_WRITER, TIMER
+from helpers.strategy_probes import ASYNC_CHECKPOINT_IO, PARALLEL_STRATEGY, SLURM_ENVIRONMENT, STRATEGY
 from helpers.signature_probes import ScoreModule, fit, parameters_of, raises, trainer_only
 from helpers.tiny import TinyModule
 
@@ -391,7 +392,7 @@ TABLES = {
     "MixedPrecision": (MixedPrecision, MIXED_PRECISION), "HalfPrecision": (HalfPrecision, HALF_PRECISION),
     "LightningEnvironment": (LightningEnvironment, LIGHTNING_ENVIRONMENT),
     "TorchElasticEnvironment": ("fulmen.plugins.environments.TorchElasticEnvironment", {}),
-    "SLURMEnvironment": ("fulmen.plugins.environments.SLURMEnvironment", {}),
+    "SLURMEnvironment": ("fulmen.plugins.environments.SLURMEnvironment", SLURM_ENVIRONMENT),
     "ModelCheckpoint": (ModelCheckpoint, MODEL_CHECKPOINT), "EarlyStopping": (EarlyStopping, EARLY_STOPPING),
     "LearningRateMonitor": (LearningRateMonitor, LR_MONITOR), "TQDMProgressBar": (TQDMProgressBar, PROGRESS_BAR),
     "ModelSummary": (ModelSummary, MODEL_SUMMARY), "TensorBoardLogger": (TensorBoardLogger, TENSORBOARD),
@@ -401,6 +402,12 @@ TABLES = {
     "Timer": ("fulmen.callbacks.Timer", TIMER),
     "OnExceptionCheckpoint": ("fulmen.callbacks.OnExceptionCheckpoint", ON_EXCEPTION_CHECKPOINT),
     "BasePredictionWriter": ("fulmen.callbacks.BasePredictionWriter", PREDICTION_WRITER),
+    "Strategy": ("fulmen.strategies.Strategy", STRATEGY),
+    "ParallelStrategy": ("fulmen.strategies.ParallelStrategy", PARALLEL_STRATEGY),
+    "AsyncCheckpointIO": ("fulmen.plugins.io.AsyncCheckpointIO", ASYNC_CHECKPOINT_IO),
+    "KubeflowEnvironment": ("fulmen.plugins.environments.KubeflowEnvironment", {}),
+    "LSFEnvironment": ("fulmen.plugins.environments.LSFEnvironment", {}),
+    "MPIEnvironment": ("fulmen.plugins.environments.MPIEnvironment", {}),
 }
 
 

@@ -70,3 +70,34 @@ def test_array_jobs_requeue_their_task(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "1;rm")
     with pytest.raises(ValueError, match="not a number"):
         slurm_job_id()
+
+
+def _no_slurm(monkeypatch):
+    for key in [key for key in os.environ if key.startswith("SLURM_")] + ["LOCAL_RANK", "WORLD_SIZE"]:
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.mark.parametrize("auto_requeue", [True, False])
+def test_outside_slurm_the_environment_runs_on_one_device_with_the_handler_only_during_fit(tmp_path, monkeypatch,
+                                                                                           auto_requeue):
+    import signal
+
+    import fulmen as L
+    from fulmen.plugins.environments import SLURMEnvironment
+    from fulmen.strategies import SingleDeviceStrategy
+    from helpers.tiny import TinyModule, make_loader, quiet_trainer
+
+    _no_slurm(monkeypatch)
+    seen = []
+
+    class Probe(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen.append(getattr(signal.getsignal(signal.SIGUSR2), "__self__", None).__class__.__name__)
+
+    before = signal.getsignal(signal.SIGUSR2)
+    trainer = quiet_trainer(tmp_path, plugins=[SLURMEnvironment(auto_requeue, signal.SIGUSR2)], max_steps=1,
+                            callbacks=[Probe()])
+    assert isinstance(trainer.strategy, SingleDeviceStrategy)  # as Lightning: no SLURM job, one device
+    trainer.fit(TinyModule(), make_loader(16))
+    assert seen == (["SLURMRequeue"] if auto_requeue else ["NoneType"])
+    assert signal.getsignal(signal.SIGUSR2) == before

@@ -66,7 +66,8 @@ class SLURMRequeue:
         """A handler if the trainer's cluster environment asks for auto-requeue, else None."""
         from fulmen.strategies.cluster_environments import SLURMEnvironment
 
-        environment = getattr(trainer.strategy, "cluster_environment", None)
+        # The strategy's (multi-process), or the one passed in `plugins` (a single-device run keeps none).
+        environment = getattr(trainer.strategy, "cluster_environment", None) or trainer._plugin_environment
         if isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
             return cls(trainer, environment.requeue_signal)
         return None

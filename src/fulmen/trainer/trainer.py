@@ -62,12 +62,15 @@ class Trainer(TrainerProperties):
         reject_unimplemented(profiler=profiler, model_registry=model_registry)
         # The signature above is the one place flag defaults live: the config picks its flags from the arguments.
         self._config = TrainerConfig.from_flags(locals())
+        self._plugin_environment = plugin_environment(plugins)  # also read by SLURM auto-requeue
         self.strategy = select_strategy(accelerator, devices, strategy, num_nodes, precision,
-                                        plugin_environment(plugins))
+                                        self._plugin_environment)
         apply_plugins(self.strategy, plugins, sync_batchnorm)
         self._accelerator = select_accelerator(accelerator, self.strategy.root_device)
         if self.strategy.accelerator is None:
             self.strategy.accelerator = self._accelerator
+        else:  # a strategy built with its own accelerator keeps it (Lightning: `trainer.accelerator` is the strategy's)
+            self._accelerator = self.strategy.accelerator
         if barebones:
             enable_checkpointing = enable_progress_bar = enable_model_summary = False
             logger = False if logger is None else logger
