@@ -18,11 +18,6 @@ from typing import Any
 import torch
 
 
-def _keep_on_cpu(storage: Any, location: str) -> Any:
-    """`map_location` that leaves every tensor in CPU memory, wherever it was saved from."""
-    return storage
-
-
 class CheckpointIO:
     """Save and load checkpoint dicts on the local filesystem."""
 
@@ -73,8 +68,9 @@ class TorchCheckpointIO(CheckpointIO):
     """Lightning's name for the default CheckpointIO: `torch.save`/`torch.load` on the local filesystem.
     Loading keeps tensors on the CPU unless `map_location` says otherwise (as Lightning's does)."""
 
-    def load_checkpoint(self, path: str | os.PathLike, map_location: Any = _keep_on_cpu,
+    def load_checkpoint(self, path: str | os.PathLike, map_location: Any = lambda storage, loc: storage,
                         weights_only: bool | None = None) -> dict[str, Any]:
+        # The default `map_location` leaves every tensor in CPU memory, wherever it was saved from.
         return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
 
 
@@ -127,14 +123,15 @@ class AsyncCheckpointIO(CheckpointIO):
         if error is not None:
             raise error
 
-    def load_checkpoint(self, path: str | os.PathLike, map_location: Any = _keep_on_cpu,
-                        weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The wrapped IO's `load_checkpoint`, once the queued saves are written."""
         self.wait()
-        return self.checkpoint_io.load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        return self.checkpoint_io.load_checkpoint(*args, **kwargs)
 
-    def remove_checkpoint(self, path: str | os.PathLike) -> None:
+    def remove_checkpoint(self, *args: Any, **kwargs: Any) -> None:
+        """The wrapped IO's `remove_checkpoint`, once the queued saves are written."""
         self.wait()
-        self.checkpoint_io.remove_checkpoint(path)
+        self.checkpoint_io.remove_checkpoint(*args, **kwargs)
 
     def teardown(self) -> None:
         """Wait for the queued saves, end the thread, and raise the error of a failed save."""

@@ -92,14 +92,14 @@ class Precision:
 
     def pre_backward(self, tensor: torch.Tensor, module: Any) -> torch.Tensor:
         """Runs `on_before_backward` (callbacks, then the module) on the loss; returns the loss to backpropagate."""
-        hooks = _hooks_of(module)
+        hooks = getattr(getattr(getattr(module, "_trainer", None), "strategy", None), "_hooks", None)  # fit's hooks
         if hooks is not None:
             hooks.on_before_backward(tensor)
         return tensor
 
     def backward(self, tensor: torch.Tensor, model: Any, optimizer: Any, *args: Any, **kwargs: Any) -> None:
         """Backpropagate `tensor` through the module's `backward` hook (`*args`/`**kwargs` go to it)."""
-        hooks = _hooks_of(model)
+        hooks = getattr(getattr(getattr(model, "_trainer", None), "strategy", None), "_hooks", None)
         if hooks is None:
             model.backward(tensor, *args, **kwargs)
         else:
@@ -107,7 +107,7 @@ class Precision:
 
     def post_backward(self, tensor: torch.Tensor, module: Any) -> torch.Tensor:
         """Runs `on_after_backward`; returns the detached loss."""
-        hooks = _hooks_of(module)
+        hooks = getattr(getattr(getattr(module, "_trainer", None), "strategy", None), "_hooks", None)
         if hooks is not None:
             hooks.on_after_backward()
         return tensor.detach()
@@ -116,7 +116,7 @@ class Precision:
 
     def _after_closure(self, model: Any, optimizer: torch.optim.Optimizer) -> None:
         """After the closure's backward, before the real step: `on_before_optimizer_step`, then clipping."""
-        before_step = getattr(_strategy_of(model), "_before_step", None)
+        before_step = getattr(getattr(getattr(model, "_trainer", None), "strategy", None), "_before_step", None)
         if before_step is not None:
             before_step(optimizer)
 
@@ -281,15 +281,6 @@ class MixedPrecision(Precision):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if self.scaler is not None and state_dict:
             self.scaler.load_state_dict(state_dict)
-
-
-def _strategy_of(module: Any) -> Any:
-    return getattr(getattr(module, "_trainer", None), "strategy", None)
-
-
-def _hooks_of(module: Any) -> Any:
-    """The hooks of the fit running `module` (None outside one)."""
-    return getattr(_strategy_of(module), "_hooks", None)
 
 
 def _with_grad(parameters: Iterator[torch.Tensor]) -> list[torch.Tensor]:

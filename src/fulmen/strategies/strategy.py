@@ -9,13 +9,14 @@ broadcast, all_gather). Does not own: hook order (`trainer/hook_dispatch.py`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from fulmen.checkpoint_io import CheckpointIO, TorchCheckpointIO
 from fulmen.precision import Precision
+from fulmen.strategies.strategy_hooks import StrategyCheckpointsAndHooks
 from fulmen.utilities.apply_func import move_data_to_device
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ STRATEGY_HOOKS = ("on_train_start", "on_train_end", "on_validation_start", "on_v
                   "on_test_end", "on_predict_start", "on_predict_end", "on_train_batch_start")
 
 
-class Strategy:
+class Strategy(StrategyCheckpointsAndHooks):
     """How the module is placed and driven; subclasses add processes (DDP) or other devices.
 
     Override the step methods (`training_step`, ...), `backward`, `optimizer_step`, `batch_to_device`, the
@@ -297,7 +298,7 @@ class Strategy:
             raise RuntimeError("Backward runs while `trainer.fit` trains the module (after its optimizers are set "
                                "up); call `manual_backward` from `training_step` or a training hook.")
         module = self._module
-        precision = self.precision_plugin
+        precision = self._precision_plugin or self.precision_plugin
         self.pre_backward(closure_loss)
         closure_loss = precision.pre_backward(closure_loss, module)
         precision.backward(closure_loss, module, optimizer, *args, **kwargs)
@@ -314,80 +315,8 @@ class Strategy:
     def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
                        model: Any = None, **kwargs: Any) -> Any:
         """Step `optimizer` through the precision plugin (`**kwargs` go to `optimizer.step`)."""
-        return self.precision_plugin.optimizer_step(optimizer, model if model is not None else self._module,
-                                                    closure, **kwargs)
-
-    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-        """What a checkpoint stores for `optimizer` (its `state_dict`)."""
-        optimizer = getattr(optimizer, "_optimizer", optimizer)  # a LightningOptimizer: the wrapped one
-        if hasattr(optimizer, "consolidate_state_dict"):  # ZeroRedundancyOptimizer: gathered on rank 0
-            optimizer.consolidate_state_dict()
-            return optimizer.state_dict() if self.is_global_zero else {}
-        return optimizer.state_dict()
-
-    # -- checkpoints --------------------------------------------------------------------------------
-
-    def lightning_module_state_dict(self) -> dict[str, Any]:
-        """The module's weights as a checkpoint stores them."""
-        return self._module.state_dict()
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any = None) -> None:
-        """Write `checkpoint` through `checkpoint_io` (on global rank 0 only)."""
-        if self.is_global_zero:
-            self.checkpoint_io.save_checkpoint(checkpoint, filepath, storage_options=storage_options)
-
-    def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> dict[str, Any]:
-        """Read a checkpoint through `checkpoint_io`."""
-        if self.root_device.type == "cuda":
-            torch.cuda.empty_cache()
-        return self.checkpoint_io.load_checkpoint(checkpoint_path, weights_only=weights_only)
-
-    def remove_checkpoint(self, filepath: Any) -> None:
-        """Delete a checkpoint through `checkpoint_io` (on global rank 0 only)."""
-        if self.is_global_zero:
-            self.checkpoint_io.remove_checkpoint(filepath)
-
-    def load_model_state_dict(self, checkpoint: Mapping[str, Any], strict: bool = True) -> None:
-        """Load the checkpoint's `state_dict` into the module."""
-        self._module.load_state_dict(checkpoint["state_dict"], strict=strict)
-
-    def load_optimizer_state_dict(self, checkpoint: Mapping[str, Any]) -> None:
-        """Load the checkpoint's `optimizer_states` into `optimizers`, moving their state to the root device."""
-        for optimizer, state in zip(self.optimizers, checkpoint["optimizer_states"]):
-            optimizer.load_state_dict(state)
-            _optimizer_state_to(optimizer, self.root_device)
-
-    # -- hooks the Trainer calls --------------------------------------------------------------------
-
-    def on_train_start(self) -> None:
-        """Called when training starts (after the callbacks' and the module's hook)."""
-
-    def on_train_end(self) -> None:
-        """Called when training ends."""
-
-    def on_validation_start(self) -> None:
-        """Called when a validation loop starts."""
-
-    def on_validation_end(self) -> None:
-        """Called when a validation loop ends."""
-
-    def on_test_start(self) -> None:
-        """Called when testing starts."""
-
-    def on_test_end(self) -> None:
-        """Called when testing ends."""
-
-    def on_predict_start(self) -> None:
-        """Called when predicting starts."""
-
-    def on_predict_end(self) -> None:
-        """Called when predicting ends."""
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Called before each training batch (after the callbacks' and the module's hook)."""
-
-    def on_exception(self, exception: BaseException) -> None:
-        """Called when a run fails, before the callbacks' `on_exception`."""
+        precision = self._precision_plugin or self.precision_plugin
+        return precision.optimizer_step(optimizer, model if model is not None else self._module, closure, **kwargs)
 
     # -- collectives (single process: identities) ---------------------------------------------------
 
@@ -423,13 +352,6 @@ class _SkipInit(torch.overrides.TorchFunctionMode):
         if getattr(func, "__module__", None) == "torch.nn.init":
             return args[0] if args else kwargs.get("tensor")
         return func(*args, **kwargs)
-
-
-def _optimizer_state_to(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    for state in optimizer.state.values():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor) and key != "step":
-                state[key] = value.to(device)
 
 
 def reject_accelerator_object(accelerator: Any, strategy_name: str) -> None:
