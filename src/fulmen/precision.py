@@ -261,7 +261,7 @@ class MixedPrecision(Precision):
                                             "use precision='bf16-mixed' or '32-true' with LBFGS.")
         result = closure()
         skip_step = result is None and getattr(model, "automatic_optimization", False)
-        if not skip_step:
+        if not skip_step and not _unscales_itself(optimizer):
             self.scaler.unscale_(optimizer)  # hooks and clipping must see true-scale gradients
         self._after_closure(model, optimizer)
         if skip_step:
@@ -270,6 +270,14 @@ class MixedPrecision(Precision):
         step_output = self.scaler.step(optimizer, **kwargs)
         self.scaler.update()
         return step_output
+
+    def clip_gradients(self, optimizer: torch.optim.Optimizer, clip_val: int | float = 0.0,
+                       gradient_clip_algorithm: Any = "norm") -> None:
+        if clip_val > 0 and _unscales_itself(optimizer):
+            raise RuntimeError(f"{type(optimizer).__qualname__} unscales its gradients inside its own step (a fused "
+                               "optimizer?), so they cannot be clipped before it; turn gradient clipping off or use "
+                               "a non-fused optimizer.")
+        super().clip_gradients(optimizer, clip_val, gradient_clip_algorithm)
 
     def unscale_gradients(self, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is not None:
@@ -281,6 +289,11 @@ class MixedPrecision(Precision):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if self.scaler is not None and state_dict:
             self.scaler.load_state_dict(state_dict)
+
+
+def _unscales_itself(optimizer: torch.optim.Optimizer) -> bool:
+    # torch's fused optimizers take the GradScaler's scale and unscale inside `step`.
+    return bool(getattr(optimizer, "_step_supports_amp_scaling", False))
 
 
 def _with_grad(parameters: Iterator[torch.Tensor]) -> list[torch.Tensor]:

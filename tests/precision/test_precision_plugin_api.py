@@ -162,3 +162,13 @@ def test_optimizer_step_passes_keyword_arguments_to_the_optimizer():
 
     Precision().optimizer_step(optimizer, layer, closure, scale=2.0)
     assert received == {"scale": 2.0}
+
+
+def test_mixed_precision_refuses_to_clip_for_an_optimizer_that_unscales_itself():
+    layer = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    optimizer._step_supports_amp_scaling = True  # what torch's fused optimizers declare
+    plugin = MixedPrecision("16-mixed", "cpu")
+    with pytest.raises(RuntimeError, match="cannot be clipped"):
+        plugin.clip_gradients(optimizer, 1.0)
+    plugin.clip_gradients(optimizer, 0.0)  # no clipping asked: fine

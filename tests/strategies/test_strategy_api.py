@@ -315,3 +315,35 @@ def test_lightning_optimizer_toggle_model_and_do_nothing_closure(tmp_path):
     assert seen == {"inside": [False, False], "after": [True, True]}
     with pytest.raises(RuntimeError, match="not attached to a strategy"):
         LightningOptimizer(torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)).step()
+
+
+def test_process_dataloader_override_sees_and_replaces_every_loader(tmp_path):
+    seen = []
+
+    class Halving(SingleDeviceStrategy):
+        def process_dataloader(self, dataloader):
+            seen.append(len(dataloader))
+            return torch.utils.data.DataLoader(dataloader.dataset, batch_size=dataloader.batch_size * 2)
+
+    trainer = quiet_trainer(tmp_path, strategy=Halving("cpu"), max_epochs=1, num_sanity_val_steps=0)
+    trainer.fit(TinyModule(), make_loader(32), make_loader(16))
+    assert seen == [4, 2]
+    assert trainer.num_training_batches == 2 and trainer.num_val_batches == [1]
+
+
+def test_ddp_reduce_takes_lightnings_names_and_reduce_ops(monkeypatch):
+    import torch.distributed as dist
+
+    import fulmen.strategies.ddp as ddp_module
+
+    calls = []
+    monkeypatch.setattr(ddp_module.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(ddp_module.dist, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(ddp_module.dist, "all_reduce", lambda tensor, op=None, group=None: calls.append(op)
+                        or tensor.mul_(2))  # as if the other rank held the same value
+    strategy = DDPStrategy(parallel_devices=[torch.device("cpu")] * 2)
+    assert strategy.reduce(tensor=torch.tensor(3.0), reduce_op=dist.ReduceOp.SUM) == 6.0
+    assert strategy.reduce(torch.tensor(3.0), reduce_op="mean") == 3.0
+    assert calls == [dist.ReduceOp.SUM, dist.ReduceOp.SUM]
+    with pytest.raises(ValueError, match="reduce_op"):
+        strategy.reduce(torch.tensor(1.0), reduce_op="median")

@@ -232,12 +232,13 @@ class DDPStrategy(ParallelStrategy):
 
     # -- collectives -------------------------------------------------------------------------------
 
-    def reduce(self, tensor: Any, group: Any = None, reduce_op: str | None = "mean") -> Any:
-        """All-reduce `tensor` over `group` (all processes) with `reduce_op`: 'mean', 'sum', 'max' or 'min'."""
+    def reduce(self, tensor: Any, group: Any = None, reduce_op: Any = "mean") -> Any:
+        """All-reduce `tensor` over `group` (all processes) with `reduce_op`: 'mean', 'sum', 'max' or 'min'
+        (or the `torch.distributed.ReduceOp` of one)."""
         value = tensor
         if not isinstance(value, torch.Tensor) or not dist.is_initialized():
             return value
-        op_name = (reduce_op or "mean").lower()
+        op_name = _reduce_op_name(reduce_op)
         if op_name not in _REDUCE_OPS:
             raise ValueError(f"reduce_op={reduce_op!r} is not supported; use 'mean', 'sum', 'max' or 'min'.")
         result = value.detach().clone() if value.requires_grad else value.clone()
@@ -267,6 +268,18 @@ class DDPStrategy(ParallelStrategy):
         if self._layer_sync is not None and module is not None and _fitting(module):
             self._layer_sync.revert(module)
         super().teardown()
+
+
+def _reduce_op_name(reduce_op: Any) -> str:
+    if reduce_op is None:
+        return "mean"
+    if isinstance(reduce_op, str):
+        return reduce_op.lower()
+    for name, op in (("sum", dist.ReduceOp.SUM), ("max", dist.ReduceOp.MAX), ("min", dist.ReduceOp.MIN),
+                     ("mean", dist.ReduceOp.AVG)):
+        if reduce_op == op:
+            return name
+    return str(reduce_op)
 
 
 def _fitting(module: Any) -> bool:

@@ -76,7 +76,8 @@ class DataSource:
                 f"`train_dataloader` returned {len(loaders)} dataloaders; fulmen trains on exactly one. Combine "
                 "the datasets (e.g. `torch.utils.data.ConcatDataset`) into a single DataLoader."
             )
-        prepared = [self._prepare(stage, loader) for loader in loaders]
+        # After the sampler injection the strategy may wrap or replace each loader (Lightning's order).
+        prepared = [self._strategy.process_dataloader(self._prepare(stage, loader)) for loader in loaders]
         self._run.dataloaders[stage] = _reshape(raw, iter(prepared))
         return prepared
 
