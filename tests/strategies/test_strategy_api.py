@@ -173,6 +173,7 @@ def test_strategy_keeps_fit_optimizers_and_the_checkpoint_goes_through_its_metho
     module = TinyModule()
     trainer.fit(module, make_loader(32))
     assert [type(opt) for opt in strategy.optimizers] == [torch.optim.SGD]
+    assert strategy.lr_scheduler_configs == trainer.lr_scheduler_configs
     assert strategy.lightning_optimizers[0].optimizer is strategy.optimizers[0]
     path = tmp_path / "manual.ckpt"
     trainer.save_checkpoint(path)

@@ -192,8 +192,11 @@ class Strategy(StrategyCheckpointsAndHooks):
         self.setup_precision_plugin()
 
     def setup_optimizers(self, trainer: Any) -> None:
-        """Call `configure_optimizers` and wrap its optimizers (they become `optimizers`)."""
-        trainer._optimization.setup(self.lightning_module)
+        """Call `configure_optimizers` and wrap its optimizers (they become `optimizers`, the schedulers'
+        configs `lr_scheduler_configs`)."""
+        optimization = trainer._optimization
+        optimization.setup(self.lightning_module)
+        self.lr_scheduler_configs = optimization.scheduler_configs
 
     def setup_precision_plugin(self) -> None:
         """Let the precision plugin see the model, optimizers and schedulers (`Precision.connect`)."""
