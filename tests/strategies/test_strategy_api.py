@@ -208,13 +208,18 @@ def test_on_exception_reaches_the_strategy(tmp_path):
         def on_exception(self, exception):
             seen.append(type(exception).__name__)
 
+    class Watcher(L.Callback):
+        def on_exception(self, trainer, pl_module, exception):
+            seen.append("callback")
+
     class Failing(TinyModule):
         def training_step(self, batch, batch_idx):
             raise ValueError("boom")
 
     with pytest.raises(ValueError, match="boom"):
-        quiet_trainer(tmp_path, strategy=Custom("cpu"), max_steps=1).fit(Failing(), make_loader(16))
-    assert seen == ["ValueError"]
+        quiet_trainer(tmp_path, strategy=Custom("cpu"), max_steps=1, callbacks=[Watcher()]).fit(
+            Failing(), make_loader(16))
+    assert seen == ["callback", "ValueError"]  # Lightning: callbacks, datamodule, then the strategy
 
 
 def test_setup_precision_plugin_refuses_a_connect_that_replaces_the_model(tmp_path):

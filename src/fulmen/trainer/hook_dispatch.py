@@ -260,12 +260,12 @@ class HookDispatch(HookEvents):
         self.call_as(name, getattr(module, name), stage)
 
     def on_exception(self, exception: BaseException) -> None:
-        """The strategy, then callbacks, then the datamodule, are told the run failed."""
-        self._strategy.on_exception(exception)
+        """Callbacks, then the datamodule, then the strategy are told the run failed (Lightning's order)."""
         for callback in self._callbacks:
             self.call_as("on_exception", callback.on_exception, self._trainer, self._module, exception)
         if self._datamodule is not None:
             self.call_as("on_exception", self._datamodule.on_exception, exception)
+        self._strategy.on_exception(exception)
 
     # -- eval/train mode ---------------------------------------------------------------------------
 
