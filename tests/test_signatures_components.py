@@ -37,6 +37,7 @@ from helpers.schedcb_probes import (
 )
 from helpers.monitor_probes import DEVICE_STATS_MONITOR, THROUGHPUT_MONITOR
 from helpers.progress_probes import RICH_MODEL_SUMMARY, RICH_PROGRESS_BAR, TQDM_LEAVE, TQDM_PROCESS_POSITION
+from helpers.strategy_probes import ASYNC_CHECKPOINT_IO, PARALLEL_STRATEGY, SLURM_ENVIRONMENT, STRATEGY
 from helpers.signature_probes import ScoreModule, fit, parameters_of, raises, trainer_only
 from helpers.tiny import TinyModule
 
@@ -386,7 +387,7 @@ TABLES = {
     "MixedPrecision": (MixedPrecision, MIXED_PRECISION), "HalfPrecision": (HalfPrecision, HALF_PRECISION),
     "LightningEnvironment": (LightningEnvironment, LIGHTNING_ENVIRONMENT),
     "TorchElasticEnvironment": ("fulmen.plugins.environments.TorchElasticEnvironment", {}),
-    "SLURMEnvironment": ("fulmen.plugins.environments.SLURMEnvironment", {}),
+    "SLURMEnvironment": ("fulmen.plugins.environments.SLURMEnvironment", SLURM_ENVIRONMENT),
     "ModelCheckpoint": (ModelCheckpoint, MODEL_CHECKPOINT), "EarlyStopping": (EarlyStopping, EARLY_STOPPING),
     "LearningRateMonitor": (LearningRateMonitor, LR_MONITOR), "TQDMProgressBar": (TQDMProgressBar, PROGRESS_BAR),
     "ModelSummary": (ModelSummary, MODEL_SUMMARY), "TensorBoardLogger": (TensorBoardLogger, TENSORBOARD),
@@ -413,6 +414,12 @@ TABLES = {
     "StochasticWeightAveraging": ("fulmen.callbacks.StochasticWeightAveraging", SWA),
     "WeightAveraging": ("fulmen.callbacks.WeightAveraging", WEIGHT_AVERAGING),
     "EMAWeightAveraging": ("fulmen.callbacks.EMAWeightAveraging", EMA),
+    "Strategy": ("fulmen.strategies.Strategy", STRATEGY),
+    "ParallelStrategy": ("fulmen.strategies.ParallelStrategy", PARALLEL_STRATEGY),
+    "AsyncCheckpointIO": ("fulmen.plugins.io.AsyncCheckpointIO", ASYNC_CHECKPOINT_IO),
+    "KubeflowEnvironment": ("fulmen.plugins.environments.KubeflowEnvironment", {}),
+    "LSFEnvironment": ("fulmen.plugins.environments.LSFEnvironment", {}),
+    "MPIEnvironment": ("fulmen.plugins.environments.MPIEnvironment", {}),
 }
 
 

@@ -65,7 +65,84 @@ class CheckpointIO:
 
 
 class TorchCheckpointIO(CheckpointIO):
-    """Lightning's name for the default CheckpointIO: `torch.save`/`torch.load` on the local filesystem."""
+    """Lightning's name for the default CheckpointIO: `torch.save`/`torch.load` on the local filesystem.
+    Loading keeps tensors on the CPU unless `map_location` says otherwise (as Lightning's does)."""
+
+    def load_checkpoint(self, path: str | os.PathLike, map_location: Any = lambda storage, loc: storage,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        # The default `map_location` leaves every tensor in CPU memory, wherever it was saved from.
+        return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+
+
+class AsyncCheckpointIO(CheckpointIO):
+    """Saves checkpoints in a background thread through `checkpoint_io` (a `TorchCheckpointIO` when None), so
+    training does not wait for the disk.
+
+    The checkpoint's tensors are copied when `save_checkpoint` is called (training may change them right
+    after); saves run one at a time, in order, each still atomic. A failed save raises its error on the next
+    call to `save_checkpoint`, `remove_checkpoint`, `load_checkpoint` or at `teardown` (the end of the run,
+    which also waits for pending saves). Removing or loading a file first waits for the queued saves.
+    """
+
+    def __init__(self, checkpoint_io: CheckpointIO | None = None) -> None:
+        if checkpoint_io is not None and not isinstance(checkpoint_io, CheckpointIO):
+            raise TypeError(f"`AsyncCheckpointIO(checkpoint_io={checkpoint_io!r})` needs a CheckpointIO instance.")
+        self.checkpoint_io = checkpoint_io if checkpoint_io is not None else TorchCheckpointIO()
+        self._executor: Any = None
+        self._pending: list[Any] = []
+        self._error: BaseException | None = None
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from fulmen.utilities.apply_func import apply_to_collection
+
+        self._raise_error()
+        snapshot = apply_to_collection(checkpoint, torch.Tensor, lambda t: t.detach().clone())
+        if self._executor is None:  # created lazily: `teardown` ends it after every run
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fulmen-checkpoint")
+        self._pending = [future for future in self._pending if not future.done()]
+        self._pending.append(self._executor.submit(self._save, snapshot, path, storage_options))
+
+    def _save(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any) -> None:
+        try:
+            self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
+        except BaseException as error:  # kept for the training thread, which raises it
+            if self._error is None:
+                self._error = error
+
+    def wait(self) -> None:
+        """Block until every queued save is written; raise the error of a failed one."""
+        for future in self._pending:
+            future.result()
+        self._pending = []
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def load_checkpoint(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The wrapped IO's `load_checkpoint`, once the queued saves are written."""
+        self.wait()
+        return self.checkpoint_io.load_checkpoint(*args, **kwargs)
+
+    def remove_checkpoint(self, *args: Any, **kwargs: Any) -> None:
+        """The wrapped IO's `remove_checkpoint`, once the queued saves are written."""
+        self.wait()
+        self.checkpoint_io.remove_checkpoint(*args, **kwargs)
+
+    def teardown(self) -> None:
+        """Wait for the queued saves, end the thread, and raise the error of a failed save."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+        self._pending = []
+        try:
+            self._raise_error()
+        finally:
+            self.checkpoint_io.teardown()
 
 
 class _WriteErrorRecorder:

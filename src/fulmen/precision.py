@@ -7,6 +7,7 @@ stepping through a GradScaler, and the scaler's checkpoint state. One small clas
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Generator, Iterator
 from typing import Any, Callable
 
 import torch
@@ -21,62 +22,196 @@ PRECISION_NAMES = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "b
 
 
 class Precision:
-    """Full float32 precision: nothing is converted and nothing is scaled."""
+    """Full float32 precision: nothing is converted and nothing is scaled.
+
+    Subclass it and pass it as `Trainer(plugins=[...])`: the Trainer runs the step methods under its
+    `*_step_context`, backward through `pre_backward`/`backward`/`post_backward`, optimizer steps through
+    `optimizer_step` and gradient clipping through `clip_gradients`, so each override takes effect.
+    """
 
     precision = "32-true"  # the `Trainer(precision=...)` name this plugin implements
 
+    # -- module, tensors and data -------------------------------------------------------------------
+
+    def connect(self, model: nn.Module, optimizers: list[torch.optim.Optimizer],
+                lr_schedulers: list[Any]) -> tuple[nn.Module, list[torch.optim.Optimizer], list[Any]]:
+        """Called once fit's optimizers exist; may wrap or replace the model, optimizers and schedulers."""
+        return model, optimizers, lr_schedulers
+
     def convert_module(self, module: nn.Module) -> nn.Module:
+        """Convert the module's parameters to this precision before it is moved to the device."""
         return module
 
-    def convert_input(self, batch: Any) -> Any:
-        return batch
+    def convert_input(self, data: Any) -> Any:
+        """Convert a batch as it comes from the dataloader (before it is moved to the device)."""
+        return data
 
-    def forward_context(self) -> contextlib.AbstractContextManager:
+    def convert_output(self, data: Any) -> Any:
+        """Convert a step's output back to the default precision."""
+        return data
+
+    def tensor_init_context(self) -> contextlib.AbstractContextManager:
+        """A context in which new tensors get this precision's dtype (`trainer.init_module`)."""
         return contextlib.nullcontext()
 
-    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
-        return loss
+    def module_init_context(self) -> contextlib.AbstractContextManager:
+        """A context in which new modules get this precision's dtype."""
+        return self.tensor_init_context()
 
-    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
-                       before_step: Callable[[], None], automatic: bool = True) -> Any:
-        """Step `optimizer`, calling `closure` (forward+backward) then `before_step` (hooks, clipping)."""
+    # -- forward ------------------------------------------------------------------------------------
+
+    def forward_context(self) -> contextlib.AbstractContextManager:
+        """The context every step method runs in (autocast, default dtype)."""
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def train_step_context(self) -> Generator[None, None, None]:
+        """The context `training_step` runs in."""
+        with self.forward_context():
+            yield
+
+    @contextlib.contextmanager
+    def val_step_context(self) -> Generator[None, None, None]:
+        """The context `validation_step` runs in."""
+        with self.forward_context():
+            yield
+
+    @contextlib.contextmanager
+    def test_step_context(self) -> Generator[None, None, None]:
+        """The context `test_step` runs in."""
+        with self.forward_context():
+            yield
+
+    @contextlib.contextmanager
+    def predict_step_context(self) -> Generator[None, None, None]:
+        """The context `predict_step` runs in."""
+        with self.forward_context():
+            yield
+
+    # -- backward -----------------------------------------------------------------------------------
+
+    def pre_backward(self, tensor: torch.Tensor, module: Any) -> torch.Tensor:
+        """Runs `on_before_backward` (callbacks, then the module) on the loss; returns the loss to backpropagate."""
+        hooks = getattr(getattr(getattr(module, "_trainer", None), "strategy", None), "_hooks", None)  # fit's hooks
+        if hooks is not None:
+            hooks.on_before_backward(tensor)
+        return tensor
+
+    def backward(self, tensor: torch.Tensor, model: Any, optimizer: Any, *args: Any, **kwargs: Any) -> None:
+        """Backpropagate `tensor` through the module's `backward` hook (`*args`/`**kwargs` go to it)."""
+        hooks = getattr(getattr(getattr(model, "_trainer", None), "strategy", None), "_hooks", None)
+        if hooks is None:
+            model.backward(tensor, *args, **kwargs)
+        else:
+            hooks.backward(tensor, *args, **kwargs)
+
+    def post_backward(self, tensor: torch.Tensor, module: Any) -> torch.Tensor:
+        """Runs `on_after_backward`; returns the detached loss."""
+        hooks = getattr(getattr(getattr(module, "_trainer", None), "strategy", None), "_hooks", None)
+        if hooks is not None:
+            hooks.on_after_backward()
+        return tensor.detach()
+
+    # -- optimizer step and clipping ---------------------------------------------------------------
+
+    def _after_closure(self, model: Any, optimizer: torch.optim.Optimizer) -> None:
+        """After the closure's backward, before the real step: `on_before_optimizer_step`, then clipping."""
+        before_step = getattr(getattr(getattr(model, "_trainer", None), "strategy", None), "_before_step", None)
+        if before_step is not None:
+            before_step(optimizer)
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, model: Any, closure: Callable[[], Any],
+                       **kwargs: Any) -> Any:
+        """Step `optimizer` (`**kwargs` go to its `step`): the closure (forward and backward), then
+        `on_before_optimizer_step` and clipping, then the update."""
 
         def closure_then_hooks() -> Any:
             result = closure()
-            before_step()
+            self._after_closure(model, optimizer)
             return result
 
-        return optimizer.step(closure=closure_then_hooks)
+        return optimizer.step(closure=closure_then_hooks, **kwargs)
+
+    def main_params(self, optimizer: torch.optim.Optimizer) -> Iterator[torch.Tensor]:
+        """The parameters `optimizer` updates (what clipping works on)."""
+        for group in optimizer.param_groups:
+            yield from group["params"]
+
+    def clip_gradients(self, optimizer: torch.optim.Optimizer, clip_val: int | float = 0.0,
+                       gradient_clip_algorithm: Any = "norm") -> None:
+        """Clip the gradients of `optimizer`'s parameters (nothing when `clip_val <= 0`)."""
+        if clip_val <= 0:
+            return
+        algorithm = getattr(gradient_clip_algorithm, "value", gradient_clip_algorithm)
+        if algorithm == "value":
+            self.clip_grad_by_value(optimizer, clip_val)
+        elif algorithm == "norm":
+            self.clip_grad_by_norm(optimizer, clip_val)
+        else:
+            raise ValueError(f"`gradient_clip_algorithm={gradient_clip_algorithm!r}` is invalid; use 'norm' or "
+                             "'value'.")
+
+    def clip_grad_by_value(self, optimizer: torch.optim.Optimizer, clip_val: int | float) -> None:
+        torch.nn.utils.clip_grad_value_(_with_grad(self.main_params(optimizer)), clip_value=clip_val)
+
+    def clip_grad_by_norm(self, optimizer: torch.optim.Optimizer, clip_val: int | float) -> None:
+        torch.nn.utils.clip_grad_norm_(_with_grad(self.main_params(optimizer)), clip_val)
 
     def unscale_gradients(self, optimizer: torch.optim.Optimizer) -> None:
         """Make gradients true-scale before they are read or clipped (no-op without a scaler)."""
 
+    # -- checkpoint state -----------------------------------------------------------------------------
+
     def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint stores for this plugin (a GradScaler's state)."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add to the checkpoint being saved (after the plugin's `state_dict` is stored)."""
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Read from the checkpoint being restored."""
+
+    def teardown(self) -> None:
+        """Called when the strategy tears down after each run."""
 
 
-class DoublePrecision(Precision):
-    """Parameters and floating inputs in float64."""
+class _DtypePrecision(Precision):
+    """Parameters and floating inputs in one dtype; new tensors default to it inside the step methods."""
 
-    precision = "64-true"
     _dtype = torch.float64
 
     def convert_module(self, module: nn.Module) -> nn.Module:
         return module.to(self._dtype)
 
-    def convert_input(self, batch: Any) -> Any:
+    def convert_input(self, data: Any) -> Any:
         dtype = self._dtype
-        return apply_to_collection(batch, torch.Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
+        return apply_to_collection(data, torch.Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
+
+    def convert_output(self, data: Any) -> Any:
+        dtype = torch.get_default_dtype()
+        return apply_to_collection(data, torch.Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
+
+    def tensor_init_context(self) -> contextlib.AbstractContextManager:
+        return _default_dtype(self._dtype)
 
     def forward_context(self) -> contextlib.AbstractContextManager:
         return _default_dtype(self._dtype)
 
 
-class HalfPrecision(DoublePrecision):
+class DoublePrecision(_DtypePrecision):
+    """Parameters and floating inputs in float64."""
+
+    precision = "64-true"
+
+
+class HalfPrecision(_DtypePrecision):
     """Parameters and floating inputs in float16 or bfloat16 (`precision="16-true"` or `"bf16-true"`)."""
+
+    precision = "16-true"
 
     def __init__(self, precision: str = "16-true") -> None:
         if precision not in ("16-true", "bf16-true"):
@@ -104,28 +239,45 @@ class MixedPrecision(Precision):
             scaler = torch.amp.GradScaler(device)
         self.scaler = scaler
 
-    def forward_context(self) -> contextlib.AbstractContextManager:
+    def autocast_context_manager(self) -> torch.autocast:
+        """The `torch.autocast` the step methods run in."""
         return torch.autocast(self.device, dtype=self._dtype)
 
-    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
-        return self.scaler.scale(loss) if self.scaler is not None else loss
+    def forward_context(self) -> contextlib.AbstractContextManager:
+        return self.autocast_context_manager()
 
-    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
-                       before_step: Callable[[], None], automatic: bool = True) -> Any:
+    def pre_backward(self, tensor: torch.Tensor, module: Any) -> torch.Tensor:
+        # Lightning scales before `on_before_backward`, so the hook sees the scaled loss under "16-mixed".
+        if self.scaler is not None:
+            tensor = self.scaler.scale(tensor)
+        return super().pre_backward(tensor, module)
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, model: Any, closure: Callable[[], Any],
+                       **kwargs: Any) -> Any:
         if self.scaler is None:
-            return super().optimizer_step(optimizer, closure, before_step, automatic)
+            return super().optimizer_step(optimizer, model, closure, **kwargs)
         if isinstance(optimizer, torch.optim.LBFGS):
             raise MisconfigurationException("LBFGS re-evaluates its closure, which a GradScaler cannot scale; "
                                             "use precision='bf16-mixed' or '32-true' with LBFGS.")
         result = closure()
-        self.scaler.unscale_(optimizer)  # hooks and clipping must see true-scale gradients
-        before_step()
-        if automatic and result is None:
+        skip_step = result is None and getattr(model, "automatic_optimization", False)
+        if not skip_step and not _unscales_itself(optimizer):
+            self.scaler.unscale_(optimizer)  # hooks and clipping must see true-scale gradients
+        self._after_closure(model, optimizer)
+        if skip_step:
             return None  # training_step returned None: no backward ran, nothing to step
         # The scaler skips the step when gradients hold inf/NaN, and lowers its scale.
-        step_output = self.scaler.step(optimizer)
+        step_output = self.scaler.step(optimizer, **kwargs)
         self.scaler.update()
         return step_output
+
+    def clip_gradients(self, optimizer: torch.optim.Optimizer, clip_val: int | float = 0.0,
+                       gradient_clip_algorithm: Any = "norm") -> None:
+        if clip_val > 0 and _unscales_itself(optimizer):
+            raise RuntimeError(f"{type(optimizer).__qualname__} unscales its gradients inside its own step (a fused "
+                               "optimizer?), so they cannot be clipped before it; turn gradient clipping off or use "
+                               "a non-fused optimizer.")
+        super().clip_gradients(optimizer, clip_val, gradient_clip_algorithm)
 
     def unscale_gradients(self, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is not None:
@@ -134,9 +286,18 @@ class MixedPrecision(Precision):
     def state_dict(self) -> dict[str, Any]:
         return self.scaler.state_dict() if self.scaler is not None else {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.scaler is not None and state:
-            self.scaler.load_state_dict(state)
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.scaler is not None and state_dict:
+            self.scaler.load_state_dict(state_dict)
+
+
+def _unscales_itself(optimizer: torch.optim.Optimizer) -> bool:
+    # torch's fused optimizers take the GradScaler's scale and unscale inside `step`.
+    return bool(getattr(optimizer, "_step_supports_amp_scaling", False))
+
+
+def _with_grad(parameters: Iterator[torch.Tensor]) -> list[torch.Tensor]:
+    return [p for p in parameters if p.grad is not None]
 
 
 def select_precision(value: Any, device_type: str) -> Precision:

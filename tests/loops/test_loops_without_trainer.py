@@ -16,7 +16,7 @@ from fulmen.loops.evaluation_loop import EvaluationLoop
 from fulmen.loops.fit_loop import FitLoop
 from fulmen.loops.prediction_loop import PredictionLoop
 from fulmen.results.metrics_router import MetricsRouter
-from fulmen.strategies.strategy import Strategy
+from fulmen.strategies.single_device import SingleDeviceStrategy
 from fulmen.trainer.config import TrainerConfig
 from fulmen.trainer.data_source import DataSource
 from fulmen.trainer.hook_dispatch import HookDispatch
@@ -84,7 +84,7 @@ def _collaborators(fn, module, loaders, callbacks=(), **flags):
     The module's and callbacks' `trainer` is a stand-in with what their default hooks read.
     """
     config = TrainerConfig.from_flags(**flags)
-    strategy = Strategy("cpu")
+    strategy = SingleDeviceStrategy("cpu")
     run = Run(fn=fn, module=module, callbacks=list(callbacks), given_loaders=loaders)
     owner = SimpleNamespace(lightning_module=module, local_rank=0, global_rank=0)
     module.trainer = owner

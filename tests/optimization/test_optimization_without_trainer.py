@@ -7,7 +7,7 @@ import torch
 
 from fulmen.optimization.optimization import Optimization
 from fulmen.optimization.placeholder import PlaceholderOptimizer
-from fulmen.strategies.strategy import Strategy
+from fulmen.strategies.single_device import SingleDeviceStrategy
 from fulmen.trainer.config import TrainerConfig
 from fulmen.trainer.hook_dispatch import HookDispatch
 from fulmen.trainer.run import Run
@@ -44,7 +44,7 @@ class RecordingModule(TinyModule):
 
 def _build(module, **flags):
     """What the Trainer passes `Optimization`, made by hand; the module gets a stand-in trainer."""
-    strategy = Strategy("cpu")
+    strategy = SingleDeviceStrategy("cpu")
     strategy.connect(module)
     hooks = HookDispatch(None, strategy)  # no callbacks, so nothing receives a trainer
     hooks.start(Run(module=module))
@@ -134,10 +134,11 @@ def test_automatic_step_runs_the_closure_then_the_hook_then_clipping_and_leaves_
     assert change == pytest.approx(module.lr * 1e-3, rel=1e-3)  # gradients were clipped by value before the step
 
 
-def test_step_refuses_unknown_arguments():
+def test_step_passes_keyword_arguments_to_the_optimizer_step():
+    # Lightning: `optimizer.step(**kwargs)` reaches the wrapped optimizer's `step`, which rejects what it lacks.
     module = RecordingModule(automatic=False)
     _build(module)
-    with pytest.raises(TypeError, match=r"unexpected arguments \['foo'\]"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):
         module.optimizers().step(foo=1)
 
 

@@ -188,15 +188,15 @@ class CountingPrecision(Precision):
     def __init__(self):
         self.steps = 0
 
-    def optimizer_step(self, optimizer, closure, before_step, automatic=True):
+    def optimizer_step(self, optimizer, model, closure, **kwargs):
         self.steps += 1
-        return super().optimizer_step(optimizer, closure, before_step, automatic)
+        return super().optimizer_step(optimizer, model, closure, **kwargs)
 
     def state_dict(self):
         return {"steps": self.steps}
 
-    def load_state_dict(self, state):
-        self.steps = state["steps"]
+    def load_state_dict(self, state_dict):
+        self.steps = state_dict["steps"]
 
 
 def test_precision_plugin_state_is_saved_under_its_class_name_and_restored(tmp_path):

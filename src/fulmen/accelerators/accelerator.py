@@ -18,6 +18,15 @@ class Accelerator(ABC):
     def setup_device(self, device: torch.device) -> None:
         """Prepare `device` for this process (raises if it is not of this accelerator's kind)."""
 
+    def setup(self, trainer: Any) -> None:
+        """Called by the strategy's `setup` once the Trainer's run starts (nothing to prepare here)."""
+
+    @classmethod
+    def register_accelerators(cls, accelerator_registry: Any) -> None:
+        """Register this accelerator under its `name()` in `accelerator_registry` (an object with Lightning's
+        `register(name, cls, description=...)`)."""
+        accelerator_registry.register(cls.name(), cls, description=cls.__name__)
+
     @abstractmethod
     def teardown(self) -> None:
         """Release what the accelerator holds after a run."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 
 from fulmen.accelerators.accelerator import Accelerator, parse_devices_text
 from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_info
 
 
 class CUDAAccelerator(Accelerator):
@@ -18,6 +20,18 @@ class CUDAAccelerator(Accelerator):
             raise MisconfigurationException(f"Device should be GPU, got {device} instead; use CPUAccelerator for "
                                             "the CPU.")
         torch.cuda.set_device(device)
+
+    def setup(self, trainer: Any) -> None:
+        """Set the NVIDIA environment flags and free cached memory before the run."""
+        self.set_nvidia_flags(trainer.local_rank)
+        torch.cuda.empty_cache()
+
+    @staticmethod
+    def set_nvidia_flags(local_rank: int) -> None:
+        """Number GPUs in PCI bus order (as `nvidia-smi` does) and log which devices this process sees."""
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        visible = os.getenv("CUDA_VISIBLE_DEVICES", ",".join(str(i) for i in range(torch.cuda.device_count())))
+        rank_zero_info(f"LOCAL_RANK: {local_rank} - CUDA_VISIBLE_DEVICES: [{visible}]")
 
     def teardown(self) -> None:
         torch.cuda.empty_cache()  # give cached blocks back so later work in this process can use them

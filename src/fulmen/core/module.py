@@ -115,7 +115,7 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
         """Clip the gradients of `optimizer`'s parameters by norm (default) or by value."""
         trainer = self.trainer
         clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm, trainer.gradient_clip_val,
-                       trainer.gradient_clip_algorithm)
+                       trainer.gradient_clip_algorithm, trainer.strategy.precision_plugin)
 
     def optimizers(self, use_pl_optimizer: bool = True) -> Any:
         """Return the optimizer, or the list of optimizers when there are several."""
@@ -154,7 +154,7 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
             raise MisconfigurationException(
                 "`manual_backward` is for manual optimization; with automatic optimization return the loss from "
                 "`training_step` instead, or set `self.automatic_optimization = False`.")
-        self.trainer.strategy.backward(loss, *args, **kwargs)
+        self.trainer.strategy.backward(loss, None, *args, **kwargs)
 
     # -- logging ----------------------------------------------------------------------------------
 

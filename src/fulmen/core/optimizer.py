@@ -2,3 +2,4 @@
 `fulmen/optimization/lightning_optimizer.py`."""
 
 from fulmen.optimization.lightning_optimizer import LightningOptimizer as LightningOptimizer  # noqa: F401
+from fulmen.optimization.lightning_optimizer import do_nothing_closure as do_nothing_closure  # noqa: F401

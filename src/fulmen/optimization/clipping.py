@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import torch
+from typing import Any
+
 from torch.optim import Optimizer
 
+from fulmen.utilities.enums import GradClipAlgorithmType
 from fulmen.utilities.exceptions import MisconfigurationException
 
 
 def clip_gradients(optimizer: Optimizer, clip_val: float | None, algorithm: str | None,
-                   trainer_clip_val: float | None, trainer_algorithm: str | None) -> None:
-    """Clip the gradients of `optimizer`'s parameters by norm or value.
+                   trainer_clip_val: float | None, trainer_algorithm: str | None, precision: Any) -> None:
+    """Clip the gradients of `optimizer`'s parameters by norm or value, through `precision.clip_gradients`.
 
     `trainer_clip_val` / `trainer_algorithm` are the Trainer's flags, validated when it was built; a value
     passed here must agree with a flag that is set, and is validated only when it does not come from one.
@@ -40,8 +42,4 @@ def clip_gradients(optimizer: Optimizer, clip_val: float | None, algorithm: str 
         raise MisconfigurationException(f"`gradient_clip_algorithm={algorithm!r}` is invalid; use 'norm' or 'value'.")
     if clip_val <= 0:
         return
-    parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    if algorithm == "value":
-        torch.nn.utils.clip_grad_value_(parameters, clip_val)
-    else:
-        torch.nn.utils.clip_grad_norm_(parameters, clip_val)
+    precision.clip_gradients(optimizer, clip_val, GradClipAlgorithmType(algorithm))

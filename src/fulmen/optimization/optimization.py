@@ -9,7 +9,6 @@ Does not own: when steps happen (`loops/fit_loop.py`, `scheduler_stepping.py`) n
 
 from __future__ import annotations
 
-import functools
 import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -110,9 +109,8 @@ class Optimization:
         # The automatic loop counts its own steps (once per `optimizer_step` hook, however often LBFGS steps).
         on_stepped = None if automatic else self._state.optimizer_stepped
         self.wrapped_optimizers = [
-            LightningOptimizer(optimizer, self._strategy, functools.partial(self._before_step, optimizer), automatic,
-                               on_stepped) for optimizer in optimizers]
-        self._strategy.connect_optimization(self.wrapped_optimizers, hooks)
+            LightningOptimizer(optimizer, self._strategy, on_stepped) for optimizer in optimizers]
+        self._strategy.connect_optimization(self.wrapped_optimizers, hooks, self._before_step)
 
     def _before_step(self, optimizer: Optimizer) -> None:
         """After the closure's backward, before the real step: the hook, then clipping (automatic only)."""
@@ -124,4 +122,4 @@ class Optimization:
 
     def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         """The loop's backward: the strategy's, which runs the backward hooks around the module's `backward`."""
-        self._strategy.backward(loss, *args, **kwargs)
+        self._strategy.backward(loss, self.optimizers[0], *args, **kwargs)

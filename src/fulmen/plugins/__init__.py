@@ -1,9 +1,9 @@
 """Plugins (Lightning's `lightning.pytorch.plugins` path): checkpoint IO, precision and layer synchronisation;
 cluster environments are in `fulmen.plugins.environments`."""
 
-from fulmen.plugins.io import CheckpointIO, TorchCheckpointIO
+from fulmen.plugins.io import AsyncCheckpointIO, CheckpointIO, TorchCheckpointIO
 from fulmen.plugins.layer_sync import LayerSync, TorchSyncBatchNorm
 from fulmen.plugins.precision import DoublePrecision, HalfPrecision, MixedPrecision, Precision
 
-__all__ = ["CheckpointIO", "DoublePrecision", "HalfPrecision", "LayerSync", "MixedPrecision", "Precision",
-           "TorchCheckpointIO", "TorchSyncBatchNorm"]
+__all__ = ["AsyncCheckpointIO", "CheckpointIO", "DoublePrecision", "HalfPrecision", "LayerSync", "MixedPrecision",
+           "Precision", "TorchCheckpointIO", "TorchSyncBatchNorm"]

@@ -6,3 +6,6 @@ from fulmen.strategies.cluster_environments import ClusterEnvironment as Cluster
 from fulmen.strategies.cluster_environments import LightningEnvironment as LightningEnvironment  # noqa: F401
 from fulmen.strategies.cluster_environments import SLURMEnvironment as SLURMEnvironment  # noqa: F401
 from fulmen.strategies.cluster_environments import TorchElasticEnvironment as TorchElasticEnvironment  # noqa: F401
+from fulmen.strategies.more_environments import KubeflowEnvironment as KubeflowEnvironment  # noqa: F401
+from fulmen.strategies.more_environments import LSFEnvironment as LSFEnvironment  # noqa: F401
+from fulmen.strategies.more_environments import MPIEnvironment as MPIEnvironment  # noqa: F401

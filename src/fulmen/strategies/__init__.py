@@ -7,14 +7,16 @@ from typing import TYPE_CHECKING
 
 from fulmen.utilities.lazy_exports import lazy_exports
 
-__all__ = ["DDPStrategy", "SingleDeviceStrategy", "Strategy"]
+__all__ = ["DDPStrategy", "ParallelStrategy", "SingleDeviceStrategy", "Strategy"]
 __getattr__, __dir__ = lazy_exports(__name__, {
     "DDPStrategy": "fulmen.strategies.ddp",
+    "ParallelStrategy": "fulmen.strategies.parallel",
     "SingleDeviceStrategy": "fulmen.strategies.single_device",
     "Strategy": "fulmen.strategies.strategy",
 })
 
 if TYPE_CHECKING:
     from fulmen.strategies.ddp import DDPStrategy
+    from fulmen.strategies.parallel import ParallelStrategy
     from fulmen.strategies.single_device import SingleDeviceStrategy
     from fulmen.strategies.strategy import Strategy

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 
 
@@ -61,6 +62,9 @@ class ClusterEnvironment:
     def validate_settings(self, num_devices: int, num_nodes: int) -> None:
         """Raise if `Trainer(devices, num_nodes)` contradicts what the launcher started; nothing to check here."""
 
+    def teardown(self) -> None:
+        """Undo what the environment changed in this process when the run ends (nothing here)."""
+
 
 class LightningEnvironment(ClusterEnvironment):
     """Processes fulmen starts itself (or any launcher that sets LOCAL_RANK/NODE_RANK/WORLD_SIZE)."""
@@ -69,6 +73,10 @@ class LightningEnvironment(ClusterEnvironment):
     def creates_processes_externally(self) -> bool:  # type: ignore[override]
         # A LOCAL_RANK in the environment means someone (fulmen's launcher, or a user) already started us.
         return "LOCAL_RANK" in os.environ
+
+    def teardown(self) -> None:
+        """Remove WORLD_SIZE from the environment, as Lightning's LightningEnvironment does after a run."""
+        os.environ.pop("WORLD_SIZE", None)
 
 
 class TorchElasticEnvironment(ClusterEnvironment):
@@ -114,12 +122,45 @@ class TorchElasticEnvironment(ClusterEnvironment):
 
 
 class SLURMEnvironment(ClusterEnvironment):
-    """Started by `srun`: ranks from SLURM_PROCID/SLURM_LOCALID/SLURM_NODEID, address from the node list."""
+    """Started by `srun`: ranks from SLURM_PROCID/SLURM_LOCALID/SLURM_NODEID, address from the node list.
+
+    Args:
+        auto_requeue: during fit, on `requeue_signal` save `hpc_ckpt_<n>.ckpt` in `default_root_dir` and, on
+            global rank 0, run `scontrol requeue <job id>`; a requeued run (`fit(ckpt_path=None)`) resumes from
+            the newest such checkpoint. Ask SLURM for the signal with `#SBATCH --signal=SIGUSR1@90`.
+        requeue_signal: the signal that asks for the requeue (SIGUSR1 when None).
+    """
 
     creates_processes_externally = True
 
-    def __init__(self) -> None:  # SLURM states every size and rank: nothing to configure
-        super().__init__()
+    def __init__(self, auto_requeue: bool = True, requeue_signal: signal.Signals | None = None) -> None:
+        super().__init__()  # SLURM states every size and rank: nothing else to configure
+        if not isinstance(auto_requeue, bool):
+            raise TypeError(f"`SLURMEnvironment(auto_requeue={auto_requeue!r})` must be True or False.")
+        self.auto_requeue = auto_requeue
+        if requeue_signal is None:
+            requeue_signal = signal.SIGUSR1
+        self.requeue_signal = signal.Signals(requeue_signal)
+
+    @staticmethod
+    def job_id() -> int | None:
+        """SLURM's job id as an int; None outside a batch job (or in an interactive "bash" allocation)."""
+        if os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+            return None
+        job_id = os.environ.get("SLURM_JOB_ID")
+        try:
+            return int(job_id) if job_id is not None else None
+        except ValueError:
+            return None
+
+    @staticmethod
+    def job_name() -> str | None:
+        return os.environ.get("SLURM_JOB_NAME")
+
+    @staticmethod
+    def resolve_root_node_address(nodes: str) -> str:
+        """The first host of a SLURM node list: "node[03-05,07] other" → "node03", "a,b" → "a"."""
+        return first_host(nodes.split(" ")[0])
 
     def set_world_size(self, size: int) -> None:
         _launcher_decides("SLURMEnvironment", "world size", size, self.world_size())
@@ -166,7 +207,7 @@ class SLURMEnvironment(ClusterEnvironment):
         if "MASTER_ADDR" in os.environ:
             return os.environ["MASTER_ADDR"]
         nodes = os.environ.get("SLURM_NODELIST", os.environ.get("SLURM_JOB_NODELIST", "127.0.0.1"))
-        return first_host(nodes)
+        return self.resolve_root_node_address(nodes)
 
     @property
     def main_port(self) -> int:

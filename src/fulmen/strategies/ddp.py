@@ -7,7 +7,6 @@ collectives (reduce, all_gather, broadcast, barrier).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from datetime import timedelta
 from typing import Any, Callable
@@ -22,6 +21,7 @@ from fulmen.plugins.layer_sync import LayerSync
 from fulmen.strategies.cluster_environments import ClusterEnvironment, LightningEnvironment
 from fulmen.strategies.ddp_comm import _check_ddp_kwargs, _CommHookConfig
 from fulmen.strategies.launchers import MultiprocessingLauncher, SubprocessScriptLauncher
+from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.strategies.strategy import Strategy, reject_accelerator_object
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.apply_func import apply_to_collection
@@ -30,7 +30,7 @@ from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only
 _REDUCE_OPS = {"sum": "SUM", "mean": "SUM", "avg": "SUM", "max": "MAX", "min": "MIN"}
 
 
-class DDPStrategy(Strategy):
+class DDPStrategy(ParallelStrategy):
     """Distributed data parallel training over `torch.distributed`."""
 
     strategy_name = "ddp"
@@ -47,19 +47,20 @@ class DDPStrategy(Strategy):
         _check_ddp_kwargs(ddp_kwargs)
         self._comm = _CommHookConfig(ddp_comm_state, ddp_comm_hook, ddp_comm_wrapper, model_averaging_period)
         self._model_averager: Any = None
-        self._layer_sync: LayerSync | None = None
         self._devices_given = parallel_devices is not None
         self._environment_given = cluster_environment is not None
         self._precision_given = precision_plugin is not None
-        self.parallel_devices = parallel_devices or [torch.device("cpu")]
+        parallel_devices = parallel_devices or [torch.device("cpu")]
         self._num_nodes = num_nodes
-        self.cluster_environment = cluster_environment or LightningEnvironment(num_nodes, len(self.parallel_devices))
+        super().__init__(None, parallel_devices,
+                         cluster_environment or LightningEnvironment(num_nodes, len(parallel_devices)),
+                         checkpoint_io, precision_plugin)
+        self._layer_sync: LayerSync | None = None
         self._process_group_backend = process_group_backend
         self._timeout = timeout
         self._start_method = start_method
         self._ddp_kwargs = {"find_unused_parameters": find_unused_parameters, "static_graph": static_graph,
                             **ddp_kwargs}
-        super().__init__(self.parallel_devices[0], precision_plugin, checkpoint_io)
         self._ddp_model: DistributedDataParallel | None = None
         self._choose_launcher()
         self._share_ranks_with_environment()
@@ -69,7 +70,6 @@ class DDPStrategy(Strategy):
         """Fill in what the user left out of `DDPStrategy(...)` from the Trainer's accelerator/devices flags."""
         if not self._devices_given:
             self.parallel_devices = devices
-            self._root_device = devices[0]
             self._num_nodes = num_nodes
         if not self._environment_given:
             self.cluster_environment = environment
@@ -78,11 +78,31 @@ class DDPStrategy(Strategy):
         self._choose_launcher()
         self._share_ranks_with_environment()
 
+    @classmethod
+    def register_strategies(cls, strategy_registry: Any) -> None:
+        """Register the `strategy=` names this class implements ("ddp", "ddp_spawn", ...) with their options in
+        `strategy_registry` (an object with Lightning's `register(name, cls, description=..., **init_params)`)."""
+        from fulmen.strategies.select import _DDP_NAMES
+
+        for name, options in _DDP_NAMES.items():
+            strategy_registry.register(name, cls, description=f"DDP strategy ({name})", **options)
+
+    @property
+    def is_distributed(self) -> bool:
+        """Always True (Lightning keeps this legacy property for backward compatibility)."""
+        return True
+
     def _share_ranks_with_environment(self) -> None:
         # With fulmen's own launcher the flags decide the ranks; the environment then reports the same ones.
         if not self._ranks_from_launcher:
             self.cluster_environment.set_world_size(self.world_size)
             self.cluster_environment.set_global_rank(self.global_rank)
+
+    def set_world_ranks(self) -> None:
+        """Tell the cluster environment this process's global rank and the world size; rank-zero-only helpers
+        learn the rank too."""
+        self._share_ranks_with_environment()
+        rank_zero_only.rank = self.global_rank
 
     def _choose_launcher(self) -> None:
         start_method = self._start_method
@@ -130,10 +150,6 @@ class DDPStrategy(Strategy):
         return self.node_rank * self.num_processes + self.local_rank
 
     @property
-    def root_device(self) -> torch.device:
-        return self.parallel_devices[self.local_rank % len(self.parallel_devices)]
-
-    @property
     def process_group_backend(self) -> str:
         return self._process_group_backend or ("nccl" if self.root_device.type == "cuda" else "gloo")
 
@@ -141,19 +157,18 @@ class DDPStrategy(Strategy):
     def model(self) -> torch.nn.Module | None:
         return self._ddp_model if self._ddp_model is not None else self._module
 
-    @property
-    def distributed_sampler_kwargs(self) -> dict[str, int]:
-        return {"num_replicas": self.world_size, "rank": self.global_rank}
-
     # -- setup -------------------------------------------------------------------------------------
 
     def setup_environment(self) -> None:
         """Join the process group (once per process) and make rank-zero-only helpers know our rank."""
         self.cluster_environment.validate_settings(self.num_processes, self.num_nodes)
-        self._share_ranks_with_environment()  # a started process knows its LOCAL_RANK only now
-        rank_zero_only.rank = self.global_rank
+        self.set_world_ranks()  # a started process knows its LOCAL_RANK only now
         if self.root_device.type == "cuda":
             torch.cuda.set_device(self.root_device)
+        self.setup_distributed()
+
+    def setup_distributed(self) -> None:
+        """Join the process group (once per process) over `process_group_backend`."""
         if dist.is_initialized():
             return
         os.environ["MASTER_ADDR"] = self.cluster_environment.main_address
@@ -169,55 +184,61 @@ class DDPStrategy(Strategy):
         super().setup_module(module)
         if self._layer_sync is not None and _fitting(module):
             self._layer_sync.apply(module)  # after the move, so each layer is converted for its device
-        device_ids = [self.root_device.index] if self.root_device.type == "cuda" else None
-        self._ddp_model = DistributedDataParallel(module, device_ids=device_ids, **self._ddp_kwargs)
+        self.configure_ddp()
+
+    def configure_ddp(self) -> None:
+        """Wrap the module in `DistributedDataParallel` and register the communication hook, if any."""
+        self._ddp_model = DistributedDataParallel(self._module, device_ids=self.determine_ddp_device_ids(),
+                                                  **self._ddp_kwargs)
         self._model_averager = self._comm.register(self._ddp_model)
 
-    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
-                       before_step: Callable[[], None], automatic: bool = True) -> Any:
-        output = self.precision_plugin.optimizer_step(optimizer, closure, before_step, automatic)
+    def determine_ddp_device_ids(self) -> list[int] | None:
+        """The `device_ids` DDP is given: the root device's index on CUDA, None on CPU."""
+        if self.root_device.type == "cpu":
+            return None
+        return [self.root_device.index]
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any], model: Any = None,
+                       **kwargs: Any) -> Any:
+        output = super().optimizer_step(optimizer, closure, model, **kwargs)
         if self._model_averager is not None:  # post-local SGD: average the parameters every `period` steps
             self._model_averager.average_parameters(
                 iter([p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]))
         return output
 
-    def step_function(self, name: str) -> Callable[..., Any]:
-        if name != "training_step":
-            return super().step_function(name)
-        inner = super().step_function(name)
+    def model_to_device(self) -> None:
+        if self._module is not None:
+            self._module.to(self.root_device)
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        """`training_step` through the DDP forward (DDP synchronizes gradients only for what runs through its
+        forward), under the precision's `train_step_context`."""
+        ddp_model = self._ddp_model
+        if ddp_model is None:
+            return super().training_step(*args, **kwargs)
         module = self._module
+        original_forward = module.forward
 
-        def through_ddp(*args: Any) -> Any:
-            # DDP synchronizes gradients only for what runs through its forward: route training_step there.
-            ddp_model = self._ddp_model
-            if ddp_model is None:
-                return inner(*args)
-            original_forward = module.forward
+        def redirected(*inputs: Any, **options: Any) -> Any:
+            module.forward = original_forward  # so `self(x)` inside training_step is the real forward
+            return module.training_step(*inputs, **options)
 
-            def redirected(*inputs: Any, **kwargs: Any) -> Any:
-                module.forward = original_forward  # so `self(x)` inside training_step is the real forward
-                return inner(*inputs, **kwargs)
-
+        with self.precision_plugin.train_step_context():
             module.forward = redirected
             try:
-                return ddp_model(*args)
+                return ddp_model(*args, **kwargs)
             finally:
                 module.forward = original_forward
 
-        return through_ddp
-
-    def accumulation_context(self, accumulating: bool) -> contextlib.AbstractContextManager:
-        """Skip the gradient all-reduce on batches that only accumulate."""
-        if accumulating and self._ddp_model is not None:
-            return self._ddp_model.no_sync()
-        return contextlib.nullcontext()
-
     # -- collectives -------------------------------------------------------------------------------
 
-    def reduce(self, value: Any, group: Any = None, reduce_op: str | None = "mean") -> Any:
+    def reduce(self, tensor: Any, group: Any = None, reduce_op: Any = "mean") -> Any:
+        """All-reduce `tensor` over `group` (all processes) with `reduce_op`: 'mean', 'sum', 'max' or 'min'
+        (or the `torch.distributed.ReduceOp` of one)."""
+        value = tensor
         if not isinstance(value, torch.Tensor) or not dist.is_initialized():
             return value
-        op_name = (reduce_op or "mean").lower()
+        op_name = _reduce_op_name(reduce_op)
         if op_name not in _REDUCE_OPS:
             raise ValueError(f"reduce_op={reduce_op!r} is not supported; use 'mean', 'sum', 'max' or 'min'.")
         result = value.detach().clone() if value.requires_grad else value.clone()
@@ -228,19 +249,8 @@ class DDPStrategy(Strategy):
             result = result / dist.get_world_size(group)
         return result
 
-    def all_gather(self, tensor: torch.Tensor, group: Any = None, sync_grads: bool = False) -> torch.Tensor:
-        if not dist.is_initialized():
-            return tensor
-        tensor = tensor.contiguous()
-        if sync_grads:
-            from torch.distributed.nn.functional import all_gather as differentiable_all_gather
-
-            return torch.stack(differentiable_all_gather(tensor, group=group or dist.group.WORLD))
-        gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size(group))]
-        dist.all_gather(gathered, tensor, group=group)
-        return torch.stack(gathered)
-
     def barrier(self, name: str | None = None) -> None:
+        """Wait until every process reaches this point."""
         if dist.is_initialized():
             dist.barrier()
 
@@ -251,13 +261,6 @@ class DDPStrategy(Strategy):
         dist.broadcast_object_list(holder, src=src)
         return holder[0]
 
-    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
-        if not dist.is_initialized():
-            return decision
-        votes = torch.tensor(int(decision), device=self.root_device)
-        dist.all_reduce(votes, op=dist.ReduceOp.SUM)
-        return bool(votes.item() == self.world_size) if all else bool(votes.item() > 0)
-
     def teardown(self) -> None:
         self._ddp_model = None
         self._model_averager = None
@@ -265,6 +268,18 @@ class DDPStrategy(Strategy):
         if self._layer_sync is not None and module is not None and _fitting(module):
             self._layer_sync.revert(module)
         super().teardown()
+
+
+def _reduce_op_name(reduce_op: Any) -> str:
+    if reduce_op is None:
+        return "mean"
+    if isinstance(reduce_op, str):
+        return reduce_op.lower()
+    for name, op in (("sum", dist.ReduceOp.SUM), ("max", dist.ReduceOp.MAX), ("min", dist.ReduceOp.MIN),
+                     ("mean", dist.ReduceOp.AVG)):
+        if reduce_op == op:
+            return name
+    return str(reduce_op)
 
 
 def _fitting(module: Any) -> bool:

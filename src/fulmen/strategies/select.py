@@ -12,7 +12,7 @@ import torch
 
 from fulmen.accelerators.accelerator import parse_devices_text
 from fulmen.precision import select_precision
-from fulmen.strategies.cluster_environments import ClusterEnvironment
+from fulmen.strategies.cluster_environments import ClusterEnvironment, LightningEnvironment
 from fulmen.strategies.cluster_environments import detect_environment as detect_from_launcher
 from fulmen.strategies.single_device import SingleDeviceStrategy
 from fulmen.strategies.strategy import Strategy
@@ -120,6 +120,20 @@ def plugin_environment(plugins: Any) -> ClusterEnvironment | None:
     return found[0] if found else None
 
 
+def _started_by_launcher(environment: ClusterEnvironment) -> bool:
+    """Whether an external launcher (torchrun, srun, ...) started this process: then "auto" is DDP even for one
+    device. A SLURM/LSF/MPI environment passed in `plugins` outside such a job is not one (Lightning then runs
+    on a single device too)."""
+    if not environment.creates_processes_externally:
+        return False
+    if isinstance(environment, LightningEnvironment):
+        return True  # LOCAL_RANK is set: fulmen's launcher or the user started this process
+    try:
+        return bool(type(environment).detect())
+    except NotImplementedError:
+        return True  # Kubeflow cannot be detected: passing it says the job runs there
+
+
 def _as_list(plugins: Any) -> list[Any]:
     return list(plugins) if isinstance(plugins, (list, tuple)) else [plugins] if plugins is not None else []
 
@@ -153,7 +167,7 @@ def select_strategy(accelerator: Any = "auto", devices: Any = "auto", strategy: 
                     for index in indices]
     environment = detect_environment(num_nodes, len(indices))
     if strategy == "auto":
-        several = len(indices) > 1 or num_nodes > 1 or environment.creates_processes_externally
+        several = len(indices) > 1 or num_nodes > 1 or _started_by_launcher(environment)
         strategy = "ddp" if several else "single_device"
     if strategy == "single_device":
         if len(indices) > 1 or num_nodes > 1:

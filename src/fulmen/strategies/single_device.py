@@ -19,7 +19,8 @@ class SingleDeviceStrategy(Strategy):
     def __init__(self, device: torch.device | str = "cpu", accelerator: Any = None,
                  checkpoint_io: CheckpointIO | None = None, precision_plugin: Precision | None = None) -> None:
         reject_accelerator_object(accelerator, type(self).__name__)
-        super().__init__(device, precision_plugin, checkpoint_io)
+        super().__init__(None, checkpoint_io, precision_plugin)
+        self._root_device = torch.device(device)
 
     def teardown(self) -> None:
         if self.root_device.type == "cuda":

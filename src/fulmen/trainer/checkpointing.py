@@ -14,7 +14,7 @@ from fulmen.core.saving import left_out_key, load_weights
 from fulmen.trainer.checkpoint_checks import check_resumable, load_optimizer_states, load_scheduler_states
 from fulmen.optimization.placeholder import PlaceholderOptimizer
 from fulmen.trainer.state import TrainerFn
-from fulmen.utilities.rank_zero import rank_zero_warn
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 if TYPE_CHECKING:
     from fulmen.strategies.strategy import Strategy
@@ -55,20 +55,22 @@ class Checkpointing:
             "epoch": loop_state["current_epoch"],
             "global_step": self._state.global_step,
             "pytorch-lightning_version": FORMAT_VERSION,
-            "state_dict": module.state_dict(),
+            "state_dict": self._strategy.lightning_module_state_dict(),
             "loops": {"fit_loop": loop_state},
         }
         if not weights_only:
             optimization = self._optimization
             states = ((callback.state_key, callback.state_dict()) for callback in run.callbacks)
             checkpoint["callbacks"] = {key: state for key, state in states if state}
-            checkpoint["optimizer_states"] = [opt.state_dict() for opt in optimization.optimizers
+            strategy = self._strategy
+            checkpoint["optimizer_states"] = [strategy.optimizer_state(opt) for opt in optimization.optimizers
                                               if not isinstance(opt, PlaceholderOptimizer)]
             checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in optimization.scheduler_configs]
-            precision = self._strategy.precision_plugin
+            precision = strategy.precision_plugin
             precision_state = precision.state_dict()
             if precision_state:
                 checkpoint[type(precision).__name__] = precision_state
+            precision.on_save_checkpoint(checkpoint)
         save_hparams(checkpoint, module)
         datamodule = run.datamodule
         if datamodule is not None:
@@ -103,8 +105,7 @@ class Checkpointing:
             raise RuntimeError("`trainer.save_checkpoint` needs a model: call it during or after `fit/validate/...`.")
         checkpoint = self.dump(run, weights_only)
         strategy = self._strategy
-        if strategy.is_global_zero:
-            strategy.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
+        strategy.save_checkpoint(checkpoint, path, storage_options=storage_options)  # rank 0 writes
         strategy.barrier("save_checkpoint")
 
     def resolve(self, run: Run, path: str | os.PathLike | None, model_given: bool) -> str | None:
@@ -119,11 +120,22 @@ class Checkpointing:
                            'on-exception or "last" checkpoint, as `ckpt_path="last"`. Pass `ckpt_path` to choose.')
             path = "last"
         if path is None:
+            hpc = _hpc_resume_path(run)
+            if hpc is not None:  # a requeued SLURM job resumes where the requeue signal saved (Lightning's "hpc")
+                rank_zero_info(f"Resuming the requeued SLURM job from {hpc}.")
+                return hpc
+        if path is None:
             if model_given or fn == TrainerFn.FITTING or callback is None:
                 return None
             rank_zero_warn(f"`.{fn.value}(ckpt_path=None)` was called without a model: the best model of the previous "
                            f"`fit` is used. Pass `ckpt_path='best'` or `'last'` to choose and silence this warning.")
             path = "best"
+        if path == "hpc":
+            hpc = _hpc_resume_path(run, detect=False)
+            if hpc is None:
+                raise ValueError(f'`.{fn.value}(ckpt_path="hpc")` found no `hpc_ckpt_<n>.ckpt` in '
+                                 f"{run.module.trainer.default_root_dir}; SLURM auto-requeue saves them there.")
+            return hpc
         if path == "best":
             if callback is None:
                 raise ValueError(f'`.{fn.value}(ckpt_path="best")` needs a `ModelCheckpoint` callback, and none is '
@@ -162,20 +174,30 @@ class Checkpointing:
             return None
         fn, strategy = run.fn, self._strategy
         path = os.fspath(path)
-        checkpoint = strategy.checkpoint_io.load_checkpoint(path, weights_only=weights_only)
+        checkpoint = strategy.load_checkpoint(path, weights_only=weights_only)
         if fn == TrainerFn.FITTING:
             check_resumable(checkpoint, path)
         strict = run.module.strict_loading
         self._hooks.on_load_checkpoint(checkpoint)  # module, datamodule, then callbacks: Lightning's order
-        load_weights(run.module, checkpoint["state_dict"], strict, path,
-                     "set `model.strict_loading = False` before calling the trainer")
+        if _strategy_overrides(strategy, "load_model_state_dict"):
+            strategy.load_model_state_dict(checkpoint, strict=strict)
+        else:  # the same load, with errors that name the file and the fix
+            load_weights(run.module, checkpoint["state_dict"], strict, path,
+                         "set `model.strict_loading = False` before calling the trainer")
         if fn == TrainerFn.FITTING:
             optimization = self._optimization
             optimizers = [opt for opt in optimization.optimizers if not isinstance(opt, PlaceholderOptimizer)]
-            load_optimizer_states(optimizers, checkpoint["optimizer_states"], path)
-            load_scheduler_states(optimization.scheduler_configs, checkpoint["lr_schedulers"], path)
+            if not strategy.lightning_restore_optimizer:
+                pass  # the strategy restores optimizer and scheduler states itself
+            elif _strategy_overrides(strategy, "load_optimizer_state_dict"):
+                strategy.load_optimizer_state_dict(checkpoint)
+                load_scheduler_states(optimization.scheduler_configs, checkpoint["lr_schedulers"], path)
+            else:
+                load_optimizer_states(optimizers, checkpoint["optimizer_states"], path)
+                load_scheduler_states(optimization.scheduler_configs, checkpoint["lr_schedulers"], path)
             precision = strategy.precision_plugin
             precision.load_state_dict(checkpoint.get(type(precision).__name__, {}))
+            precision.on_load_checkpoint(checkpoint)
             datamodule = run.datamodule
             if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
                 datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
@@ -191,6 +213,21 @@ class Checkpointing:
                 if state:
                     callback.load_state_dict(state)
         return path
+
+
+def _hpc_resume_path(run: Run, detect: bool = True) -> str | None:
+    from fulmen.strategies.cluster_environments import SLURMEnvironment
+    from fulmen.strategies.slurm_requeue import hpc_resume_path
+
+    if detect and not SLURMEnvironment.detect():
+        return None
+    return hpc_resume_path(run.module.trainer.default_root_dir)
+
+
+def _strategy_overrides(strategy: Any, name: str) -> bool:
+    from fulmen.strategies.strategy import Strategy
+
+    return getattr(type(strategy), name) is not getattr(Strategy, name)
 
 
 def _counters_from_lightning(checkpoint: dict[str, Any]) -> dict[str, int]:

@@ -126,6 +126,10 @@ class DataSource:
         return prepared
 
     def _prepare(self, stage: str, loader: Any) -> Any:
+        # After the sampler injection the strategy may wrap or replace each loader (Lightning's order).
+        return self._strategy.process_dataloader(self._with_samplers(stage, loader))
+
+    def _with_samplers(self, stage: str, loader: Any) -> Any:
         if not isinstance(loader, DataLoader):
             return loader
         config = self._config

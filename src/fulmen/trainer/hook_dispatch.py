@@ -22,6 +22,8 @@ from fulmen.trainer.stages import STAGES
 from fulmen.trainer.step_signatures import (
     check_dataloader_idx, check_removed_hooks, takes_batch_idx, without_batch_idx,
 )
+from fulmen.strategies.strategy import STRATEGY_HOOKS
+from fulmen.utilities.apply_func import move_data_to_device
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
@@ -76,12 +78,20 @@ class HookDispatch(HookEvents):
             setattr(self, name, self._build_event(name, [], getattr(module, name)))
         # `manual_backward(loss, retain_graph=True)`: only this event forwards keyword arguments.
         self.backward = self._build_event("backward", [], module.backward, keywords=True)
+        strategy = self._strategy
+        strategy._dispatch = self  # `strategy.batch_to_device` runs this run's transfer hooks
         for name in STEP_METHODS:
             # Step methods run through the strategy: precision contexts, and (DDP) the wrapped forward.
-            step = self._strategy.step_function(name)
+            step = strategy.step_function(name)
+            if name == "training_step" and _overrides(strategy, "post_training_step"):
+                step = _then(step, strategy.post_training_step)
             if not takes_batch_idx(getattr(module, name)):
                 step = without_batch_idx(step)  # `def training_step(self, batch)`, as Lightning allows
             setattr(self, name, self._build_event(name, [], step))
+        for name in STRATEGY_HOOKS:
+            # Lightning calls the strategy's hook after the callbacks' and the module's; chained only when overridden.
+            if _overrides(strategy, name):
+                setattr(self, name, _then(getattr(self, name), getattr(strategy, name), pass_args=True))
         monitoring = [cb for cb in callbacks if getattr(cb, "_monitors_metrics", False)]
         others = [cb for cb in callbacks if not getattr(cb, "_monitors_metrics", False)]
         # Monitoring callbacks (checkpointing, early stopping) run after the module at epoch end so
@@ -163,18 +173,27 @@ class HookDispatch(HookEvents):
         self._before_transfer = chosen("on_before_batch_transfer")
         self._transfer = chosen("transfer_batch_to_device")
         self._after_transfer = chosen("on_after_batch_transfer")
+        strategy = self._strategy
+        # A Strategy subclass overriding `batch_to_device` is asked to move every batch (its super() runs the hooks).
+        self._strategy_transfer = strategy.batch_to_device if _overrides(strategy, "batch_to_device") else None
 
     # -- data -------------------------------------------------------------------------------------
 
     def transfer_batch(self, batch: Any, dataloader_idx: int) -> Any:
-        """Run on_before_batch_transfer → transfer_batch_to_device → on_after_batch_transfer."""
+        """Move a batch to the strategy's device: `strategy.batch_to_device` if a subclass overrides it, else
+        on_before_batch_transfer → transfer_batch_to_device → on_after_batch_transfer."""
+        if self._strategy_transfer is not None:
+            return self._strategy_transfer(batch, dataloader_idx=dataloader_idx)
+        return self.run_transfer_hooks(batch, dataloader_idx, self._strategy.root_device)
+
+    def run_transfer_hooks(self, batch: Any, dataloader_idx: int, device: Any) -> Any:
+        """on_before_batch_transfer → transfer_batch_to_device (or a plain move) → on_after_batch_transfer."""
         if self._before_transfer is not None:
             batch = self.call_as("on_before_batch_transfer", self._before_transfer, batch, dataloader_idx)
         if self._transfer is not None:
-            batch = self.call_as("transfer_batch_to_device", self._transfer, batch,
-                                 self._strategy.root_device, dataloader_idx)
+            batch = self.call_as("transfer_batch_to_device", self._transfer, batch, device, dataloader_idx)
         else:
-            batch = self._strategy.batch_to_device(batch)
+            batch = move_data_to_device(batch, device)
         if self._after_transfer is not None:
             batch = self.call_as("on_after_batch_transfer", self._after_transfer, batch, dataloader_idx)
         return batch
@@ -241,11 +260,12 @@ class HookDispatch(HookEvents):
         self.call_as(name, getattr(module, name), stage)
 
     def on_exception(self, exception: BaseException) -> None:
-        """Callbacks, then the datamodule, are told the run failed."""
+        """Callbacks, then the datamodule, then the strategy are told the run failed (Lightning's order)."""
         for callback in self._callbacks:
             self.call_as("on_exception", callback.on_exception, self._trainer, self._module, exception)
         if self._datamodule is not None:
             self.call_as("on_exception", self._datamodule.on_exception, exception)
+        self._strategy.on_exception(exception)
 
     # -- eval/train mode ---------------------------------------------------------------------------
 
@@ -284,6 +304,25 @@ class HookDispatch(HookEvents):
             self.call_as(name, self._datamodule.on_load_checkpoint, checkpoint)
         for callback in self._callbacks:
             self.call_as(name, callback.on_load_checkpoint, self._trainer, self._module, checkpoint)
+
+
+def _overrides(strategy: Any, name: str) -> bool:
+    from fulmen.strategies.strategy import Strategy
+
+    return getattr(type(strategy), name) is not getattr(Strategy, name)
+
+
+def _then(first: Callable, second: Callable, pass_args: bool = False) -> Callable:
+    """`first(*args)`, then `second(*args)` (or `second()`); returns what `first` returned."""
+    def both(*args: Any) -> Any:
+        result = first(*args)
+        if pass_args:
+            second(*args)
+        else:
+            second()
+        return result
+
+    return both
 
 
 def _chain(first: Callable, second: Callable) -> Callable:

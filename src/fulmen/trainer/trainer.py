@@ -6,9 +6,11 @@ exception handling. The loops own what happens inside a stage.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +29,7 @@ from fulmen.trainer.checkpointing import Checkpointing
 from fulmen.trainer.config import TrainerConfig, reject_unimplemented
 from fulmen.trainer.data_source import DataSource
 from fulmen.trainer.flag_sources import BarebonesLogRefusal, barebones_flags, defaults_from_environment
+from fulmen.strategies.slurm_requeue import SLURMRequeue
 from fulmen.trainer.hook_dispatch import HookDispatch
 from fulmen.loggers.selection import build_loggers, log_hyperparameters, share_logger_versions
 from fulmen.optimization.optimization import Optimization
@@ -36,7 +39,8 @@ from fulmen.trainer.run_checks import check_entry_arguments, check_run
 from fulmen.trainer.signals import GracefulStop, SignalStop
 from fulmen.trainer.stages import STAGE_OF_FN
 from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
-from fulmen.utilities.rank_zero import rank_zero_info
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fulmen.utilities.warnings import PossibleUserWarning
 
 
 class Trainer(TrainerProperties):
@@ -74,10 +78,15 @@ class Trainer(TrainerProperties):
         self.barebones = barebones
         # The signature above is the one place flag defaults live: the config picks its flags from the arguments.
         self._config = TrainerConfig.from_flags(flags)
+        self._plugin_environment = plugin_environment(plugins)  # also read by SLURM auto-requeue
         self.strategy = select_strategy(accelerator, devices, strategy, num_nodes, precision,
-                                        plugin_environment(plugins))
+                                        self._plugin_environment)
         apply_plugins(self.strategy, plugins, sync_batchnorm)
         self._accelerator = select_accelerator(accelerator, self.strategy.root_device)
+        if self.strategy.accelerator is None:
+            self.strategy.accelerator = self._accelerator
+        else:  # a strategy built with its own accelerator keeps it (Lightning: `trainer.accelerator` is the strategy's)
+            self._accelerator = self.strategy.accelerator
         quiet = bool(self._config.fast_dev_run)
         self._callbacks = build_trainer_callbacks(
             callbacks, enable_progress_bar is not False, enable_model_summary is not False,
@@ -219,22 +228,25 @@ class Trainer(TrainerProperties):
             hooks.setup(stage_name)
             hooks.configure_sharded_model()
             hooks.configure_model()
-            self.strategy.setup_module(model)
-            if fn == TrainerFn.FITTING:
-                self._optimization.setup(model)
+            self.strategy.setup(self)  # module to its device (and wrappers); fit: `configure_optimizers`
             resolved = self._checkpointing.resolve(run, ckpt_path, model_given)
             run.ckpt_path = self._checkpointing.restore(run, resolved, weights_only)
             if fn == TrainerFn.FITTING:
                 hooks.on_fit_start()
             if self.enable_autolog_hparams:
                 log_hyperparameters(self.loggers, model, datamodule)
+            requeue = SLURMRequeue.for_trainer(self) if fn == TrainerFn.FITTING else None
             if fn == TrainerFn.FITTING:
                 self._signals.install()
+                if requeue is not None:
+                    requeue.install()
             try:
                 with torch.autograd.set_detect_anomaly(self._config.detect_anomaly):
                     results = self._run_stage(fn, return_predictions)
             finally:
                 self._signals.uninstall()
+                if requeue is not None:
+                    requeue.uninstall()
             self.strategy.teardown()
             if fn == TrainerFn.FITTING:
                 hooks.on_fit_end()
@@ -308,6 +320,20 @@ class Trainer(TrainerProperties):
                         storage_options: Any = None) -> None:
         """Write a checkpoint of the current run to `filepath` (atomically)."""
         self._checkpointing.save(self._current, filepath, bool(weights_only), storage_options)
+
+    @contextlib.contextmanager
+    def init_module(self, empty_init: bool | None = None) -> Generator[None, None, None]:
+        """Build the model in here: its tensors are made on the strategy's device in the precision's dtype
+        (e.g. bfloat16 for `"bf16-true"`); `empty_init=True` skips weight initialisation, for weights that a
+        checkpoint will overwrite anyway."""
+        from fulmen.strategies.strategy import Strategy
+
+        if type(self.strategy).model_sharded_context is not Strategy.model_sharded_context:
+            rank_zero_warn(f"`trainer.init_module` cannot build the model sharded with `{type(self.strategy).__name__}`; "
+                           "create the layers in `LightningModule.configure_model` instead.",
+                           category=PossibleUserWarning)
+        with self.strategy.tensor_init_context(empty_init=empty_init):
+            yield
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """`print` on global rank zero only, above the progress bar when one is shown."""
