@@ -57,6 +57,14 @@ def test_zero_devices_raises():
         _trainer(accelerator="cpu", devices=0)
 
 
+@pytest.mark.parametrize("devices", [-1, "-1"])
+@pytest.mark.parametrize("accelerator", ["cpu", "auto"])
+def test_all_devices_has_no_meaning_on_cpu(devices, accelerator, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(TypeError, match="devices=-1.*CPUAccelerator.*int > 0"):
+        _trainer(accelerator=accelerator, devices=devices)
+
+
 def test_two_cpu_devices_select_ddp_with_two_processes(monkeypatch):
     for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID"):
         monkeypatch.delenv(key, raising=False)

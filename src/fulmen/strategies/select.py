@@ -92,6 +92,9 @@ def resolve_device_indices(devices: Any, device_type: str) -> list[int]:
         raise MisconfigurationException(f"`devices={devices!r}` is invalid; use an int, a list of ints or 'auto'.")
     if isinstance(devices, int):
         if devices == -1:
+            if device_type == "cpu":  # Lightning: "all devices" has no meaning for CPU processes
+                raise TypeError("`devices=-1` (all devices) selected with `CPUAccelerator`: pass the number of "
+                                "processes as an int > 0, e.g. `devices=2`.")
             return list(range(available))
         if devices < 1:
             raise MisconfigurationException(f"`devices={devices}` is invalid: use at least 1 device, or -1 for all.")
