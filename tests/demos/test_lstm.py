@@ -4,16 +4,7 @@ import torch
 
 import fulmen as L
 from fulmen.demos import LightningLSTM, SequenceSampler, SimpleLSTM
-
-TEXT = "".join(f"the cat {i % 7} sat on the mat number {i % 5} .\n" for i in range(200))
-
-
-class LossRecorder(L.Callback):
-    def __init__(self):
-        self.losses = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.losses.append(float(outputs["loss"]))
+from helpers.language_demo import TEXT, LossRecorder
 
 
 def test_lightning_lstm_fits_on_a_local_wikitext_file(tmp_path, monkeypatch, offline):

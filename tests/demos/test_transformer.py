@@ -11,17 +11,9 @@ import torch
 import fulmen as L
 from fulmen.demos import LightningTransformer, Transformer, WikiText2
 from fulmen.demos.transformer import Dictionary, PositionalEncoding, tokenize
+from helpers.language_demo import TEXT, LossRecorder
 
 URL = "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/train.txt"
-TEXT = "".join(f"the cat {i % 7} sat on the mat number {i % 5} .\n" for i in range(200))
-
-
-class LossRecorder(L.Callback):
-    def __init__(self):
-        self.losses = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.losses.append(float(outputs["loss"]))
 
 
 def quiet_trainer(**flags):

@@ -19,13 +19,9 @@ pytestmark = pytest.mark.distributed
 
 
 @pytest.fixture(autouse=True)
-def _launch_env(monkeypatch):
+def _launch_env(spawn_env):
     # The launcher writes MASTER_ADDR/PORT into os.environ; monkeypatch removes them again afterwards.
-    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(free_port()))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    pass
 
 
 @pytest.fixture(autouse=True)

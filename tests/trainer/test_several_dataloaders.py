@@ -205,18 +205,12 @@ def test_iterable_boring_datamodule_fits(tmp_path):
 
 
 @pytest.mark.distributed
-def test_each_train_loader_is_sharded_across_ranks(tmp_path, monkeypatch):
+def test_each_train_loader_is_sharded_across_ranks(tmp_path, spawn_env):
     import json
     import multiprocessing
 
     from helpers.ddp_combined import CombinedProbe
-    from helpers.ddp_modules import free_port
 
-    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(free_port()))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     loaders = {"a": DataLoader(torch.arange(8), batch_size=2), "b": DataLoader(torch.arange(100, 104), batch_size=1)}
     trainer = quiet_trainer(tmp_path, accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1)
     try:

@@ -141,6 +141,33 @@ class ProgressBar(Callback):
         return {**standard, **logged}
 
 
+class SwitchableProgressBar(ProgressBar):
+    """The TQDM and rich bars' shared on/off switch: off after `disable()`, or when `refresh_rate` is 0."""
+
+    def __init__(self, refresh_rate: int) -> None:
+        super().__init__()
+        self._refresh_rate = refresh_rate
+        self._enabled = True
+
+    @property
+    def refresh_rate(self) -> int:
+        return self._refresh_rate
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled and self.refresh_rate > 0
+
+    @property
+    def is_disabled(self) -> bool:
+        return not self.is_enabled
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+
 def _standard_metrics(trainer: Trainer) -> dict[str, Any]:
     loggers = trainer.loggers
     if not loggers:

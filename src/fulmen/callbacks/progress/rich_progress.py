@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fulmen.callbacks.progress.progress_bar import ProgressBar
+from fulmen.callbacks.progress.progress_bar import SwitchableProgressBar
 
 if TYPE_CHECKING:
     from fulmen.core.module import LightningModule
@@ -38,7 +38,7 @@ class RichProgressBarTheme:
     metrics_format: str = ".3f"
 
 
-class RichProgressBar(ProgressBar):
+class RichProgressBar(SwitchableProgressBar):
     """Progress bars drawn with rich: description, bar, `done/total`, elapsed • remaining, speed, metrics.
 
     Args:
@@ -56,12 +56,10 @@ class RichProgressBar(ProgressBar):
         if missing:
             raise TypeError(f"`theme` must be a `RichProgressBarTheme` (got {type(theme).__name__}, which lacks "
                             f"{missing}); build one with `RichProgressBarTheme(description=..., ...)`.")
-        super().__init__()
-        self._refresh_rate = refresh_rate
+        super().__init__(refresh_rate)
         self._leave = leave
         self._console_kwargs = dict(console_kwargs or {})
         self._console: Any = None
-        self._enabled = True
         self.theme = theme
         self.progress: Any = None
         self._progress_stopped = False
@@ -78,24 +76,6 @@ class RichProgressBar(ProgressBar):
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "progress": None, "_console": None, "_metric_component": None}
-
-    @property
-    def refresh_rate(self) -> float:
-        return self._refresh_rate
-
-    @property
-    def is_enabled(self) -> bool:
-        return self._enabled and self.refresh_rate > 0
-
-    @property
-    def is_disabled(self) -> bool:
-        return not self.is_enabled
-
-    def disable(self) -> None:
-        self._enabled = False
-
-    def enable(self) -> None:
-        self._enabled = True
 
     def _task(self, task_id: Any, name: str) -> Any:
         if self.progress is None or task_id is None:

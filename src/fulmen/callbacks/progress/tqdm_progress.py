@@ -14,7 +14,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from fulmen.callbacks.progress.progress_bar import ProgressBar
+from fulmen.callbacks.progress.progress_bar import SwitchableProgressBar
 
 if TYPE_CHECKING:
     from fulmen.core.module import LightningModule
@@ -58,7 +58,7 @@ def _tqdm() -> Any:
     return _tqdm_class
 
 
-class TQDMProgressBar(ProgressBar):
+class TQDMProgressBar(SwitchableProgressBar):
     """Show tqdm bars for training, validation, testing and prediction on stdout.
 
     Args:
@@ -70,11 +70,9 @@ class TQDMProgressBar(ProgressBar):
     BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
     def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False) -> None:
-        super().__init__()
-        self._refresh_rate = _resolve_refresh_rate(refresh_rate)
+        super().__init__(_resolve_refresh_rate(refresh_rate))
         self._process_position = process_position
         self._leave = leave
-        self._enabled = True
         self._train_progress_bar: Any = None
         self._val_progress_bar: Any = None
         self._test_progress_bar: Any = None
@@ -128,26 +126,8 @@ class TQDMProgressBar(ProgressBar):
         self._predict_progress_bar = bar
 
     @property
-    def refresh_rate(self) -> int:
-        return self._refresh_rate
-
-    @property
     def process_position(self) -> int:
         return self._process_position
-
-    @property
-    def is_enabled(self) -> bool:
-        return self._enabled and self.refresh_rate > 0
-
-    @property
-    def is_disabled(self) -> bool:
-        return not self.is_enabled
-
-    def disable(self) -> None:
-        self._enabled = False
-
-    def enable(self) -> None:
-        self._enabled = True
 
     # -- bar factories: override these to customise a bar -----------------------------------------
 
