@@ -347,7 +347,7 @@ class LightningCLI:
         seed = self._get(self.config, "seed_everything")
         if seed is False:
             return
-        # True: a random seed, recorded in the config so the saved config.yaml reproduces the run.
+        # True: seed_everything() picks the seed (PL_GLOBAL_SEED, else 0, as Lightning), recorded in the config so the saved config.yaml reproduces the run.
         seed = seed_everything(workers=True) if seed is True else seed_everything(seed, workers=True)
         (self.config[self.subcommand] if self.subcommand else self.config)["seed_everything"] = seed
 
