@@ -48,13 +48,15 @@ from typing import Literal, Union
 from fulmen.accelerators.accelerator import Accelerator
 from fulmen.callbacks.callback import Callback
 from fulmen.loggers.logger import Logger
-from fulmen.plugins import CheckpointIO, LayerSync, Precision
-from fulmen.plugins.environments import ClusterEnvironment
+from fulmen.checkpoint_io import CheckpointIO
+from fulmen.precision import Precision
+from fulmen.strategies.cluster_environments import ClusterEnvironment
 from fulmen.strategies.strategy import Strategy
 
 _PrecisionInput = Union[Literal[64, 32, 16], Literal["64-true", "32-true", "16-mixed", "bf16-mixed", "16-true",
                                                       "bf16-true"], Literal["64", "32", "16", "bf16"]]
-_PluginInput = Union[Precision, ClusterEnvironment, CheckpointIO, LayerSync]
+# LayerSync (Lightning's fourth kind) is left out: its module would load `fulmen.plugins`, which `import fulmen` defers.
+_PluginInput = Union[Precision, ClusterEnvironment, CheckpointIO]
 
 
 class Trainer(TrainerProperties):
