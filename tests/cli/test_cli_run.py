@@ -203,3 +203,16 @@ def test_instantiate_class():
     assert scheduler.step_size == 3
     plateau = ReduceLROnPlateau(optimizer, monitor="val_loss", patience=2)
     assert plateau.monitor == "val_loss" and plateau.patience == 2
+
+
+@pytest.mark.parametrize("multifile", [False, True])
+def test_save_config_multifile_keeps_sub_config_files(tmp_path, monkeypatch, multifile):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.yaml").write_text("hidden: 6\n")
+    _fit(tmp_path / "out", "--model=model.yaml", save_config_kwargs={"multifile": multifile})
+    saved = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())
+    if multifile:  # the group stays in its own file, written next to config.yaml
+        assert saved["model"] == "model.yaml"
+        assert yaml.safe_load((tmp_path / "out" / "model.yaml").read_text()) == {"hidden": 6, "lr": 0.1}
+    else:
+        assert saved["model"] == {"hidden": 6, "lr": 0.1} and not (tmp_path / "out" / "model.yaml").exists()
