@@ -47,3 +47,14 @@ def test_example_print_config_and_usage_errors(tmp_path):
     assert bad.returncode == 2 and "model.hidden" in bad.stderr and "Traceback" not in bad.stderr
     unknown = _run(tmp_path, "fit", "--trainer.max_epochz=1")
     assert unknown.returncode == 2 and "--trainer.max_epochz" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_example_under_ddp_saves_once_and_all_ranks_refuse_together(tmp_path):
+    ddp = ["--trainer.max_epochs=1", "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
+           "--data.num_samples=64"]
+    first = _run(tmp_path, "fit", "--config", str(CONFIG), *ddp)
+    assert first.returncode == 0, first.stderr
+    assert [p.name for p in (tmp_path / "cli_logs" / "lightning_logs").iterdir()] == ["version_0"]
+    # Rank 0 finds the file and every rank stops (no rank left waiting in a collective).
+    again = _run(tmp_path, "fit", "--config", str(CONFIG), *ddp, "--trainer.logger.init_args.version=0")
+    assert again.returncode != 0 and "to NOT exist" in again.stderr
