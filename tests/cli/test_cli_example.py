@@ -33,7 +33,8 @@ def test_example_fit_with_config(tmp_path):
     assert len(list((log_dir / "checkpoints").glob("epoch=0-step=*.ckpt"))) == 1
     assert "val_loss" in (log_dir / "metrics.csv").read_text()
     # The same command again would overwrite that run's config: refused, status 1 (an error, not a usage error).
-    again = _run(tmp_path, "fit", "--config", str(CONFIG), "--trainer.max_epochs=1", "--trainer.logger.init_args.version=0")
+    again = _run(tmp_path, "fit", "--config", str(CONFIG), "--trainer.max_epochs=1",
+                 "--trainer.logger.init_args.version=0")
     assert again.returncode == 1 and "to NOT exist" in again.stderr
 
 

@@ -213,7 +213,8 @@ def test_hooks_run_in_order(tmp_path):
             calls.append(f"after_test {self.trainer.callback_metrics['test_loss'] > 0}")
 
     cli = Hooked(CLIModel, CLIData, args=["test", "--notes=hi", "--trainer.logger=false",
-                                          "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])
+                                          "--trainer.enable_progress_bar=false",
+                                          f"--trainer.default_root_dir={tmp_path}"])
     assert cli.config.test.notes == "hi"
     # add_arguments_to_parser runs once per subcommand parser.
     assert calls == ["add_arguments_to_parser"] * 4 + ["before_instantiate_classes", "after_instantiate_classes",

@@ -130,8 +130,9 @@ def test_save_config_callback_options(tmp_path):
     cli = _fit(tmp_path, save_config_kwargs={"config_filename": "run.yaml"})
     assert (tmp_path / "run.yaml").is_file()
     # fast_dev_run writes nothing.
-    cli = LightningCLI(CLIModel, CLIData, args=["fit", "--trainer.fast_dev_run=1", f"--trainer.default_root_dir={tmp_path / 'f'}",
-                                                "--trainer.enable_progress_bar=false"])
+    cli = LightningCLI(CLIModel, CLIData, args=["fit", "--trainer.fast_dev_run=1",
+                                                "--trainer.enable_progress_bar=false",
+                                                f"--trainer.default_root_dir={tmp_path / 'f'}"])
     assert not any(isinstance(c, SaveConfigCallback) for c in cli.trainer.callbacks)
     with pytest.raises(ValueError, match="implement `save_config`"):
         SaveConfigCallback(cli.parser, cli.config, save_to_log_dir=False)

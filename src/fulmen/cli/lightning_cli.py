@@ -280,7 +280,8 @@ class LightningCLI:
         if lr_scheduler is None:
             return optimizer
         if isinstance(lr_scheduler, ReduceLROnPlateau):
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "monitor": lr_scheduler.monitor}}
+            return {"optimizer": optimizer,
+                    "lr_scheduler": {"scheduler": lr_scheduler, "monitor": lr_scheduler.monitor}}
         return [optimizer], [lr_scheduler]
 
     def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
@@ -347,7 +348,8 @@ class LightningCLI:
         seed = self._get(self.config, "seed_everything")
         if seed is False:
             return
-        # True: seed_everything() picks the seed (PL_GLOBAL_SEED, else 0, as Lightning), recorded in the config so the saved config.yaml reproduces the run.
+        # True: seed_everything() picks it (PL_GLOBAL_SEED, else 0, as Lightning); the seed used goes into the
+        # config, so the saved config.yaml reproduces the run.
         seed = seed_everything(workers=True) if seed is True else seed_everything(seed, workers=True)
         (self.config[self.subcommand] if self.subcommand else self.config)["seed_everything"] = seed
 

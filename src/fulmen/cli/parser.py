@@ -80,7 +80,8 @@ class LightningArgumentParser(ArgumentParser):
         subclasses (`class_path`). `link_to` names where the config goes, or "AUTOMATIC" for `configure_optimizers`."""
         classes = optimizer_class if isinstance(optimizer_class, tuple) else (optimizer_class,)
         if not all(isinstance(c, type) and issubclass(c, Optimizer) for c in classes):
-            raise MisconfigurationException(f"`add_optimizer_args` takes torch Optimizer classes, got {optimizer_class}.")
+            raise MisconfigurationException(
+                f"`add_optimizer_args` takes torch Optimizer classes, got {optimizer_class}.")
         self._add_unbuilt_class(optimizer_class, nested_key, "params")
         self._optimizers[nested_key] = (optimizer_class, link_to)
 
@@ -126,6 +127,7 @@ def instantiate_class(args: Any, init: dict[str, Any]) -> Any:
         args = (args,)
     module_name, _, class_name = init["class_path"].rpartition(".")
     if not module_name:
-        raise ValueError(f"`class_path` must be a full import path such as 'torch.optim.SGD'; got {init['class_path']!r}.")
+        raise ValueError(
+            f"`class_path` must be a full import path such as 'torch.optim.SGD'; got {init['class_path']!r}.")
     module = __import__(module_name, fromlist=[class_name])
     return getattr(module, class_name)(*args, **init.get("init_args", {}))
