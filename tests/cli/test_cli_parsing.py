@@ -263,3 +263,25 @@ def test_callback_group_added_by_the_user_joins_the_trainer():
     cli = WithStopping(CLIModel, CLIData, run=False, args=["--early_stopping.patience=4"])
     stops = [c for c in cli.trainer.callbacks if isinstance(c, EarlyStopping)]
     assert len(stops) == 1 and stops[0].patience == 4
+
+
+def make_model(width: int = 3) -> CLIModel:
+    """Build a CLIModel.
+
+    Args:
+        width: the hidden width.
+    """
+    return CLIModel(hidden=width)
+
+
+def make_trainer(max_epochs: int = 1, fast: bool = False) -> L.Trainer:
+    return L.Trainer(max_epochs=max_epochs, fast_dev_run=fast)
+
+
+def test_classes_given_as_functions():
+    cli = LightningCLI(make_model, CLIData, trainer_class=make_trainer, run=False,
+                       args=["--model.width=9", "--trainer.max_epochs=4"])
+    assert isinstance(cli.model, CLIModel) and cli.model.net[0].out_features == 9
+    assert cli.trainer.max_epochs == 4
+    with pytest.raises(SystemExit):
+        LightningCLI(make_model, CLIData, trainer_class=make_trainer, run=False, args=["--trainer.devices=2"])
