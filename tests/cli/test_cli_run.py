@@ -191,9 +191,17 @@ def test_subclass_mode_checkpoint_keeps_the_class_path(tmp_path):
     cli = LightningCLI(CLIModel, CLIData, subclass_mode_model=True, args=[
         "fit", "--model=WiderModel", "--model.extra=1", *QUIET, "--trainer.enable_checkpointing=true",
         f"--trainer.default_root_dir={tmp_path}"])
-    assert cli.model.hparams["_class_path"] == "helpers.cli_models.WiderModel"
-    loaded = WiderModel.load_from_checkpoint(cli.trainer.checkpoint_callback.best_model_path)
+    # As Lightning 2.6.6 (checked on the same module): flat values, the class under `_class_path`.
+    assert dict(cli.model.hparams) == {"_class_path": "helpers.cli_models.WiderModel", "extra": 1, "hidden": 4,
+                                       "lr": 0.1, "_instantiator": "fulmen.cli.instantiate_module"}
+    ckpt = cli.trainer.checkpoint_callback.best_model_path
+    loaded = WiderModel.load_from_checkpoint(ckpt)
     assert loaded.extra == 1
+    # --ckpt_path restores the hyperparameters (extra=1, not the default 2); the model stays required.
+    tested = LightningCLI(CLIModel, CLIData, subclass_mode_model=True, args=[
+        "test", "--model=WiderModel", f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={tmp_path / 't'}"])
+    assert type(tested.model) is WiderModel and tested.model.extra == 1
 
 
 def test_instantiate_class():
