@@ -68,3 +68,10 @@ def test_cli_lightning_logo(capsys):
     fulmen.cli_lightning_logo()
     out = capsys.readouterr().out
     assert out.startswith("\n\x1b[0;35m") and out.endswith("\x1b[0m\n\n")
+
+
+def test_missing_jsonargparse_names_the_extra_to_install():
+    code = ("import sys; sys.modules['jsonargparse'] = None\n"
+            "try:\n    import fulmen.cli\nexcept ModuleNotFoundError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "pip install 'fulmen[cli]'" in out

@@ -1,4 +1,10 @@
-"""Small modules and datamodules for the LightningCLI tests (importable as `helpers.cli_models`)."""
+"""Small modules and datamodules for the LightningCLI tests (importable as `helpers.cli_models`).
+
+String annotations (`from __future__ import annotations`), as in fulmen and many user projects: the CLI must
+still see real types.
+"""
+
+from __future__ import annotations
 
 import torch
 from torch import nn

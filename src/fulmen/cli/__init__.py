@@ -3,13 +3,14 @@
 Importing this package loads jsonargparse; `import fulmen` does not.
 """
 
-import importlib.util
-
-if importlib.util.find_spec("jsonargparse") is None or importlib.util.find_spec("docstring_parser") is None:
+try:
+    import docstring_parser  # noqa: F401  (part of jsonargparse's `signatures` extra: docstring help texts)
+    import jsonargparse  # noqa: F401
+except ImportError as error:
     raise ModuleNotFoundError(
-        "fulmen.cli needs jsonargparse with its signatures extra, which is not installed. "
+        f"fulmen.cli needs jsonargparse with its signatures extra ({error}). "
         "Install it with `pip install 'fulmen[cli]'` (or `pip install 'jsonargparse[signatures]'`)."
-    )
+    ) from error
 
 import torch
 from jsonargparse import register_unresolvable_import_paths
