@@ -225,3 +225,19 @@ def test_save_config_multifile_keeps_sub_config_files(tmp_path, monkeypatch, mul
         assert yaml.safe_load((tmp_path / "out" / "model.yaml").read_text()) == {"hidden": 6, "lr": 0.1}
     else:
         assert saved["model"] == {"hidden": 6, "lr": 0.1} and not (tmp_path / "out" / "model.yaml").exists()
+
+
+def test_printed_config_reproduces_the_trained_result(tmp_path, capsys):
+    args = ["--model.hidden=7", "--optimizer=SGD", "--optimizer.lr=0.05", "--lr_scheduler=StepLR",
+            "--lr_scheduler.step_size=1"]
+    with pytest.raises(SystemExit) as error:
+        _fit(tmp_path / "p", *args, "--print_config")
+    assert error.value.code == 0
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    direct = _fit(tmp_path / "a", *args)
+    replayed = LightningCLI(CLIModel, CLIData, args=["fit", "--config", str(printed),
+                                                     f"--trainer.default_root_dir={tmp_path / 'b'}"])
+    assert _metrics(replayed) == _metrics(direct)
+    for a, b in zip(direct.model.parameters(), replayed.model.parameters()):
+        assert torch.equal(a, b)
