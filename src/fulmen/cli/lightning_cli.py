@@ -16,7 +16,7 @@ from torch.optim import Optimizer
 import fulmen
 from fulmen.cli.instantiators import add_instantiators
 from fulmen.cli.parser import (ArgsType, LightningArgumentParser, LRSchedulerTypeTuple, LRSchedulerTypeUnion,
-                               ReduceLROnPlateau, class_path_of, instantiate_class, with_class_path)
+                               ReduceLROnPlateau, instantiate_class, with_class_path)
 from fulmen.cli.save_config import SaveConfigCallback
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
@@ -374,5 +374,3 @@ def _short_description(component: object) -> str | None:
         rank_zero_warn(f"Failed parsing docstring for {component}: {error}")
         return None
 
-
-__all__ = ["LightningCLI", "class_path_of"]
