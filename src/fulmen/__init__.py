@@ -17,6 +17,7 @@ _LAZY = {
     "Trainer": "fulmen.trainer.trainer",
     "Callback": "fulmen.callbacks.callback",
     "seed_everything": "fulmen.utilities.seed",
+    "cli_lightning_logo": "fulmen._logo",
 }
 _SUBPACKAGES = ("accelerators", "callbacks", "loggers", "plugins", "strategies", "utilities", "core", "trainer", "loops",
                 "results")
@@ -51,3 +52,4 @@ if TYPE_CHECKING:
     from fulmen.core.module import LightningModule
     from fulmen.trainer.trainer import Trainer
     from fulmen.utilities.seed import seed_everything
+    from fulmen._logo import cli_lightning_logo

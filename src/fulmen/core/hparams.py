@@ -5,13 +5,31 @@ from __future__ import annotations
 import copy
 import inspect
 from argparse import Namespace
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import FrameType
 from typing import Any
 
 from torch import nn
 
 from fulmen.utilities.rank_zero import rank_zero_warn
+
+
+# Set by LightningCLI while it builds a module: `save_hyperparameters()` then stores the parsed config (and the
+# function that rebuilds from it) instead of the `__init__` arguments, so `load_from_checkpoint` can rebuild nested
+# classes given by `class_path`.
+_given_hyperparameters: ContextVar[dict[str, Any] | None] = ContextVar("_given_hyperparameters", default=None)
+
+
+@contextmanager
+def given_hyperparameters(hparams: dict[str, Any], instantiator: str) -> Iterator[None]:
+    """Within the block, `save_hyperparameters()` saves `hparams` plus `_instantiator` (an import path)."""
+    token = _given_hyperparameters.set({**hparams, "_instantiator": instantiator})
+    try:
+        yield
+    finally:
+        _given_hyperparameters.reset(token)
 
 
 class AttributeDict(dict):
@@ -45,6 +63,10 @@ class HyperparametersMixin:
     ) -> None:
         """Store the `__init__` arguments (all, the named ones, or one dict/Namespace) in `self.hparams`."""
         self._log_hyperparams = logger
+        given = _given_hyperparameters.get()
+        if given is not None:
+            store_hyperparameters(self, args, ignore, given)
+            return
         if frame is None:
             frame = inspect.currentframe().f_back  # type: ignore[union-attr]
         store_hyperparameters(self, args, ignore, _collect_init_args(frame, self))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import csv
+import importlib
 import os
+import sys
 from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
@@ -230,6 +232,7 @@ def instantiate_from_checkpoint(cls: type, checkpoint: dict[str, Any], hparams_k
             f"values, so they were left out when it was saved. Pass them again: "
             f"`{cls.__name__}.load_from_checkpoint(path, {example})`."
         )
+    instantiator = _checked_instantiator(cls, saved)
     container_name = checkpoint.get(name_key)
     if container_name and container_name in names:
         for name in left_out:  # they belong inside the saved dict/Namespace argument
@@ -244,7 +247,42 @@ def instantiate_from_checkpoint(cls: type, checkpoint: dict[str, Any], hparams_k
     kwargs.update(overrides)
     if not accepts_any:
         kwargs = {key: value for key, value in kwargs.items() if key in names}
-    return cls(**kwargs)
+    return instantiator(cls, kwargs) if instantiator is not None else cls(**kwargs)
+
+
+# Functions a checkpoint may name to rebuild its module (saved by LightningCLI); anything else could run any code.
+_ALLOWED_INSTANTIATORS = {"fulmen.cli.instantiate_module"}
+
+
+def _checked_instantiator(cls: type, saved: dict[str, Any]) -> Any:
+    """Pop `_instantiator` from `saved` and return that function, if it and `_class_path` are trusted."""
+    path = saved.pop("_instantiator", None)
+    if path is None:
+        return None
+    if not isinstance(path, str) or path not in _ALLOWED_INSTANTIATORS:
+        raise ValueError(
+            f"The checkpoint names the instantiator {path!r}, which is not among the trusted ones and was blocked "
+            "(it could run arbitrary code). If you trust this checkpoint, add it to "
+            "`fulmen.core.saving._ALLOWED_INSTANTIATORS` before loading."
+        )
+    class_path = saved.get("_class_path")
+    if class_path is not None and not _is_imported_subclass(class_path, cls):
+        raise ValueError(
+            f"The checkpoint asks for class {class_path!r}, which is not an already imported subclass of "
+            f"{cls.__name__}; it was blocked (it could run arbitrary code). If you trust this checkpoint, import the "
+            "module that defines the class before loading."
+        )
+    module_name, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def _is_imported_subclass(class_path: Any, cls: type) -> bool:
+    # Looks in sys.modules only: checking a checkpoint never imports code.
+    if not isinstance(class_path, str) or "." not in class_path:
+        return False
+    module_name, _, name = class_path.rpartition(".")
+    found = getattr(sys.modules.get(module_name), name, None)
+    return isinstance(found, type) and issubclass(found, cls)
 
 
 def load_weights(module: Any, state_dict: Mapping[str, Any], strict: bool, path: str | os.PathLike,

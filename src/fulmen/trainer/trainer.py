@@ -41,6 +41,22 @@ from fulmen.trainer.stages import STAGE_OF_FN
 from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from fulmen.utilities.warnings import PossibleUserWarning
+# Real types for the flags' annotations: LightningCLI (jsonargparse) reads the signature to parse `--trainer.*`.
+from collections.abc import Iterable
+from typing import Literal, Union
+
+from fulmen.accelerators.accelerator import Accelerator
+from fulmen.callbacks.callback import Callback
+from fulmen.loggers.logger import Logger
+from fulmen.checkpoint_io import CheckpointIO
+from fulmen.precision import Precision
+from fulmen.strategies.cluster_environments import ClusterEnvironment
+from fulmen.strategies.strategy import Strategy
+
+_PrecisionInput = Union[Literal[64, 32, 16], Literal["64-true", "32-true", "16-mixed", "bf16-mixed", "16-true",
+                                                      "bf16-true"], Literal["64", "32", "16", "bf16"]]
+# LayerSync (Lightning's fourth kind) is left out: its module would load `fulmen.plugins`, which `import fulmen` defers.
+_PluginInput = Union[Precision, ClusterEnvironment, CheckpointIO]
 
 
 class Trainer(TrainerProperties):
@@ -51,10 +67,12 @@ class Trainer(TrainerProperties):
 
     @defaults_from_environment
     def __init__(
-        self, *, accelerator: str | Any = "auto", strategy: Any = "auto", devices: Any = "auto", num_nodes: int = 1,
-        precision: Any = None, logger: Any = None, callbacks: Any = None, fast_dev_run: int | bool = False,
-        max_epochs: int | None = None, min_epochs: int | None = None, max_steps: int = -1,
-        min_steps: int | None = None, max_time: Any = None, limit_train_batches: int | float | None = None,
+        self, *, accelerator: str | Accelerator = "auto", strategy: str | Strategy = "auto",
+        devices: list[int] | str | int = "auto", num_nodes: int = 1, precision: _PrecisionInput | None = None,
+        logger: Logger | Iterable[Logger] | bool | None = None, callbacks: list[Callback] | Callback | None = None,
+        fast_dev_run: int | bool = False, max_epochs: int | None = None, min_epochs: int | None = None,
+        max_steps: int = -1, min_steps: int | None = None, max_time: str | timedelta | dict[str, int] | None = None,
+        limit_train_batches: int | float | None = None,
         limit_val_batches: int | float | None = None, limit_test_batches: int | float | None = None,
         limit_predict_batches: int | float | None = None, overfit_batches: int | float = 0.0,
         val_check_interval: int | float | str | timedelta | dict[str, int] | None = None,
@@ -65,7 +83,7 @@ class Trainer(TrainerProperties):
         gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None,
         deterministic: bool | str | None = None, benchmark: bool | None = None, inference_mode: bool = True,
         use_distributed_sampler: bool = True, profiler: Any = None, detect_anomaly: bool = False,
-        barebones: bool = False, plugins: Any = None, sync_batchnorm: bool = False,
+        barebones: bool = False, plugins: _PluginInput | list[_PluginInput] | None = None, sync_batchnorm: bool = False,
         reload_dataloaders_every_n_epochs: int = 0, default_root_dir: str | os.PathLike | None = None,
         enable_autolog_hparams: bool = True, model_registry: str | None = None,
     ) -> None:
