@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import torch
+
 from fulmen.trainer.state import TrainerFn
 from fulmen.trainer.stages import STAGE_OF_FN, STAGES
 from fulmen.tuner._trial import Trial, flat_loaders
@@ -45,9 +47,16 @@ def _scale_batch_size(trainer: Any, mode: str = "power", steps_per_trial: int = 
             new_size = _run_binsearch_scaling(trainer, trial, new_size, batch_arg_name, max_trials, margin, max_val)
         else:
             raise ValueError(f"`mode` should be either of ('power', 'binsearch'); received {mode!r}.")
-        garbage_collection_cuda()
+        _collect_before_trial()
         log.info(f"Finished batch size finder, will continue with full run using batch size {new_size}")
     return new_size
+
+
+def _collect_before_trial() -> None:
+    # Lightning collects before every trial; the Python-wide `gc.collect` is slow and frees no CUDA cache when
+    # CUDA is not in use, so on CPU only failed trials (whose tracebacks hold tensors) are collected.
+    if torch.cuda.is_initialized():
+        garbage_collection_cuda()
 
 
 def _trial_ok(trial: Trial) -> bool:
@@ -67,7 +76,7 @@ def _run_power_scaling(trainer: Any, trial: Trial, new_size: int, batch_arg_name
     """Double the size after each success; after the first failure, halve it and stop."""
     any_success = False
     for index in range(max_trials):
-        garbage_collection_cuda()
+        _collect_before_trial()
         if new_size >= max_val:  # Lightning stops at the cap without trying it
             rank_zero_info(f"Reached the maximum batch size limit of {max_val}. Stopping search.")
             break
@@ -92,7 +101,7 @@ def _run_binsearch_scaling(trainer: Any, trial: Trial, new_size: int, batch_arg_
     """Double the size until a failure, then bisect between the last success and the failure; `margin` off."""
     low, high, count = 1, None, 0
     while True:
-        garbage_collection_cuda()
+        _collect_before_trial()
         if new_size >= max_val:
             rank_zero_info(f"Reached the maximum batch size limit of {max_val}. Stopping search.")
             break
