@@ -11,6 +11,7 @@ import torch
 from fulmen.trainer.state import TrainerFn
 from fulmen.trainer.stages import STAGE_OF_FN, STAGES
 from fulmen.tuner._trial import Trial, flat_loaders
+from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.memory import garbage_collection_cuda, is_oom_error
 from fulmen.utilities.parsing import lightning_getattr, lightning_setattr
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -33,12 +34,16 @@ def _scale_batch_size(trainer: Any, mode: str = "power", steps_per_trial: int = 
         rank_zero_warn("Skipping batch size scaler since `fast_dev_run` is enabled.")
         return None
     fn = trainer.state.fn
+    stage = STAGE_OF_FN[fn]
+    if fn != TrainerFn.FITTING and len(flat_loaders(trainer._current.dataloaders.get(stage))) > 1:
+        raise MisconfigurationException(
+            f"The Batch size finder cannot be used with multiple {STAGES[stage].loader_prefix} dataloaders.")
     if fn == TrainerFn.FITTING:
         # The trials count from step 0 (Lightning resets the progress), so `max_steps` is the trial length.
         flags = {"limit_train_batches": 1.0, "limit_val_batches": steps_per_trial, "max_steps": steps_per_trial,
                  "num_sanity_val_steps": 0}
     else:
-        flags = {STAGES[STAGE_OF_FN[fn]].limit_flag: steps_per_trial}
+        flags = {STAGES[stage].limit_flag: steps_per_trial}
     with Trial(trainer, [], flags, from_step_zero=True) as trial:
         new_size, _ = _adjust_batch_size(trainer, None, batch_arg_name, value=init_val)
         if mode == "power":
@@ -49,7 +54,23 @@ def _scale_batch_size(trainer: Any, mode: str = "power", steps_per_trial: int = 
             raise ValueError(f"`mode` should be either of ('power', 'binsearch'); received {mode!r}.")
         _collect_before_trial()
         log.info(f"Finished batch size finder, will continue with full run using batch size {new_size}")
+    _request_data_again(trainer)
     return new_size
+
+
+def _request_data_again(trainer: Any) -> None:
+    """The running call continues at the size found: what it already requested is requested again."""
+    run = trainer._current
+    if run.fn == TrainerFn.FITTING:
+        if run.train_loader is not None:
+            trainer._data.train_loader(reload=True)  # a running epoch finishes on its loader; the next uses this
+        if run.fit_loop is not None and run.fit_loop.val_loop.loaders:
+            run.fit_loop.val_loop.setup_data()
+    elif run.fn == TrainerFn.PREDICTING:
+        if run.predict_loop is not None:
+            run.predict_loop.request_again()
+    elif run.evaluation_loop is not None and run.evaluation_loop.loaders:
+        run.evaluation_loop.setup_data()
 
 
 def _collect_before_trial() -> None:
