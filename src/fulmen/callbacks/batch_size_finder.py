@@ -44,8 +44,9 @@ class BatchSizeFinder(Callback):
     def setup(self, trainer: Any, pl_module: Any, stage: str | None = None) -> None:
         if trainer.world_size > 1 or trainer.strategy.launcher is not None:
             raise MisconfigurationException("The Batch size finder is not supported with distributed strategies.")
-        given = trainer._current.given_loaders
-        if stage == "fit" and "train" in given:
+        from fulmen.trainer.trial import given_loaders
+
+        if stage == "fit" and "train" in given_loaders(trainer):
             raise MisconfigurationException(
                 "The Batch size finder cannot be used with dataloaders passed directly to `.fit()`. Please disable the "
                 "feature or incorporate the dataloader into your LightningModule or LightningDataModule.")

@@ -10,7 +10,7 @@ import torch
 
 from fulmen.trainer.state import TrainerFn
 from fulmen.trainer.stages import STAGE_OF_FN, STAGES
-from fulmen.tuner._trial import Trial, flat_loaders
+from fulmen.trainer.trial import Trial, request_data_again, stage_loaders
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.memory import garbage_collection_cuda, is_oom_error
 from fulmen.utilities.parsing import lightning_getattr, lightning_setattr
@@ -35,7 +35,7 @@ def _scale_batch_size(trainer: Any, mode: str = "power", steps_per_trial: int = 
         return None
     fn = trainer.state.fn
     stage = STAGE_OF_FN[fn]
-    if fn != TrainerFn.FITTING and len(flat_loaders(trainer._current.dataloaders.get(stage))) > 1:
+    if fn != TrainerFn.FITTING and len(stage_loaders(trainer)) > 1:
         raise MisconfigurationException(
             f"The Batch size finder cannot be used with multiple {STAGES[stage].loader_prefix} dataloaders.")
     if fn == TrainerFn.FITTING:
@@ -54,23 +54,8 @@ def _scale_batch_size(trainer: Any, mode: str = "power", steps_per_trial: int = 
             raise ValueError(f"`mode` should be either of ('power', 'binsearch'); received {mode!r}.")
         _collect_before_trial()
         log.info(f"Finished batch size finder, will continue with full run using batch size {new_size}")
-    _request_data_again(trainer)
+    request_data_again(trainer)
     return new_size
-
-
-def _request_data_again(trainer: Any) -> None:
-    """The running call continues at the size found: what it already requested is requested again."""
-    run = trainer._current
-    if run.fn == TrainerFn.FITTING:
-        if run.train_loader is not None:
-            trainer._data.train_loader(reload=True)  # a running epoch finishes on its loader; the next uses this
-        if run.fit_loop is not None and run.fit_loop.val_loop.loaders:
-            run.fit_loop.val_loop.setup_data()
-    elif run.fn == TrainerFn.PREDICTING:
-        if run.predict_loop is not None:
-            run.predict_loop.request_again()
-    elif run.evaluation_loop is not None and run.evaluation_loop.loaders:
-        run.evaluation_loop.setup_data()
 
 
 def _collect_before_trial() -> None:
@@ -159,18 +144,14 @@ def _run_binsearch_scaling(trainer: Any, trial: Trial, new_size: int, batch_arg_
 def _dataset_length(trial: Trial | None) -> int | None:
     """The length of the latest trial's data under Lightning's rule (training: the longest dataset; evaluation:
     all datasets together); None before a trial or when a dataset has no length."""
-    run = None if trial is None else trial.run_state
-    if run is None:
-        return None
-    fn = run.fn
-    loaders = flat_loaders(run.dataloaders.get(STAGE_OF_FN[fn]))
+    loaders = [] if trial is None else trial.trial_loaders()
     try:
         lengths = [len(loader.dataset) for loader in loaders]
     except (AttributeError, TypeError):
         return None
     if not lengths:
         return None
-    return max(lengths) if fn == TrainerFn.FITTING else sum(lengths)
+    return max(lengths) if trial.run_state.fn == TrainerFn.FITTING else sum(lengths)
 
 
 def _adjust_batch_size(trainer: Any, trial: Trial | None, batch_arg_name: str = "batch_size", factor: float = 1.0,

@@ -14,7 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from fulmen.callbacks.callback import Callback
 from fulmen.optimization.configure_optimizers import LRSchedulerConfig
 from fulmen.optimization.placeholder import PlaceholderOptimizer
-from fulmen.tuner._trial import Trial
+from fulmen.trainer.trial import Trial
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.parsing import lightning_hasattr, lightning_setattr
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -214,7 +214,7 @@ def _lr_find(trainer: Any, model: LightningModule, min_lr: float = 1e-8, max_lr:
     flags = {"max_steps": num_training + start_step, "limit_val_batches": num_training, "num_sanity_val_steps": 0}
     callback: _LRCallback | None = None
     with Trial(trainer, [], flags) as trial:
-        scheduler = finder._exchange_scheduler(trainer._optimization, model.automatic_optimization)
+        scheduler = finder._exchange_scheduler(trial.optimization, model.automatic_optimization)
         callback = _LRCallback(scheduler, num_training, early_stop_threshold, trainer.progress_bar_callback is not None)
         trial.callbacks = [callback]
         try:

@@ -75,10 +75,10 @@ class Tuner:
     def _run(self, finder: Any, model: Any, method: str, train_dataloaders: Any, val_dataloaders: Any,
              dataloaders: Any, datamodule: Any) -> None:
         """Run `method` with `finder` as the first callback; it ends the call once it has tuned."""
+        from fulmen.trainer.trial import first_callback
+
         trainer = self._trainer
-        original = list(trainer._callbacks)
-        trainer.callbacks = [finder, *original]
-        try:
+        with first_callback(trainer, finder):
             if method == "fit":
                 trainer.fit(model, train_dataloaders, val_dataloaders, datamodule)
             elif method == "validate":
@@ -87,11 +87,6 @@ class Tuner:
                 trainer.test(model, dataloaders, datamodule=datamodule)
             else:
                 trainer.predict(model, dataloaders, datamodule=datamodule)
-        finally:
-            trainer._callbacks = original
-            current = trainer._current
-            current.callbacks = [callback for callback in current.callbacks if callback is not finder]
-
 
 def _check_tuner_configuration(train_dataloaders: Any, val_dataloaders: Any, dataloaders: Any, method: str) -> None:
     if method not in _METHODS:
@@ -108,6 +103,6 @@ def _check_tuner_configuration(train_dataloaders: Any, val_dataloaders: Any, dat
 
 
 def _check_not_configured(trainer: Any, kind: type) -> None:
-    if any(isinstance(callback, kind) for callback in trainer._callbacks):
+    if any(isinstance(callback, kind) for callback in trainer.callbacks):
         raise ValueError(f"Trainer is already configured with a `{kind.__name__}` callback. Please remove it if you "
                          "want to use the Tuner.")

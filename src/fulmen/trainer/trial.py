@@ -1,5 +1,8 @@
 """Tuning trials: the current run's stage run again inside it, with the user's state put back afterwards.
 
+The Trainer's seam for `fulmen.tuner` (the one place outside `trainer.py` that swaps the Trainer's run);
+the tuner reaches the Trainer's internals only through this file.
+
 The tuner runs inside a user's `fit`/`validate`/... (from a callback hook, as Lightning's does). Each trial is
 a fresh `Run` with its own callbacks, data and loop, on the same module, optimizers and `TrainerState`; no
 logger sees it. Leaving the `Trial` puts back, exactly, what the trials changed: weights, gradients, optimizer,
@@ -11,6 +14,8 @@ checkpoint file instead).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from copy import deepcopy
 from typing import Any
 
@@ -20,6 +25,7 @@ from fulmen.results.result_collection import ResultCollection
 from fulmen.trainer.data_source import DataSource
 from fulmen.trainer.run import Run
 from fulmen.trainer.stages import STAGE_OF_FN
+from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.seed import capture_rng_states, restore_rng_states
 
 
@@ -84,6 +90,16 @@ class Trial:
         metrics.start_run(run)
         return trainer._run_stage(user.fn, False)
 
+    @property
+    def optimization(self) -> Any:
+        """The run's `Optimization` (a trial may swap its schedulers; they come back on exit)."""
+        return self.trainer._optimization
+
+    def trial_loaders(self) -> list[Any]:
+        """The dataloaders the latest trial used for its stage (none before a trial)."""
+        run = self.run_state
+        return [] if run is None else flat_loaders(run.dataloaders.get(STAGE_OF_FN[run.fn]))
+
     def __exit__(self, *exc_info: Any) -> None:
         trainer = self.trainer
         module = self._user_run.module
@@ -116,3 +132,43 @@ def flat_loaders(shaped: Any) -> list[Any]:
     if isinstance(shaped, (list, tuple)):
         return list(shaped)
     return [] if shaped is None else [shaped]
+
+
+def stage_loaders(trainer: Any) -> list[Any]:
+    """The dataloaders the running call has requested so far for its own stage."""
+    run = trainer._current
+    return flat_loaders(run.dataloaders.get(STAGE_OF_FN[run.fn]))
+
+
+def given_loaders(trainer: Any) -> dict[str, Any]:
+    """The dataloaders passed to the running call, by stage (the rest come from dataloader hooks)."""
+    return trainer._current.given_loaders
+
+
+def request_data_again(trainer: Any) -> None:
+    """After a trial changed what the dataloaders produce (the batch size): the running call requests again what it
+    has requested so far. A running training epoch finishes on its loader; the next epoch uses the new one."""
+    run = trainer._current
+    if run.fn == TrainerFn.FITTING:
+        if run.train_loader is not None:
+            trainer._data.train_loader(reload=True)
+        if run.fit_loop is not None and run.fit_loop.val_loop.loaders:
+            run.fit_loop.val_loop.setup_data()
+    elif run.fn == TrainerFn.PREDICTING:
+        if run.predict_loop is not None:
+            run.predict_loop.request_again()
+    elif run.evaluation_loop is not None and run.evaluation_loop.loaders:
+        run.evaluation_loop.setup_data()
+
+
+@contextmanager
+def first_callback(trainer: Any, callback: Any) -> Iterator[None]:
+    """Run the block with `callback` first among the Trainer's callbacks; afterwards the list is as it was."""
+    original = list(trainer._callbacks)
+    trainer.callbacks = [callback, *original]
+    try:
+        yield
+    finally:
+        trainer._callbacks = original
+        current = trainer._current
+        current.callbacks = [each for each in current.callbacks if each is not callback]
