@@ -173,6 +173,7 @@ def test_plot(tmp_path):
     line, point = ax.lines
     assert list(line.get_xdata()) == finder.results["lr"]
     assert point.get_color() == "red" and point.get_xdata()[0] == finder.suggestion()
+    assert ax.get_legend().get_texts()[1].get_text() == f"suggested lr = {finder.suggestion():.3g}"
     import matplotlib.pyplot as plt
 
     _, own_ax = plt.subplots()
@@ -205,3 +206,20 @@ def test_manual_optimization_keeps_learning_rate_flat(tmp_path):
     torch.manual_seed(0)
     finder = Tuner(make_trainer(tmp_path)).lr_find(Manual(), num_training=5, update_attr=False)
     assert not math.isnan(finder.results["loss"][0]) and len(finder.results["lr"]) == 5
+
+
+def test_metrics_and_progress_bar(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = RegressionModel()
+    trainer = make_trainer(tmp_path, max_steps=2, enable_progress_bar=True)
+    trainer.fit(model)
+    bar = trainer.progress_bar_callback
+    assert "train_loss" in trainer.callback_metrics
+    capsys.readouterr()
+    finder = Tuner(trainer).lr_find(model, num_training=5, update_attr=False, early_stop_threshold=None)
+    assert len(finder.results["lr"]) == 5
+    # The trial's own bar is shown; what the trial logged is not published (the tuner's call, like any new call,
+    # starts with no metrics, and the trial's `train_loss` does not leak out of it).
+    assert "Finding best initial lr" in capsys.readouterr().err
+    assert trainer.progress_bar_callback is bar
+    assert trainer.callback_metrics == {} and trainer.logged_metrics == {}

@@ -134,15 +134,20 @@ class _LRFinder:
             fig, ax = plt.subplots()
         else:
             fig = ax.figure
-        ax.plot(lrs, losses)
+        ax.plot(lrs, losses, label="smoothed loss")
         if self.mode == "exponential":
             ax.set_xscale("log")
         ax.set_xlabel("Learning rate")
         ax.set_ylabel("Loss")
+        ax.set_title(f"Learning rate range test ({len(lrs)} steps, {self.mode})")
+        ax.grid(True, which="both", alpha=0.3)
         if suggest:
             self.suggestion()
             if self._optimal_idx:  # Lightning marks nothing when the steepest point is index 0
-                ax.plot(lrs[self._optimal_idx], losses[self._optimal_idx], markersize=10, marker="o", color="red")
+                best = self._optimal_idx
+                ax.plot(lrs[best], losses[best], markersize=10, marker="o", color="red",
+                        label=f"suggested lr = {lrs[best]:.3g}")
+                ax.legend()
         if show:
             plt.show()
         return fig
