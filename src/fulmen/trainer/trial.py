@@ -5,9 +5,9 @@ the tuner reaches the Trainer's internals only through this file.
 
 The tuner runs inside a user's `fit`/`validate`/... (from a callback hook, as Lightning's does). Each trial is
 a fresh `Run` with its own callbacks, data and loop, on the same module, optimizers and `TrainerState`; no
-logger sees it. Leaving the `Trial` puts back, exactly, what the trials changed: weights, gradients, optimizer,
-scheduler and precision states, the counters, the overridden flags, published metrics, the RNG streams, and
-the user's run with its hook binding. Nothing is written to disk (Lightning goes through a temporary
+logger sees it. Leaving the `Trial` puts back, exactly, what the trials changed: weights, gradients, train/eval
+modes, optimizer, scheduler and precision states, the counters, the overridden flags, published metrics, the RNG
+streams, and the user's run with its hook binding. Nothing is written to disk (Lightning goes through a temporary
 checkpoint file instead).
 """
 
@@ -60,6 +60,7 @@ class Trial:
         module = self._user_run.module
         self._weights = {key: value.detach().clone() for key, value in module.state_dict().items()}
         self._grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in module.parameters()]
+        self._modes = [(submodule, submodule.training) for submodule in module.modules()]
         optimization = trainer._optimization
         self._optimization = dict(vars(optimization))
         self._optimizer_states = [deepcopy(optimizer.state_dict()) for optimizer in optimization.optimizers]
@@ -107,6 +108,8 @@ class Trial:
             module.load_state_dict(self._weights)
         for param, grad in self._grads:
             param.grad = grad
+        for submodule, training in self._modes:
+            submodule.training = training
         optimization = trainer._optimization
         vars(optimization).update(self._optimization)
         for optimizer, state in zip(optimization.optimizers, self._optimizer_states):
