@@ -223,3 +223,17 @@ def test_metrics_and_progress_bar(tmp_path, capsys):
     assert "Finding best initial lr" in capsys.readouterr().err
     assert trainer.progress_bar_callback is bar
     assert trainer.callback_metrics == {} and trainer.logged_metrics == {}
+
+
+def test_lr_find_with_dataloaders_passed_in(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from helpers.tuner_probes import regression_data
+
+    torch.manual_seed(0)
+    model = RegressionModel()
+    given = DataLoader(regression_data(), batch_size=8, shuffle=True)
+    finder = Tuner(make_trainer(tmp_path)).lr_find(model, train_dataloaders=given, num_training=40)
+    # The same data as the module's own hook gives, so the same result as the recorded "sgd" case.
+    assert finder.suggestion() == pytest.approx(RECORDED["sgd"][4], rel=1e-12)
+    assert [stage for stage, _ in model.requests] == ["val"]  # training data came from the argument
