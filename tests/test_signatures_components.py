@@ -36,6 +36,7 @@ from helpers.schedcb_probes import (
     SPIKE_DETECTION,
 )
 from helpers.monitor_probes import DEVICE_STATS_MONITOR, THROUGHPUT_MONITOR
+from helpers.tuner_probes import BATCH_SIZE_FINDER, LEARNING_RATE_FINDER
 from helpers.progress_probes import RICH_MODEL_SUMMARY, RICH_PROGRESS_BAR, TQDM_LEAVE, TQDM_PROCESS_POSITION
 from helpers.strategy_probes import ASYNC_CHECKPOINT_IO, PARALLEL_STRATEGY, SLURM_ENVIRONMENT, STRATEGY
 from helpers.signature_probes import ScoreModule, fit, parameters_of, raises, trainer_only
@@ -420,6 +421,8 @@ TABLES = {
     "KubeflowEnvironment": ("fulmen.plugins.environments.KubeflowEnvironment", {}),
     "LSFEnvironment": ("fulmen.plugins.environments.LSFEnvironment", {}),
     "MPIEnvironment": ("fulmen.plugins.environments.MPIEnvironment", {}),
+    "LearningRateFinder": ("fulmen.callbacks.LearningRateFinder", LEARNING_RATE_FINDER),
+    "BatchSizeFinder": ("fulmen.callbacks.BatchSizeFinder", BATCH_SIZE_FINDER),
 }
 
 

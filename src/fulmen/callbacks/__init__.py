@@ -1,5 +1,6 @@
 """Callbacks (public: `fulmen.callbacks`)."""
 
+from fulmen.callbacks.batch_size_finder import BatchSizeFinder
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.checkpoint import Checkpoint
 from fulmen.callbacks.device_stats_monitor import DeviceStatsMonitor
@@ -7,6 +8,7 @@ from fulmen.callbacks.early_stopping import EarlyStopping, EarlyStoppingReason
 from fulmen.callbacks.finetuning import BackboneFinetuning, BaseFinetuning
 from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
 from fulmen.callbacks.lambda_function import LambdaCallback
+from fulmen.callbacks.lr_finder import LearningRateFinder
 from fulmen.callbacks.lr_monitor import LearningRateMonitor
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
 from fulmen.callbacks.model_summary import ModelSummary
@@ -26,5 +28,5 @@ __all__ = [
     "EarlyStopping", "EarlyStoppingReason", "EMAWeightAveraging", "GradientAccumulationScheduler", "LambdaCallback",
     "LearningRateMonitor", "ModelCheckpoint", "ModelPruning", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar",
     "RichModelSummary", "RichProgressBar", "SpikeDetection", "StochasticWeightAveraging", "ThroughputMonitor", "Timer",
-    "TQDMProgressBar", "WeightAveraging",
+    "TQDMProgressBar", "WeightAveraging", "BatchSizeFinder", "LearningRateFinder",
 ]

@@ -74,15 +74,21 @@ class EvaluationLoop:
         finally:
             self.state.stage = RunningStage.TRAINING
 
+    def _batches(self, num_batches: list[int | float]) -> tuple[list[Any], list[int | float]]:
+        """The iterables to run and their batch counts: one per dataloader, or one of combined batches."""
+        combined = self.combined
+        if combined is None:
+            return self.loaders, num_batches
+        # Each loader keeps its own limit; the combined length under the mode is what runs (Lightning).
+        combined.limits = list(num_batches)
+        return [CombinedBatches(combined)], [combined_length(combined)]
+
     def run(self, num_batches: list[int | float], sanity_checking: bool = False) -> list[dict[str, float]]:
         hooks, metrics = self.hooks, self.metrics
         precision = self.strategy.precision_plugin
         testing = self.stage == "test"
-        loaders, counts, combined = self.loaders, num_batches, self.combined
-        if combined is not None:
-            # Each loader keeps its own limit; the combined length under the mode is what runs (Lightning).
-            combined.limits = list(num_batches)
-            loaders, counts = [CombinedBatches(combined)], [combined_length(combined)]
+        requested = self.loaders
+        loaders, counts = self._batches(num_batches)
         several = len(loaders) > 1
         if testing:
             on_start, on_epoch_start = hooks.on_test_start, hooks.on_test_epoch_start
@@ -108,6 +114,9 @@ class EvaluationLoop:
             hooks.model_eval(self.stage)
             metrics.start_evaluation()
             on_start()
+            if self.loaders is not requested:  # `on_*_start` requested the data again (BatchSizeFinder): run that
+                loaders, counts = self._batches(self.num_batches)
+                setattr(self.run_state, "num_test_batches" if testing else "num_val_batches", list(self.num_batches))
             on_epoch_start()
             for dataloader_idx, loader in enumerate(loaders):
                 metrics.dataloader_idx = dataloader_idx if several else None

@@ -41,34 +41,50 @@ class PredictionLoop:
         self.current_batch_indices: list[int] = []  # dataset indices of the running batch (prediction writers)
         self.epoch_batch_indices: list[list[list[int]]] = []  # dataloaders x batches x indices
         self._predictions: list[list[Any]] = []  # dataloaders x batches
+        self._requested = False  # whether `request_again` was called since the data was requested
 
     @property
     def predictions(self) -> list[Any]:
         """The predictions kept so far: a list per batch, or per dataloader when there are several."""
         return self._predictions[0] if len(self._predictions) == 1 else self._predictions
 
-    def run(self) -> Any:
-        """Request the predict dataloaders, run every batch, return the predictions (None if not kept)."""
-        data, hooks = self.data, self.hooks
+    def request_again(self) -> None:
+        """Request the predict dataloaders again before the batches run (from `on_predict_start`)."""
+        self._requested = True
+
+    def _setup_data(self) -> tuple[Any, list[int | float], bool, Any]:
+        data = self.data
         loaders = data.request("predict")
         num_batches = self.run_state.num_predict_batches = [data.num_batches("predict", loader) for loader in loaders]
-        precision = self.strategy.precision_plugin
         several = len(loaders) > 1
-        hooks.check_dataloader_idx("predict", several)
+        self.hooks.check_dataloader_idx("predict", several)
+        from fulmen.callbacks.prediction_writer import BasePredictionWriter
+
+        recorders: list[_IndexRecorder | None] | None = None
+        if any(isinstance(cb, BasePredictionWriter) for cb in self.run_state.callbacks):
+            loaders, recorders = zip(*(_record_indices(loader) for loader in loaders))
+        self._predictions = [[] for _ in loaders]
+        self.epoch_batch_indices = [[] for _ in loaders]
+        return loaders, num_batches, several, recorders
+
+    def run(self) -> Any:
+        """Request the predict dataloaders, run every batch, return the predictions (None if not kept)."""
+        hooks = self.hooks
+        self._requested = False
+        loaders, num_batches, several, recorders = self._setup_data()
+        precision = self.strategy.precision_plugin
         from fulmen.callbacks.prediction_writer import BasePredictionWriter
 
         writers = [cb for cb in self.run_state.callbacks if isinstance(cb, BasePredictionWriter)]
         on_batch, on_epoch = any(w.interval.on_batch for w in writers), any(w.interval.on_epoch for w in writers)
-        recorders: list[_IndexRecorder | None] | None = None
-        if writers:
-            loaders, recorders = zip(*(_record_indices(loader) for loader in loaders))
         keep = self.return_predictions or on_epoch
-        predictions = self._predictions = [[] for _ in loaders]
-        self.epoch_batch_indices = [[] for _ in loaders]
         no_grad = torch.inference_mode() if self.config.inference_mode else torch.no_grad()
         with no_grad:
             hooks.model_eval("predict")
             hooks.on_predict_start()
+            if self._requested:  # `on_predict_start` asked for the data again (BatchSizeFinder): run that
+                loaders, num_batches, several, recorders = self._setup_data()
+            predictions = self._predictions
             hooks.on_predict_epoch_start()
             for dataloader_idx, loader in enumerate(loaders):
                 for batch_idx, batch, _ in iterate_batches(loader, num_batches[dataloader_idx]):

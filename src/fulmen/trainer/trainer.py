@@ -39,6 +39,7 @@ from fulmen.trainer.run_checks import check_entry_arguments, check_run
 from fulmen.trainer.signals import GracefulStop, SignalStop
 from fulmen.trainer.stages import STAGE_OF_FN
 from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
+from fulmen.utilities.exceptions import _TunerExitException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from fulmen.utilities.warnings import PossibleUserWarning
 # Real types for the flags' annotations: LightningCLI (jsonargparse) reads the signature to parse `--trainer.*`.
@@ -171,7 +172,7 @@ class Trainer(TrainerProperties):
         stage = STAGE_OF_FN[fn]
         results = self._launch(fn, model, datamodule, {stage: dataloaders}, ckpt_path=ckpt_path,
                             weights_only=weights_only, model_given=model_given)
-        if verbose and self.is_global_zero:
+        if verbose and self.is_global_zero and results is not None:  # None: a Tuner ended the call
             from fulmen.loops.results_table import print_results
 
             print_results(results, stage.value)
@@ -272,6 +273,11 @@ class Trainer(TrainerProperties):
             for logger in self.loggers:
                 logger.finalize("success")
             state.status, state.stage = TrainerStatus.FINISHED, None
+        except _TunerExitException:  # a Tuner's finder has tuned: the call ends here, without training (Lightning)
+            hooks.teardown(stage_name)
+            self.strategy.teardown()
+            state.status, state.stage = TrainerStatus.FINISHED, None
+            return None
         except KeyboardInterrupt as error:
             rank_zero_info("\nDetected KeyboardInterrupt, attempting graceful shutdown ...")
             previous_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut shutdown
