@@ -24,9 +24,10 @@ from fulmen.callbacks.timer import Timer
 from fulmen.callbacks.weight_averaging import EMAWeightAveraging, WeightAveraging
 
 __all__ = [
-    "BackboneFinetuning", "BaseFinetuning", "BasePredictionWriter", "Callback", "Checkpoint", "DeviceStatsMonitor",
-    "EarlyStopping", "EarlyStoppingReason", "EMAWeightAveraging", "GradientAccumulationScheduler", "LambdaCallback",
-    "LearningRateMonitor", "ModelCheckpoint", "ModelPruning", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar",
-    "RichModelSummary", "RichProgressBar", "SpikeDetection", "StochasticWeightAveraging", "ThroughputMonitor", "Timer",
-    "TQDMProgressBar", "WeightAveraging", "BatchSizeFinder", "LearningRateFinder",
+    "BackboneFinetuning", "BaseFinetuning", "BasePredictionWriter", "BatchSizeFinder", "Callback", "Checkpoint",
+    "DeviceStatsMonitor", "EarlyStopping", "EarlyStoppingReason", "EMAWeightAveraging",
+    "GradientAccumulationScheduler", "LambdaCallback", "LearningRateFinder", "LearningRateMonitor",
+    "ModelCheckpoint", "ModelPruning", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "RichModelSummary",
+    "RichProgressBar", "SpikeDetection", "StochasticWeightAveraging", "ThroughputMonitor", "Timer",
+    "TQDMProgressBar", "WeightAveraging",
 ]
