@@ -173,7 +173,7 @@ class BigNet(L.LightningModule):
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fsdp_script.py")
 
 
-def run_script(out_dir, *args, timeout=240):
+def run_script(out_dir, *args, timeout=240, returncode=0):
     proc = subprocess.Popen([sys.executable, SCRIPT, str(out_dir), *args], env=_script_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -184,7 +184,7 @@ def run_script(out_dir, *args, timeout=240):
         except (ProcessLookupError, PermissionError):
             pass
         proc.wait()
-    assert proc.returncode == 0, stderr[-4000:]
+    assert proc.returncode == returncode, stderr[-4000:]
 
 
 def result(out_dir, name):

@@ -5,12 +5,16 @@ per rank, and one job runs every scenario of a group in sequence (one process gr
     python fsdp_script.py OUT_DIR checkpoint   # full and sharded saves, resume on 2 ranks, a failed save
     python fsdp_script.py OUT_DIR resume1 --devices 1   # resume the sharded checkpoint on one process
     python fsdp_script.py OUT_DIR meta [--devices 1]    # the model built on the meta device, materialised sharded
+    python fsdp_script.py OUT_DIR sigterm      # SIGTERM mid-epoch: a sharded signal checkpoint, exit code 143
+    python fsdp_script.py OUT_DIR resume_sigterm        # uninterrupted 4 epochs, then the resume from that checkpoint
 
 Rank 0 writes `<scenario>.pt` (the full state dict after the fit and what the probes saw) to OUT_DIR.
 """
 
 import argparse
+import glob
 import os
+import signal
 import sys
 
 import torch
@@ -20,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fulmen as L  # noqa: E402
 from fsdp_modules import Block, FSDPNet, make_loader  # noqa: E402
+from fulmen.callbacks import ModelCheckpoint  # noqa: E402
 from fulmen.strategies import DDPStrategy, FSDPStrategy  # noqa: E402
 
 
@@ -116,6 +121,15 @@ def checkpoint(out_dir, devices):
     run = trainer(out_dir, FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="sharded"), devices=devices)
     run.fit(model, make_loader(devices))
     report(out_dir, "uninterrupted", run, model)
+    top_dir = os.path.join(out_dir, "top")  # ModelCheckpoint keeps the best directory and links last.ckpt to it
+    callback = ModelCheckpoint(dirpath=top_dir, save_top_k=1, monitor="train_loss", save_last="link")
+    run = trainer(out_dir, sharded_strategy(), devices=devices, max_epochs=3, enable_checkpointing=True,
+                  callbacks=[callback])
+    run.fit(FSDPNet(), make_loader(devices))
+    if run.global_rank == 0:
+        torch.save({"files": sorted(os.listdir(top_dir)), "best": os.path.basename(callback.best_model_path),
+                    "last_is_link": os.path.islink(os.path.join(top_dir, "last.ckpt"))},
+                   os.path.join(out_dir, "top_k.pt"))
 
 
 def resume1(out_dir, devices):
@@ -123,6 +137,38 @@ def resume1(out_dir, devices):
     run = trainer(out_dir, FSDPStrategy(state_dict_type="sharded"), devices=devices)
     run.fit(model, make_loader(devices), ckpt_path=os.path.join(out_dir, "sharded.ckpt"))
     report(out_dir, f"resumed_sharded_on_{devices}", run, model)
+
+
+class SigtermAt(L.Callback):
+    """Rank 0 receives SIGTERM after `step` optimizer steps (as from a scheduler); the ranks agree to stop."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer_, *args):
+        if trainer_.global_step == self.step and trainer_.global_rank == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def sharded_strategy():
+    return FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="sharded")
+
+
+def sigterm(out_dir, devices):
+    run = trainer(out_dir, sharded_strategy(), devices=devices, max_epochs=4, callbacks=[SigtermAt(3)])
+    run.fit(FSDPNet(), make_loader(devices))
+
+
+def resume_sigterm(out_dir, devices):
+    model = FSDPNet()
+    run = trainer(out_dir, sharded_strategy(), devices=devices, max_epochs=4)
+    run.fit(model, make_loader(devices))
+    report(out_dir, "uninterrupted_4", run, model)
+    [path] = glob.glob(os.path.join(out_dir, "**", "signal-interrupted*"), recursive=True)
+    model = FSDPNet()
+    run = trainer(out_dir, sharded_strategy(), devices=devices, max_epochs=4)
+    run.fit(model, make_loader(devices), ckpt_path=path)
+    report(out_dir, "resumed_sigterm", run, model, path=path)
 
 
 def meta(out_dir, devices):
@@ -142,7 +188,7 @@ def meta(out_dir, devices):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")
-    parser.add_argument("scenario", choices=("train", "checkpoint", "resume1", "meta"))
+    parser.add_argument("scenario", choices=("train", "checkpoint", "resume1", "meta", "sigterm", "resume_sigterm"))
     parser.add_argument("--devices", type=int, default=2)
     args = parser.parse_args()
     torch.manual_seed(0)

@@ -105,3 +105,21 @@ def test_convert_checkpoint_refuses_other_paths(tmp_path):
     completed = subprocess.run(command, env=script_env(), capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2
     assert "is not a sharded checkpoint directory" in completed.stderr
+
+
+def test_model_checkpoint_keeps_top_k_sharded_directories(job):
+    top_k = torch.load(job / "top_k.pt")
+    assert top_k["files"] == ["epoch=2-step=12.ckpt", "last.ckpt"]  # older directories removed through the strategy
+    assert top_k["best"] == "epoch=2-step=12.ckpt" and top_k["last_is_link"]
+
+
+def test_sigterm_saves_a_sharded_checkpoint_that_resumes_exactly(tmp_path):
+    run_script(tmp_path, "sigterm", returncode=143)  # 128 + SIGTERM, after saving
+    checkpoint = tmp_path / "checkpoints" / "signal-interrupted.ckpt"
+    assert (checkpoint / ".metadata").is_file() and (checkpoint / "meta.pt").is_file()
+    assert torch.load(checkpoint / "meta.pt")["global_step"] == 10  # mid-epoch 3 (4 steps an epoch)
+    run_script(tmp_path, "resume_sigterm")
+    uninterrupted = result(tmp_path, "uninterrupted_4")["state"]
+    resumed = result(tmp_path, "resumed_sigterm")["state"]
+    for key, value in uninterrupted.items():
+        assert torch.equal(resumed[key], value), key
