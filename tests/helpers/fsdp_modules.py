@@ -102,6 +102,9 @@ class FSDPNet(L.LightningModule):
         x, y = batch
         self.log("val_loss", F.mse_loss(self(x), y), sync_dist=True)
 
+    def predict_step(self, batch, batch_idx):
+        return self(batch[0])
+
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.parameters(), lr=LR, momentum=MOMENTUM)
         self.optimizer_is_dtensor = all(hasattr(p, "to_local") for g in optimizer.param_groups for p in g["params"])

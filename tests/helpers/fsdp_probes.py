@@ -84,6 +84,14 @@ class _OwnPrecision(Precision):
     pass
 
 
+def _deprecated_checkpointing(tmp):
+    import pytest
+
+    with pytest.deprecated_call(match="activation_checkpointing_policy"):
+        strategy = FSDPStrategy(activation_checkpointing=[Block])
+    return _checkpointed(sharded(tmp, strategy))
+
+
 def _mesh_error(tmp):
     with one_rank_group(tmp):
         return raises(ValueError, "holds 2 processes but the job has 1",
@@ -103,8 +111,7 @@ FSDP_STRATEGY = {
     "cpu_offload": _offloaded,
     "mixed_precision": _mixed,
     "auto_wrap_policy": lambda tmp: _units(sharded(tmp, FSDPStrategy(auto_wrap_policy={Block}))) == ["", "0", "1"],
-    "activation_checkpointing": lambda tmp: _checkpointed(sharded(tmp, FSDPStrategy(
-        activation_checkpointing=[Block]))) == ["0", "1"],
+    "activation_checkpointing": lambda tmp: _deprecated_checkpointing(tmp) == ["0", "1"],
     "activation_checkpointing_policy": lambda tmp: _checkpointed(sharded(tmp, FSDPStrategy(
         activation_checkpointing_policy={nn.Linear}))) == ["0.linear", "1.linear", "2"],
     "sharding_strategy": lambda tmp: FSDPStrategy(sharding_strategy="shard_grad_op").sharding_strategy

@@ -73,6 +73,9 @@ def train(out_dir, devices):
         extra = {"sharded_numel": model.sharded_numel, "optimizer_is_dtensor": model.optimizer_is_dtensor,
                  "collectives": model.collectives}
         report(out_dir, name, run, model, **extra)
+        if name == "full_shard":  # predict through the sharded module: each rank its half of the samples
+            shapes = [tuple(p.shape) for p in run.predict(model, make_loader(devices))]
+            torch.save(shapes, os.path.join(out_dir, f"predictions_rank{run.global_rank}.pt"))
     model = FSDPNet()
     run = trainer(out_dir, devices=devices, strategy="fsdp", precision="bf16-true")
     run.fit(model, make_loader(devices))

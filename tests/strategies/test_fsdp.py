@@ -63,6 +63,8 @@ def test_collectives_and_synced_logging(job):
     assert report["collectives"] == {"all_gather": [0.0, 1.0], "reduce_sum": 3.0, "broadcast": "from 0",
                                      "world_size": 2}
     assert set(report["metrics"]) == {"train_loss", "val_loss"}
+    for rank in range(2):  # predict after fit: 16 of the 32 samples on each rank
+        assert torch.load(job / f"predictions_rank{rank}.pt") == [(4, 2)] * 4
 
 
 @pytest.mark.distributed

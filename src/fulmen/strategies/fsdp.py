@@ -26,6 +26,7 @@ from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.strategies.select import _FSDP_NAMES as FSDP_NAMES
 from fulmen.strategies.strategy import reject_accelerator_object
 from fulmen.trainer.state import TrainerFn
+from fulmen.utilities.rank_zero import rank_zero_deprecation
 
 
 
@@ -64,6 +65,9 @@ class FSDPStrategy(ParallelStrategy):
         if activation_checkpointing is not None and activation_checkpointing_policy is not None:
             raise ValueError("Pass only `activation_checkpointing_policy` (the newer name); "
                              "`activation_checkpointing` says the same thing.")
+        if activation_checkpointing is not None:  # Lightning deprecates the older name
+            rank_zero_deprecation("`FSDPStrategy(activation_checkpointing=...)` is deprecated; pass the layer classes "
+                                  "as `activation_checkpointing_policy={...}` instead.")
         self.cpu_offload = fsdp_wrap.offload_policy(cpu_offload)
         self.mixed_precision = fsdp_wrap.mixed_precision_policy(mixed_precision)
         self._wrap_predicate = fsdp_wrap.module_predicate(auto_wrap_policy, "auto_wrap_policy")
