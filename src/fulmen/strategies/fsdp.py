@@ -20,7 +20,7 @@ from fulmen.checkpoint_io import CheckpointIO
 from fulmen.precision import Precision
 from fulmen.strategies import fsdp_checkpoint, fsdp_wrap
 from fulmen.strategies.cluster_environments import ClusterEnvironment, LightningEnvironment
-from fulmen.strategies.ddp import DDPStrategy
+from fulmen.strategies.ddp import DDPStrategy, _fitting
 from fulmen.strategies.fsdp_precision import FSDPPrecision, fsdp_precision_from
 from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.strategies.select import _FSDP_NAMES as FSDP_NAMES
@@ -203,9 +203,6 @@ class FSDPStrategy(ParallelStrategy):
         with device, self.precision_plugin.tensor_init_context():
             yield
 
-    def accumulation_context(self, accumulating: bool) -> contextlib.AbstractContextManager:
-        return self.block_backward_sync() if accumulating else contextlib.nullcontext()
-
     @contextlib.contextmanager
     def block_backward_sync(self) -> Generator[None, None, None]:
         """Keep unreduced gradients during the block (gradient accumulation); reduce on the next backward."""
@@ -304,8 +301,7 @@ class FSDPStrategy(ParallelStrategy):
 
     def teardown(self) -> None:
         module = self._module
-        if self._layer_sync is not None and module is not None and module._trainer is not None \
-                and module.trainer.state.fn == TrainerFn.FITTING:
+        if self._layer_sync is not None and module is not None and _fitting(module):
             self._layer_sync.revert(module)
         super().teardown()
 

@@ -147,8 +147,6 @@ def shard_module(module: nn.Module, predicate: Callable[[nn.Module, int], bool] 
     """`fully_shard` the submodules `predicate` selects, children before parents, then the root."""
     from torch.distributed.fsdp import fully_shard
 
-    sharded: set[int] = set()
-
     def visit(current: nn.Module) -> int:
         # Returns the number of parameters under `current` that no sharded descendant holds yet.
         numel = sum(p.numel() for p in current.parameters(recurse=False))
@@ -156,7 +154,6 @@ def shard_module(module: nn.Module, predicate: Callable[[nn.Module, int], bool] 
             numel += visit(child)
         if current is not module and predicate is not None and predicate(current, numel):
             fully_shard(current, **options)
-            sharded.add(id(current))
             return 0
         return numel
 
