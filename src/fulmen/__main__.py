@@ -1,4 +1,5 @@
-"""Command line: `python -m fulmen plot RUN_DIR [--out FILE] [--x step|epoch]`."""
+"""Command line: `python -m fulmen plot RUN_DIR [--out FILE] [--x step|epoch]` and
+`python -m fulmen convert-checkpoint SHARDED_DIR OUT.ckpt`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ def main(argv: list[str] | None = None) -> int:
     plot.add_argument("run_dir", help="a run directory, e.g. lightning_logs/version_0")
     plot.add_argument("--out", help="where to write the PNG (default: RUN_DIR/metrics.png)")
     plot.add_argument("--x", choices=("step", "epoch"), default="step", help="x axis")
+    convert = commands.add_parser("convert-checkpoint",
+                                  help="write a sharded (FSDP) checkpoint directory as one checkpoint file")
+    convert.add_argument("checkpoint_dir", help="a directory saved with FSDPStrategy(state_dict_type='sharded')")
+    convert.add_argument("output", help="the checkpoint file to write, e.g. model.ckpt")
     args = parser.parse_args(argv)
+    if args.command == "convert-checkpoint":
+        return _convert_checkpoint(args.checkpoint_dir, args.output)
     from fulmen.plotting import plot_run
 
     try:
@@ -22,6 +29,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {path} ({len(panels)} panels: {', '.join(panels)})")
+    return 0
+
+
+def _convert_checkpoint(directory: str, output: str) -> int:
+    from fulmen.strategies.fsdp_checkpoint import convert_sharded_checkpoint
+
+    try:
+        path = convert_sharded_checkpoint(directory, output)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
     return 0
 
 

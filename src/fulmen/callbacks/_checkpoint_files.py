@@ -101,5 +101,6 @@ class CheckpointFiles:
         return Path(self.dirpath or ".").absolute() in previous_path.parents
 
     def _remove(self, trainer: Trainer, path: str) -> None:
+        # Through the strategy, as Lightning does: FSDP's sharded checkpoints are directories.
         if trainer.is_global_zero:
-            trainer.strategy.checkpoint_io.remove_checkpoint(path)
+            trainer.strategy.remove_checkpoint(path)

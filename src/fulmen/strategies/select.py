@@ -26,6 +26,9 @@ for _start, _name in (("popen", "ddp"), ("spawn", "ddp_spawn"), ("fork", "ddp_fo
         _DDP_NAMES[f"{_name}_find_unused_parameters_{str(_flag).lower()}"] = {
             "start_method": _start, "find_unused_parameters": _flag}
 
+# Lightning's FSDP names and the options each one sets.
+_FSDP_NAMES: dict[str, dict[str, Any]] = {"fsdp": {}, "fsdp_cpu_offload": {"cpu_offload": True}}
+
 
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
@@ -177,9 +180,16 @@ def select_strategy(accelerator: Any = "auto", devices: Any = "auto", strategy: 
             raise MisconfigurationException(f"strategy='single_device' runs on one device; `devices={devices!r}, "
                                             f"num_nodes={num_nodes}` asks for more. Use strategy='ddp'.")
         return SingleDeviceStrategy(devices_list[0], precision_plugin=precision_plugin)
+    if strategy in _FSDP_NAMES:
+        from fulmen.strategies.fsdp import FSDPStrategy
+
+        fsdp = FSDPStrategy(parallel_devices=devices_list, cluster_environment=environment,
+                            precision_plugin=precision_plugin, **_FSDP_NAMES[strategy])
+        fsdp.num_nodes = num_nodes
+        return fsdp
     options = _DDP_NAMES.get(strategy)
     if options is None:
-        known = ", ".join(["auto", "single_device", *_DDP_NAMES])
+        known = ", ".join(["auto", "single_device", *_DDP_NAMES, *_FSDP_NAMES])
         raise ValueError(f"`strategy={strategy!r}` is not a known strategy; use one of {known}.")
     from fulmen.strategies.ddp import DDPStrategy
 

@@ -1,0 +1,312 @@
+"""FSDPStrategy: fully sharded data parallel training on FSDP2 (`torch.distributed.fsdp.fully_shard`).
+
+Owns: Lightning's FSDPStrategy arguments applied through `fully_shard` (see `fsdp_wrap.py`), sharding the module
+(and materialising a meta-device one) before the optimizers are created, skipping the gradient reduction while
+accumulating, and checkpoints as full files or `torch.distributed.checkpoint` directories (`fsdp_checkpoint.py`).
+Process launch, ranks and collectives are DDPStrategy's (Lightning's FSDPStrategy is no DDPStrategy subclass,
+so the methods are shared, not inherited).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator, Mapping
+from datetime import timedelta
+from typing import Any
+
+import torch
+
+from fulmen.checkpoint_io import CheckpointIO
+from fulmen.precision import Precision
+from fulmen.strategies import fsdp_checkpoint, fsdp_wrap
+from fulmen.strategies.cluster_environments import ClusterEnvironment, LightningEnvironment
+from fulmen.strategies.ddp import DDPStrategy, _fitting
+from fulmen.strategies.fsdp_precision import FSDPPrecision, fsdp_precision_from
+from fulmen.strategies.parallel import ParallelStrategy
+from fulmen.strategies.select import _FSDP_NAMES as FSDP_NAMES
+from fulmen.strategies.strategy import reject_accelerator_object
+from fulmen.trainer.state import TrainerFn
+from fulmen.utilities.rank_zero import rank_zero_deprecation
+
+
+
+class FSDPStrategy(ParallelStrategy):
+    """Shard parameters, gradients and optimizer state across processes with FSDP2 (`fully_shard`).
+
+    `auto_wrap_policy` (a set of layer classes or a callable policy) picks submodules that are sharded as their
+    own unit; `sharding_strategy` "FULL_SHARD" reshards after forward, "SHARD_GRAD_OP" keeps the gathered
+    parameters until backward, "NO_SHARD" replicates, "HYBRID_SHARD" shards within a node and replicates across
+    nodes (a 2-D `device_mesh`); `state_dict_type="sharded"` saves checkpoints as `torch.distributed.checkpoint`
+    directories, "full" as one file written by rank 0.
+    """
+
+    strategy_name = "fsdp"
+
+    def __init__(self, accelerator: Any = None, parallel_devices: list[torch.device] | None = None,
+                 cluster_environment: ClusterEnvironment | None = None, checkpoint_io: CheckpointIO | None = None,
+                 precision_plugin: Precision | None = None, process_group_backend: str | None = None,
+                 timeout: timedelta | None = timedelta(minutes=30), cpu_offload: Any = None,
+                 mixed_precision: Any = None, auto_wrap_policy: Any = None, activation_checkpointing: Any = None,
+                 activation_checkpointing_policy: Any = None, sharding_strategy: Any = "FULL_SHARD",
+                 state_dict_type: str = "full", device_mesh: Any = None, **kwargs: Any) -> None:
+        reject_accelerator_object(accelerator, type(self).__name__)
+        self._devices_given = parallel_devices is not None
+        self._environment_given = cluster_environment is not None
+        self._precision_given = precision_plugin is not None
+        parallel_devices = parallel_devices or [torch.device("cpu")]
+        super().__init__(None, parallel_devices, cluster_environment or LightningEnvironment(1, len(parallel_devices)),
+                         checkpoint_io, None)
+        self.precision_plugin = precision_plugin
+        self._num_nodes = 1
+        self._process_group_backend = process_group_backend
+        self._timeout = timeout
+        self._start_method = "popen"
+        self.sharding_strategy = fsdp_wrap.sharding_strategy_name(sharding_strategy)
+        if activation_checkpointing is not None and activation_checkpointing_policy is not None:
+            raise ValueError("Pass only `activation_checkpointing_policy` (the newer name); "
+                             "`activation_checkpointing` says the same thing.")
+        if activation_checkpointing is not None:  # Lightning deprecates the older name
+            rank_zero_deprecation("`FSDPStrategy(activation_checkpointing=...)` is deprecated; pass the layer classes "
+                                  "as `activation_checkpointing_policy={...}` instead.")
+        self.cpu_offload = fsdp_wrap.offload_policy(cpu_offload)
+        self.mixed_precision = fsdp_wrap.mixed_precision_policy(mixed_precision)
+        self._wrap_predicate = fsdp_wrap.module_predicate(auto_wrap_policy, "auto_wrap_policy")
+        self._checkpointing_predicate = fsdp_wrap.module_predicate(
+            activation_checkpointing_policy if activation_checkpointing is None else activation_checkpointing,
+            "activation_checkpointing_policy")
+        if state_dict_type not in ("full", "sharded"):
+            raise ValueError(f"`FSDPStrategy(state_dict_type={state_dict_type!r})` is invalid; use 'full' or "
+                             "'sharded'.")
+        self._state_dict_type = state_dict_type
+        if device_mesh is not None and self.sharding_strategy == "NO_SHARD":
+            raise ValueError("`sharding_strategy='NO_SHARD'` replicates over all processes; it takes no "
+                             "`device_mesh`.")
+        self._device_mesh = device_mesh
+        self.kwargs = fsdp_wrap.fully_shard_kwargs(kwargs)
+        self._choose_launcher()
+        self._share_ranks_with_environment()
+
+    # Process launch, ranks and collectives work exactly as DDPStrategy's.
+    configure_from_trainer_flags = DDPStrategy.configure_from_trainer_flags
+    _share_ranks_with_environment = DDPStrategy._share_ranks_with_environment
+    set_world_ranks = DDPStrategy.set_world_ranks
+    _choose_launcher = DDPStrategy._choose_launcher
+    num_processes = DDPStrategy.num_processes
+    _ranks_from_launcher = DDPStrategy._ranks_from_launcher
+    world_size = DDPStrategy.world_size
+    local_rank = DDPStrategy.local_rank
+    node_rank = DDPStrategy.node_rank
+    global_rank = DDPStrategy.global_rank
+    process_group_backend = DDPStrategy.process_group_backend
+    setup_environment = DDPStrategy.setup_environment
+    setup_distributed = DDPStrategy.setup_distributed
+    set_layer_sync = DDPStrategy.set_layer_sync
+    reduce = DDPStrategy.reduce
+    barrier = DDPStrategy.barrier
+    broadcast = DDPStrategy.broadcast
+
+    @property
+    def num_nodes(self) -> int:
+        return self._num_nodes
+
+    @num_nodes.setter
+    def num_nodes(self, num_nodes: int) -> None:
+        self._num_nodes = num_nodes
+        self._share_ranks_with_environment()
+
+    @classmethod
+    def get_registered_strategies(cls) -> list[str]:
+        """The `strategy=` names this class implements."""
+        return list(FSDP_NAMES)
+
+    @classmethod
+    def register_strategies(cls, strategy_registry: Any) -> None:
+        """Register "fsdp" and "fsdp_cpu_offload" with their options in `strategy_registry`."""
+        for name, options in FSDP_NAMES.items():
+            strategy_registry.register(name, cls, description=f"Fully Sharded Data Parallel ({name})", **options)
+
+    @property
+    def precision_plugin(self) -> FSDPPrecision:
+        if self._precision_plugin is None:
+            self._precision_plugin = FSDPPrecision("32-true")
+        return self._precision_plugin
+
+    @precision_plugin.setter
+    def precision_plugin(self, precision_plugin: Precision | None) -> None:
+        self._precision_plugin = None if precision_plugin is None else fsdp_precision_from(precision_plugin)
+
+    @property
+    def mixed_precision_config(self) -> Any:
+        """The `MixedPrecisionPolicy` in use: `mixed_precision` if given, else the precision plugin's."""
+        return self.mixed_precision or self.precision_plugin.mixed_precision_config
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        return self._module  # fully_shard works in place: the module is the sharded model
+
+    @property
+    def restore_checkpoint_after_setup(self) -> bool:
+        return True
+
+    @property
+    def device_mesh(self) -> Any:
+        """The DeviceMesh the module is sharded over (built in `setup`)."""
+        return self._device_mesh
+
+    # -- setup -------------------------------------------------------------------------------------
+
+    def setup(self, trainer: Any) -> None:
+        """Shard the module (first run only), then create the optimizers over the sharded parameters."""
+        if self._accelerator is not None:
+            self._accelerator.setup(trainer)
+        module = self.lightning_module
+        fitting = trainer.state.fn == TrainerFn.FITTING
+        if self._layer_sync is not None and fitting:
+            self._layer_sync.apply(module)
+        if not _is_sharded(module):
+            self.precision_plugin.convert_module(module)
+            self._shard(module)
+        self.barrier()
+        if fitting:
+            self.setup_optimizers(trainer)
+        self.setup_precision_plugin()
+
+    def _shard(self, module: torch.nn.Module) -> None:
+        meta = fsdp_wrap.has_meta_tensors(module)
+        if not meta:
+            module.to(self.root_device)
+        if not isinstance(self._device_mesh, tuple) and self._device_mesh is not None:
+            mesh = self._device_mesh
+        else:
+            mesh = fsdp_wrap.build_mesh(self.sharding_strategy, self._device_mesh, self.world_size, self.num_nodes,
+                                        self.root_device.type)
+        self._device_mesh = mesh
+        fsdp_wrap.apply_activation_checkpointing(module, self._checkpointing_predicate)
+        options = dict(self.kwargs, mesh=mesh, mp_policy=self.mixed_precision_config,
+                       reshard_after_forward=self.sharding_strategy in ("FULL_SHARD", "HYBRID_SHARD"))
+        if options["mp_policy"] is None:
+            del options["mp_policy"]
+        if self.cpu_offload is not None:
+            options["offload_policy"] = self.cpu_offload
+        fsdp_wrap.shard_module(module, self._wrap_predicate, **options)
+        if meta:  # allocate only this rank's shards, then initialise them
+            fsdp_wrap.materialize(module, torch.device("cpu") if self.cpu_offload is not None else self.root_device)
+
+    def model_to_device(self) -> None:
+        """Nothing to move: `fully_shard` places the shards."""
+
+    @contextlib.contextmanager
+    def tensor_init_context(self, empty_init: bool | None = None) -> Generator[None, None, None]:
+        """New tensors in the precision's dtype; with `empty_init=True` on the meta device (no memory), to be
+        materialised shard by shard in `setup`."""
+        device = torch.device("meta") if empty_init else self.root_device
+        with device, self.precision_plugin.tensor_init_context():
+            yield
+
+    @contextlib.contextmanager
+    def block_backward_sync(self) -> Generator[None, None, None]:
+        """Keep unreduced gradients during the block (gradient accumulation); reduce on the next backward."""
+        module = self._module
+        if not _is_sharded(module):
+            yield
+            return
+        module.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            module.set_requires_gradient_sync(True)
+
+    # -- the step -----------------------------------------------------------------------------------
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        """`training_step` through the root module's call, so FSDP's root hooks run (lazy init, input casting)
+        even when the step calls only submodules."""
+        return self._through_root("training_step", self.precision_plugin.train_step_context, args, kwargs)
+
+    def validation_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self._through_root("validation_step", self.precision_plugin.val_step_context, args, kwargs)
+
+    def test_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self._through_root("test_step", self.precision_plugin.test_step_context, args, kwargs)
+
+    def predict_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self._through_root("predict_step", self.precision_plugin.predict_step_context, args, kwargs)
+
+    def _through_root(self, name: str, context: Any, args: tuple, kwargs: dict) -> Any:
+        module = self._module
+        if not _is_sharded(module):
+            with context():
+                return getattr(module, name)(*args, **kwargs)
+        original_forward = module.forward
+        step = getattr(module, name)
+
+        def redirected(*inputs: Any, **options: Any) -> Any:
+            module.forward = original_forward  # `self(x)` inside the step is the real forward
+            return step(*inputs, **options)
+
+        with context():
+            module.forward = redirected
+            try:
+                return module(*args, **kwargs)
+            finally:
+                module.forward = original_forward
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+
+    def lightning_module_state_dict(self) -> dict[str, Any]:
+        """Full: the whole state dict on rank 0 (empty elsewhere); sharded: this rank's DTensor shards."""
+        return fsdp_checkpoint.model_state(self._module, self._state_dict_type == "full")
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """Full: a plain optimizer state dict (parameter ids) on rank 0; sharded: this rank's shards by name."""
+        optimizer = getattr(optimizer, "_optimizer", optimizer)
+        return fsdp_checkpoint.optimizer_state(self._module, optimizer, self._state_dict_type == "full")
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any = None) -> None:
+        """Full: rank 0 writes one file through `checkpoint_io`; sharded: every rank writes its shard into a
+        directory (a temporary one renamed into place, so a failed save keeps the previous checkpoint)."""
+        if storage_options is not None:
+            raise TypeError("`FSDPStrategy.save_checkpoint(storage_options=...)` is not supported; remove it.")
+        path = self.broadcast(str(filepath))
+        if self._state_dict_type == "full":
+            if self.is_global_zero:
+                fsdp_checkpoint.prepare_full_target(path)
+                self.checkpoint_io.save_checkpoint(checkpoint, path)
+            return
+        fsdp_checkpoint.save_sharded(checkpoint, path, self)
+
+    def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> dict[str, Any]:
+        """Read a full file (every rank) or a sharded directory (each rank its shards, resharded to this world
+        size); module and optimizer states are applied by `load_model_state_dict`/`load_optimizer_state_dict`."""
+        path = self.broadcast(str(checkpoint_path))
+        if fsdp_checkpoint.is_sharded_checkpoint(path):
+            fitting = self._module.trainer.state.fn == TrainerFn.FITTING
+            return fsdp_checkpoint.load_sharded(path, self._module, self.optimizers if fitting else [],
+                                                weights_only)
+        return self.checkpoint_io.load_checkpoint(path, weights_only=weights_only)
+
+    def load_model_state_dict(self, checkpoint: Mapping[str, Any], strict: bool = True) -> None:
+        fsdp_checkpoint.load_model_state(self._module, checkpoint["state_dict"], strict)
+
+    def load_optimizer_state_dict(self, checkpoint: Mapping[str, Any]) -> None:
+        for optimizer, state in zip(self.optimizers, checkpoint["optimizer_states"]):
+            fsdp_checkpoint.load_optimizer_state(self._module, optimizer, state)
+
+    def remove_checkpoint(self, filepath: Any) -> None:
+        if self.is_global_zero:
+            if fsdp_checkpoint.is_sharded_checkpoint(filepath):
+                fsdp_checkpoint.remove_directory(filepath)
+            else:
+                self.checkpoint_io.remove_checkpoint(filepath)
+
+    def teardown(self) -> None:
+        module = self._module
+        if self._layer_sync is not None and module is not None and _fitting(module):
+            self._layer_sync.revert(module)
+        super().teardown()
+
+
+def _is_sharded(module: Any) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)

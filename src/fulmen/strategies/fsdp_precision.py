@@ -1,0 +1,93 @@
+"""FSDPPrecision: the precision plugin of `FSDPStrategy` (public: `fulmen.plugins.precision.FSDPPrecision`).
+
+Owns: the mapping of a `precision=` name onto FSDP2's `MixedPrecisionPolicy` (the dtype parameters are
+all-gathered in for compute and gradients are reduced in), module conversion for the "-true" modes, and the
+forward context. Sharded parameters keep their own dtype; FSDP casts the gathered copies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from fulmen.precision import Precision, _default_dtype
+from fulmen.utilities.apply_func import apply_to_collection
+
+_DTYPES = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16, "bf16-true": torch.bfloat16,
+           "16-true": torch.float16}
+FSDP_PRECISIONS = tuple(_DTYPES)
+
+
+class FSDPPrecision(Precision):
+    """Precision for `FSDPStrategy`: "32-true", "bf16-mixed", "bf16-true" or "16-true".
+
+    "-mixed" keeps float32 sharded parameters and computes in bfloat16 (FSDP gathers bfloat16 copies, reduces
+    gradients in bfloat16, and the step runs under autocast); "-true" converts the module itself.
+    """
+
+    def __init__(self, precision: str, scaler: Any = None) -> None:
+        if precision == "16-mixed":
+            raise ValueError("`FSDPPrecision(precision='16-mixed')` is not supported: float16 with loss scaling "
+                             "needs a sharded gradient scaler, which fulmen's FSDP2 strategy does not provide. Use "
+                             "'bf16-mixed' (no scaler needed) instead.")
+        if precision not in _DTYPES:
+            raise ValueError(f"`FSDPPrecision(precision={precision!r})` is not supported with FSDP; use one of "
+                             f"{', '.join(FSDP_PRECISIONS)}.")
+        if scaler is not None:
+            raise ValueError(f"`FSDPPrecision(precision={precision!r}, scaler=...)`: only '16-mixed' uses a scaler "
+                             "and it is not supported with FSDP; pass `scaler=None`.")
+        self.precision = precision
+        self.scaler = None
+        self._dtype = _DTYPES[precision]
+        # Inputs and new tensors: the compute dtype for "-true", float32 for "-mixed" (autocast casts).
+        self._input_dtype = self._dtype if precision.endswith("-true") else torch.float32
+
+    @property
+    def mixed_precision_config(self) -> Any:
+        """The `torch.distributed.fsdp.MixedPrecisionPolicy` FSDP applies (None for "32-true")."""
+        if self.precision == "32-true":
+            return None
+        from torch.distributed.fsdp import MixedPrecisionPolicy
+
+        return MixedPrecisionPolicy(param_dtype=self._dtype, reduce_dtype=self._dtype)
+
+    def convert_module(self, module: nn.Module) -> nn.Module:
+        if self.precision.endswith("-true") and self.precision != "32-true":
+            return module.to(dtype=self._dtype)
+        return module
+
+    def convert_input(self, data: Any) -> Any:
+        dtype = self._input_dtype
+        return apply_to_collection(data, torch.Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
+
+    def convert_output(self, data: Any) -> Any:
+        dtype = torch.get_default_dtype()
+        return apply_to_collection(data, torch.Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
+
+    def tensor_init_context(self) -> contextlib.AbstractContextManager:
+        return _default_dtype(self._input_dtype)
+
+    def module_init_context(self) -> contextlib.AbstractContextManager:
+        return self.tensor_init_context()
+
+    def forward_context(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16-mixed":
+            return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16)
+        if self.precision == "32-true":
+            return contextlib.nullcontext()
+        return _default_dtype(self._dtype)
+
+
+def fsdp_precision_from(plugin: Precision) -> FSDPPrecision:
+    """The FSDPPrecision for a plugin the Trainer's `precision=` flag selected (same name)."""
+    if isinstance(plugin, FSDPPrecision):
+        return plugin
+    from fulmen.precision import DoublePrecision, HalfPrecision, MixedPrecision
+
+    if type(plugin) not in (Precision, DoublePrecision, HalfPrecision, MixedPrecision):
+        raise TypeError(f"`FSDPStrategy` works with the `FSDPPrecision` plugin only, found "
+                        f"{type(plugin).__name__}; pass `Trainer(precision=...)` or `FSDPPrecision(...)`.")
+    return FSDPPrecision(plugin.precision)
