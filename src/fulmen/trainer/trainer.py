@@ -116,7 +116,7 @@ class Trainer(TrainerProperties):
         """Train `model` (with validation when it has a `validation_step` and validation data)."""
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
-        check_entry_arguments(self, TrainerFn.FITTING, model, datamodule, train_dataloaders, val_dataloaders)
+        model = check_entry_arguments(self, TrainerFn.FITTING, model, datamodule, train_dataloaders, val_dataloaders)
         given = {RunningStage.TRAINING: train_dataloaders, RunningStage.VALIDATING: val_dataloaders}
         self._launch(TrainerFn.FITTING, model, datamodule, given, ckpt_path=ckpt_path, weights_only=weights_only)
 
