@@ -142,3 +142,21 @@ def test_a_background_save_failing_mid_write_stops_fit_and_keeps_the_previous_fi
     assert trainer.global_step < 6  # raised at the next save, not after training ran on
     assert sorted(p.name for p in (tmp_path / "ckpts").iterdir()) == ["model.ckpt"]  # no temporary file left
     assert torch.load(tmp_path / "ckpts" / "model.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_removing_the_previous_file_is_queued_behind_the_saves_instead_of_waiting(tmp_path):
+    inner = GatedIO()
+    io = AsyncCheckpointIO(inner)
+    old, new = tmp_path / "old.ckpt", tmp_path / "new.ckpt"
+    TorchCheckpointIO().save_checkpoint({"w": torch.zeros(1)}, old)
+    io.save_checkpoint({"w": torch.ones(1)}, new)
+    io.save_checkpoint({"w": torch.ones(1)}, old)  # queued: the removal below must come after it
+    # What ModelCheckpoint does when a new top-k file replaces the old one: it must not wait for the disk.
+    remover = threading.Thread(target=io.remove_checkpoint, args=(old,))
+    remover.start()
+    remover.join(timeout=60)
+    returned = not remover.is_alive()
+    inner.gate.set()
+    io.teardown()
+    assert returned
+    assert not old.exists() and new.exists()  # in order: both saves, then the removal
