@@ -6,6 +6,7 @@ compare exactly and nothing is built with a C++ compiler); one test compiles wit
 """
 
 import shutil
+from copy import deepcopy
 
 import pytest
 import torch
@@ -70,6 +71,12 @@ def test_a_compiled_module_runs_every_stage_through_its_compiled_forward(tmp_pat
     graphs = backend.graphs
     trainer.predict(compiled)
     assert backend.graphs == graphs
+    # A deep copy (as weight-averaging callbacks make) runs its own weights through the compiled forward.
+    copy = deepcopy(module)
+    with torch.no_grad():
+        copy.layer.weight.zero_()
+        copy.layer.bias.fill_(1.0)
+    assert torch.equal(copy(torch.ones(3, 32)), torch.ones(3, 2))
 
 
 def test_a_compiled_module_checkpoints_plain_keys_and_loads_uncompiled(tmp_path):
@@ -144,3 +151,9 @@ def test_a_module_compiled_with_inductor_trains_and_matches_eager(tmp_path):
     assert trainer.global_step == 3
     for key, value in _weights(eager).items():
         torch.testing.assert_close(module.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_a_compiled_module_cannot_go_to_spawned_processes_and_says_what_to_do_instead(tmp_path):
+    trainer = quiet_trainer(tmp_path, accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=1)
+    with pytest.raises(TypeError, match=r"compile`d TinyModule cannot be pickled .*Use `strategy=\"ddp\"`"):
+        trainer.fit(torch.compile(TinyModule(), backend="eager"), make_loader(16))

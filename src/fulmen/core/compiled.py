@@ -13,6 +13,7 @@ a compiled one: loading maps the keys back onto whatever the module has).
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections import OrderedDict
 from typing import Any, Mapping
@@ -50,8 +51,25 @@ def unwrap_compiled(model: Any, entry: str) -> Any:
     # Lightning also compiles the step methods; with torch 2.13 its compiled `training_step` fails inside
     # `self.log` (dynamo cannot trace the signature check there), so only `forward` is compiled here.
     original._compiler_ctx = {"dynamo_ctx": dynamo_ctx}
-    original.forward = dynamo_ctx(type(original).forward.__get__(original))
+    # A partial over the class's function rather than a bound method: `copy.deepcopy(module)` (e.g. an averaged
+    # copy of the model) then gets a forward of its own instead of one that still runs the original's weights.
+    original.forward = _CompiledForward(dynamo_ctx(type(original).forward), original)
     return original
+
+
+class _CompiledForward(functools.partial):
+    """The compiled forward installed on a module: copied with the module, never pickled (the compiled code
+    cannot be), so e.g. `strategy="ddp_spawn"` says what to do instead of failing deep inside pickle."""
+
+    def __deepcopy__(self, memo: dict) -> _CompiledForward:
+        from copy import deepcopy
+
+        return type(self)(self.func, deepcopy(self.args[0], memo))
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(f"A `torch.compile`d {type(self.args[0]).__name__} cannot be pickled (as `strategy="
+                        "\"ddp_spawn\"` and other spawning launchers do). Use `strategy=\"ddp\"`, or compile inside "
+                        "`configure_model` (e.g. `self.net = torch.compile(self.net)`), which runs in every process.")
 
 
 def _strip(name: str) -> str:
