@@ -19,7 +19,6 @@ from collections import OrderedDict
 from typing import Any, Mapping
 
 _COMPILED = "_orig_mod"
-_MARK = "_orig_mod."
 
 
 def _optimized_module_type() -> type | None:
@@ -30,8 +29,8 @@ def _optimized_module_type() -> type | None:
 def unwrap_compiled(model: Any, entry: str) -> Any:
     """The LightningModule inside a `torch.compile`d one, running its compiled `forward`; anything else as given.
 
-    The compiled forward is the wrapper's, so the compiled code is shared with the `OptimizedModule` the user
-    holds. Calling it again with the same wrapper changes nothing; another compiled wrapper replaces it.
+    `forward` is compiled with the wrapper's settings (backend, mode, options). Passing the same wrapper again
+    changes nothing; another compiled wrapper of the module replaces it.
     """
     optimized = _optimized_module_type()
     if optimized is None or not isinstance(model, optimized):
