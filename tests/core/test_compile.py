@@ -157,3 +157,15 @@ def test_a_compiled_module_cannot_go_to_spawned_processes_and_says_what_to_do_in
     trainer = quiet_trainer(tmp_path, accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=1)
     with pytest.raises(TypeError, match=r"compile`d TinyModule cannot be pickled .*Use `strategy=\"ddp\"`"):
         trainer.fit(torch.compile(TinyModule(), backend="eager"), make_loader(16))
+
+
+@pytest.mark.distributed
+def test_ddp_spawn_hands_back_the_weights_of_a_layer_compiled_in_configure_model(tmp_path, spawn_env):
+    from helpers.compiled_modules import CompilesLayer
+
+    module = CompilesLayer()
+    before = module.layer.weight.detach().clone()
+    trainer = quiet_trainer(tmp_path, accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=2)
+    trainer.fit(module, make_loader(32))
+    assert isinstance(module.layer, nn.Linear)  # compiled only in the ranks
+    assert not torch.equal(module.layer.weight, before)
