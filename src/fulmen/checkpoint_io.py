@@ -79,9 +79,10 @@ class AsyncCheckpointIO(CheckpointIO):
     training does not wait for the disk.
 
     The checkpoint's tensors are copied when `save_checkpoint` is called (training may change them right
-    after); saves run one at a time, in order, each still atomic. A failed save raises its error on the next
-    call to `save_checkpoint`, `remove_checkpoint`, `load_checkpoint` or at `teardown` (the end of the run,
-    which also waits for pending saves). Removing or loading a file first waits for the queued saves.
+    after); saves and removals run one at a time, in the order asked, each save still atomic. A failed save
+    raises its error on the next call to `save_checkpoint`, `remove_checkpoint`, `load_checkpoint` or at
+    `teardown` (the end of the run, which also waits for pending saves). Loading a file first waits for the
+    queued saves; a removal is queued behind them, so replacing the previous top-k file does not wait either.
     """
 
     def __init__(self, checkpoint_io: CheckpointIO | None = None) -> None:
@@ -93,20 +94,23 @@ class AsyncCheckpointIO(CheckpointIO):
         self._error: BaseException | None = None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         from fulmen.utilities.apply_func import apply_to_collection
 
         self._raise_error()
         snapshot = apply_to_collection(checkpoint, torch.Tensor, lambda t: t.detach().clone())
+        self._submit(self.checkpoint_io.save_checkpoint, snapshot, path, storage_options=storage_options)
+
+    def _submit(self, function: Any, *args: Any, **kwargs: Any) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         if self._executor is None:  # created lazily: `teardown` ends it after every run
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fulmen-checkpoint")
         self._pending = [future for future in self._pending if not future.done()]
-        self._pending.append(self._executor.submit(self._save, snapshot, path, storage_options))
+        self._pending.append(self._executor.submit(self._call, function, *args, **kwargs))
 
-    def _save(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any) -> None:
+    def _call(self, function: Any, *args: Any, **kwargs: Any) -> None:
         try:
-            self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
+            function(*args, **kwargs)
         except BaseException as error:  # kept for the training thread, which raises it
             if self._error is None:
                 self._error = error
@@ -129,9 +133,9 @@ class AsyncCheckpointIO(CheckpointIO):
         return self.checkpoint_io.load_checkpoint(*args, **kwargs)
 
     def remove_checkpoint(self, *args: Any, **kwargs: Any) -> None:
-        """The wrapped IO's `remove_checkpoint`, once the queued saves are written."""
-        self.wait()
-        self.checkpoint_io.remove_checkpoint(*args, **kwargs)
+        """The wrapped IO's `remove_checkpoint`, queued to run after the saves asked before it."""
+        self._raise_error()
+        self._submit(self.checkpoint_io.remove_checkpoint, *args, **kwargs)
 
     def teardown(self) -> None:
         """Wait for the queued saves, end the thread, and raise the error of a failed save."""

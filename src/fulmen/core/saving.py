@@ -288,8 +288,10 @@ def _is_imported_subclass(class_path: Any, cls: type) -> bool:
 def load_weights(module: Any, state_dict: Mapping[str, Any], strict: bool, path: str | os.PathLike,
                  strict_hint: str) -> Any:
     """`module.load_state_dict`, with torch's mismatch error extended by what it means and how to proceed."""
+    from fulmen.core.compiled import match_compiled_keys
+
     try:
-        return module.load_state_dict(state_dict, strict=strict)
+        return module.load_state_dict(match_compiled_keys(module, state_dict), strict=strict)
     except RuntimeError as error:
         if "Error(s) in loading state_dict" not in str(error):
             raise

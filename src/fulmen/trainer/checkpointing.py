@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from fulmen.core.compiled import strip_compiled_keys
 from fulmen.core.hparams import checkpointable_hparams
 from fulmen.core.saving import left_out_key, load_weights
 from fulmen.trainer.checkpoint_checks import check_resumable, load_optimizer_states, load_scheduler_states
@@ -55,7 +56,7 @@ class Checkpointing:
             "epoch": loop_state["current_epoch"],
             "global_step": self._state.global_step,
             "pytorch-lightning_version": FORMAT_VERSION,
-            "state_dict": self._strategy.lightning_module_state_dict(),
+            "state_dict": strip_compiled_keys(self._strategy.lightning_module_state_dict()),
             "loops": {"fit_loop": loop_state},
         }
         if not weights_only:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fulmen.core.compiled import unwrap_compiled
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hparams import warn_unsaved_hparams
 from fulmen.core.module import LightningModule
@@ -84,7 +85,9 @@ def _check_data(hooks: HookDispatch, data: DataSource, running: RunningStage, na
 
 def check_entry_arguments(trainer: Trainer, fn: TrainerFn, model: Any, datamodule: Any,
                           *loaders: Any) -> LightningModule:
-    """Check the arguments of fit/validate/test/predict; return the model to run (the last one if None)."""
+    """Check the arguments of fit/validate/test/predict; return the model to run (the last one if None, the
+    LightningModule inside a `torch.compile`d one)."""
+    model = unwrap_compiled(model, fn.value)
     if model is None and fn != TrainerFn.FITTING:
         model = trainer.lightning_module
         if model is None:

@@ -135,7 +135,7 @@ class Trainer(TrainerProperties):
         """Train `model` (with validation when it has a `validation_step` and validation data)."""
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
-        check_entry_arguments(self, TrainerFn.FITTING, model, datamodule, train_dataloaders, val_dataloaders)
+        model = check_entry_arguments(self, TrainerFn.FITTING, model, datamodule, train_dataloaders, val_dataloaders)
         given = {RunningStage.TRAINING: train_dataloaders, RunningStage.VALIDATING: val_dataloaders}
         self._launch(TrainerFn.FITTING, model, datamodule, given, ckpt_path=ckpt_path, weights_only=weights_only)
 
@@ -205,7 +205,10 @@ class Trainer(TrainerProperties):
                 "best_model_path": getattr(callback, "best_model_path", None)}  # an OnExceptionCheckpoint has none
 
     def _collect_spawn_results(self, output: dict[str, Any]) -> None:
-        self.lightning_module.load_state_dict(output["state_dict"])
+        from fulmen.core.compiled import match_compiled_keys
+
+        # A submodule compiled in the ranks' `configure_model` is still uncompiled here: match its keys.
+        self.lightning_module.load_state_dict(match_compiled_keys(self.lightning_module, output["state_dict"]))
         self._state.load_state_dict(output["state"])
         self._state.status = TrainerStatus.FINISHED
         self._metrics.update_callback_metrics(output["callback_metrics"])
