@@ -44,3 +44,20 @@ def test_a_module_built_inside_trains(tmp_path):
     assert model.layer.weight.dtype == torch.float64
     trainer.fit(model)
     assert trainer.global_step == 2
+
+
+def test_layers_made_in_configure_model_take_the_precision_dtype(tmp_path):
+    from fulmen.demos.boring_classes import BoringModel
+
+    class Late(BoringModel):
+        def configure_model(self):
+            self.seen_default_dtype = torch.get_default_dtype()
+            self.extra = torch.nn.Linear(2, 2)
+
+    model = Late()
+    trainer = L.Trainer(default_root_dir=tmp_path, precision="64-true", max_epochs=1, limit_train_batches=1,
+                        limit_val_batches=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False)
+    trainer.fit(model)
+    assert model.seen_default_dtype == torch.float64 and model.extra.weight.dtype == torch.float64
+    assert torch.get_default_dtype() == torch.float32

@@ -248,8 +248,13 @@ class Trainer(TrainerProperties):
                 getattr(logger, "experiment", None)
             share_logger_versions(self.loggers, self.strategy)
             hooks.setup(stage_name)
-            hooks.configure_sharded_model()
-            hooks.configure_model()
+            # Layers made in these hooks start on the strategy's device in the precision's dtype (FSDP: sharded),
+            # as in Lightning.
+            strategy = self.strategy
+            with strategy.tensor_init_context(), strategy.model_sharded_context(), \
+                    strategy.precision_plugin.module_init_context():
+                hooks.configure_sharded_model()
+                hooks.configure_model()
             self.strategy.setup(self)  # module to its device (and wrappers); fit: `configure_optimizers`
             resolved = self._checkpointing.resolve(run, ckpt_path, model_given)
             run.ckpt_path = self._checkpointing.restore(run, resolved, weights_only)
