@@ -280,8 +280,11 @@ class Trainer(TrainerProperties):
     def _setup_profiler(self, model: LightningModule, stage: str) -> None:
         # Lightning names report files by local rank only when several processes run.
         local_rank = self.local_rank if self.world_size > 1 else None
-        self.profiler._lightning_module = model
-        self.profiler.setup(stage=stage, local_rank=local_rank, log_dir=self.log_dir)
+        profiler = self.profiler
+        profiler._lightning_module = model
+        # `log_dir` is asked only when a recording profiler has no directory of its own (the default one needs none).
+        needs_dir = self._hooks.active_profiler is not None and not profiler.dirpath
+        profiler.setup(stage=stage, local_rank=local_rank, log_dir=self.log_dir if needs_dir else None)
 
     def _interrupt(self, error: BaseException) -> None:
         self._state.status = TrainerStatus.INTERRUPTED
