@@ -402,9 +402,14 @@ class FitLoop:
 
 
 def _timed(profiler: Any, action: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    start, stop = profiler.start, profiler.stop
+
     def timed(*args: Any) -> Any:
-        with profiler.profile(action):
+        start(action)
+        try:
             return fn(*args)
+        finally:
+            stop(action)
 
     return timed
 

@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 class Profiler(ABC):
     """Times named actions of a run; subclass it (with `start` and `stop`) to write your own profiler.
 
-    The Trainer calls `setup` before each stage, wraps hooks and loop steps in `profile(action_name)`, and calls
-    `describe` when the stage ends.
+    The Trainer calls `setup` before each stage, times hooks and loop steps with `start(action)`/`stop(action)`
+    (what `profile(action)` does as a context manager), and calls `describe` when the stage ends.
 
     Args:
         dirpath: directory for the report file; when None and `filename` is set, the Trainer's `log_dir`.
