@@ -260,3 +260,13 @@ def test_profiled_training_matches_unprofiled_training_exactly(tmp_path):
 
     for plain, profiled in zip(train(None), train(SimpleProfiler())):
         assert torch.equal(plain, profiled)
+
+
+def test_profilers_load_only_when_asked_for():
+    import subprocess
+    import sys
+
+    code = ("import sys, fulmen; fulmen.Trainer(logger=False); "
+            "print(sorted(m for m in sys.modules if m.startswith('fulmen.profilers.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['fulmen.profilers.base', 'fulmen.profilers.profiler']"
