@@ -102,7 +102,8 @@ def run_plain(width: int, steps: int, validate: bool, defaults: bool, workdir: s
     return {"us_per_step": elapsed / (steps - WARMUP) * 1e6, "final_loss": loss.item()}
 
 
-def run_fulmen(width: int, steps: int, validate: bool, defaults: bool, workdir: str, profiler: str | None = None) -> dict:
+def run_fulmen(width: int, steps: int, validate: bool, defaults: bool, workdir: str,
+               profiler: object = None) -> dict:
     import torch
     from torch.nn import functional as F
 
