@@ -102,7 +102,8 @@ def run_plain(width: int, steps: int, validate: bool, defaults: bool, workdir: s
     return {"us_per_step": elapsed / (steps - WARMUP) * 1e6, "final_loss": loss.item()}
 
 
-def run_fulmen(width: int, steps: int, validate: bool, defaults: bool, workdir: str) -> dict:
+def run_fulmen(width: int, steps: int, validate: bool, defaults: bool, workdir: str,
+               profiler: object = None) -> dict:
     import torch
     from torch.nn import functional as F
 
@@ -143,7 +144,8 @@ def run_fulmen(width: int, steps: int, validate: bool, defaults: bool, workdir: 
         trainer = L.Trainer(max_steps=steps, max_epochs=-1, default_root_dir=workdir, num_sanity_val_steps=0)
     else:
         trainer = L.Trainer(max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                            profiler=profiler)
     trainer.fit(module, train_loader, val_loader if validate else None)
     elapsed = time.perf_counter() - module.started
     assert trainer.global_step == steps

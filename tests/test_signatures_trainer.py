@@ -120,7 +120,8 @@ TRAINER = {
     "inference_mode": lambda tmp: _validation_inference_mode(tmp, True) is True
     and _validation_inference_mode(tmp, False) is False,
     "use_distributed_sampler": lambda tmp: trainer_only(use_distributed_sampler=False).use_distributed_sampler is False,
-    "profiler": lambda tmp: raises(NotImplementedError, "profiler", lambda: trainer_only(profiler="simple")),
+    "profiler": lambda tmp: len(fit(tmp, profiler="simple").profiler.recorded_durations["run_training_batch"]) == 2
+    and raises(MisconfigurationException, "profiler", lambda: trainer_only(profiler="fancy")),
     "detect_anomaly": lambda tmp: (lambda m: fit(tmp, m, detect_anomaly=True) and m.seen["anomaly"] is True)(
         SeenModes()),
     "barebones": lambda tmp: (lambda t: t.progress_bar_callback is None and t.logger is None

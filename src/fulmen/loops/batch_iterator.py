@@ -47,6 +47,34 @@ def iterate_batches(batches: Iterable[Any], max_batches: int | float,
     yield batch_idx, batch, True
 
 
+def profiled_batches(batches: Iterable[Any], profiler: Any, action: str) -> Iterable[Any]:
+    """`batches` with each draw of a batch timed as `action` by `profiler` (as is when `profiler` is None).
+
+    The loops call this once per epoch, so without a profiler the batches are drawn exactly as before.
+    """
+    if profiler is None:
+        return batches
+    return _ProfiledBatches(batches, profiler, action)
+
+
+class _ProfiledBatches:
+    def __init__(self, batches: Iterable[Any], profiler: Any, action: str) -> None:
+        self.batches, self.profiler, self.action = batches, profiler, action
+
+    def __iter__(self) -> Iterator[Any]:
+        iterator = iter(self.batches)
+        start, stop, action = self.profiler.start, self.profiler.stop, self.action
+        while True:
+            start(action)
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                stop(action)
+            yield batch
+
+
 class CombinedBatches:
     """The batches of a `CombinedLoader` without its indices: what `training_step` (or a combined evaluation)
     receives. Iterable once per epoch, like a dataloader; `loaders` are the combined dataloaders."""

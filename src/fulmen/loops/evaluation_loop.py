@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fulmen.loops.batch_iterator import CombinedBatches, iterate_batches
+from fulmen.loops.batch_iterator import CombinedBatches, iterate_batches, profiled_batches
 from fulmen.trainer.state import RunningStage, TrainerFn
 from fulmen.utilities.combined_loader import CombinedLoader, combined_length
 
@@ -110,6 +110,8 @@ class EvaluationLoop:
         # callback makes there (pruning masks, averaged weights) can still take part in training afterwards.
         inference = self.config.inference_mode and self.state.fn != TrainerFn.FITTING
         no_grad = torch.inference_mode() if inference else torch.no_grad()
+        profiler = hooks.active_profiler
+        next_action = f"[_EvaluationLoop].{'test' if testing else 'val'}_next"  # Lightning's action name
         with no_grad:
             hooks.model_eval(self.stage)
             metrics.start_evaluation()
@@ -120,7 +122,8 @@ class EvaluationLoop:
             on_epoch_start()
             for dataloader_idx, loader in enumerate(loaders):
                 metrics.dataloader_idx = dataloader_idx if several else None
-                for batch_idx, batch, _ in iterate_batches(loader, counts[dataloader_idx]):
+                for batch_idx, batch, _ in iterate_batches(profiled_batches(loader, profiler, next_action),
+                                                             counts[dataloader_idx]):
                     batch = hooks.transfer_batch(precision.convert_input(batch), dataloader_idx)
                     metrics.eval_results.on_batch(batch)
                     args = (batch, batch_idx, dataloader_idx) if several else (batch, batch_idx)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from fulmen.loops.batch_iterator import data_generators, iterate_batches, set_sampler_epoch
+from fulmen.loops.batch_iterator import data_generators, iterate_batches, profiled_batches, set_sampler_epoch
 from fulmen.loops.resume import inside_epoch, resume_epoch
 from fulmen.loops.step_output import manual_step_output, split_training_output
 from fulmen.trainer.state import RunningStage
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from fulmen.trainer.state import TrainerState
 
 Batches = Iterator[tuple[int, Any, bool]]
+# Lightning's profiler action for drawing a training batch (named after its loop class).
+TRAIN_NEXT = "[_TrainingEpochLoop].train_dataloader_next"
 
 
 class FitLoop:
@@ -70,6 +73,7 @@ class FitLoop:
         self.automatic = True
         # The closure is bound once: per step it only reads the current batch from `self`.
         self._closure = self._forward_backward
+        self._backward = optimization.backward  # timed as the strategy's backward when profiling (`_train`)
         self._batch: Any = None
         self._batch_idx = 0
         self._zero_grad_due = True
@@ -158,6 +162,15 @@ class FitLoop:
     def _train(self, num_batches: int | float) -> None:
         state, hooks, metrics, optimization = self.state, self.hooks, self.metrics, self.optimization
         automatic = self.automatic = self.run_state.module.automatic_optimization
+        # One function per run for a batch's optimization; with a profiler it is timed as Lightning's
+        # "run_training_batch" (chosen here, so a run without one does no per-step check).
+        run_batch = self._automatic_step if automatic else self._manual_step
+        profiler = hooks.active_profiler
+        epoch_timer = _NoTimer if profiler is None else profiler.profile
+        if profiler is not None:
+            run_batch = _timed(profiler, "run_training_batch", run_batch)
+            self._backward = _timed(profiler, f"[Strategy]{type(self.strategy).__name__}.backward",
+                                    optimization.backward)
         precision = self.strategy.precision_plugin
         signal_stop = self.signal_stop
         max_time = self.config.max_time
@@ -178,39 +191,37 @@ class FitLoop:
         # From a checkpoint, resume.py finishes what was interrupted and hands over the rest of its epoch.
         batches = self._next_epoch() if saved is None else resume_epoch(self, saved)
         while batches is not None:
-            for batch_idx, batch, is_last in batches:
-                self.run_state.is_last_batch = is_last
-                batch = hooks.transfer_batch(precision.convert_input(batch), 0)
-                metrics.train_results.on_batch(batch)
-                if hooks.on_train_batch_start(batch, batch_idx) == -1:
-                    break  # the module asked to skip the rest of this epoch
-                accumulating = self.accumulating(batch_idx, is_last)
+            with epoch_timer("run_training_epoch"):  # per epoch, not per step
+                for batch_idx, batch, is_last in batches:
+                    self.run_state.is_last_batch = is_last
+                    batch = hooks.transfer_batch(precision.convert_input(batch), 0)
+                    metrics.train_results.on_batch(batch)
+                    if hooks.on_train_batch_start(batch, batch_idx) == -1:
+                        break  # the module asked to skip the rest of this epoch
+                    accumulating = self.accumulating(batch_idx, is_last)
 
-                # forward + backward (+ optimizer step unless accumulating)
-                if automatic:
-                    outputs = self._automatic_step(batch, batch_idx, accumulating, optimization)
-                else:
-                    outputs = self._manual_step(batch, batch_idx)
+                    # forward + backward (+ optimizer step unless accumulating)
+                    outputs = run_batch(batch, batch_idx, accumulating, optimization)
 
-                if not accumulating:
-                    self.step_schedulers("step", batch_idx)
-                if is_last:
-                    self.epoch_finished = True
-                    # Lightning steps interval="epoch" schedulers inside the last batch, before on_train_batch_end.
-                    self.step_schedulers("epoch", batch_idx)
-                # A checkpoint taken from here on resumes by replaying the rest of this batch.
-                self.phase, self.batches_done = "batch_end", batch_idx + 1
-                hooks.on_train_batch_end(outputs, batch, batch_idx)
-                metrics.train_step_done(state.batches_that_stepped, accumulating)
-                if deadline is not None and time.monotonic() >= deadline:
-                    rank_zero_info("`Trainer.fit` stopped: `max_time` reached.")
-                    state.should_stop = True
-                self.finish_batch(batch_idx, is_last, accumulating, validate=True)
-                if not accumulating and signal_stop.agreed():
-                    signal_stop.save_and_stop()
-                    self.min_epochs = self.min_steps = 0  # the signal overrides min_epochs/min_steps
-                if self.stop_due():
-                    break
+                    if not accumulating:
+                        self.step_schedulers("step", batch_idx)
+                    if is_last:
+                        self.epoch_finished = True
+                        # Lightning steps interval="epoch" schedulers inside the last batch, before on_train_batch_end.
+                        self.step_schedulers("epoch", batch_idx)
+                    # A checkpoint taken from here on resumes by replaying the rest of this batch.
+                    self.phase, self.batches_done = "batch_end", batch_idx + 1
+                    hooks.on_train_batch_end(outputs, batch, batch_idx)
+                    metrics.train_step_done(state.batches_that_stepped, accumulating)
+                    if deadline is not None and time.monotonic() >= deadline:
+                        rank_zero_info("`Trainer.fit` stopped: `max_time` reached.")
+                        state.should_stop = True
+                    self.finish_batch(batch_idx, is_last, accumulating, validate=True)
+                    if not accumulating and signal_stop.agreed():
+                        signal_stop.save_and_stop()
+                        self.min_epochs = self.min_steps = 0  # the signal overrides min_epochs/min_steps
+                    if self.stop_due():
+                        break
             self._end_epoch()
             batches = self._next_epoch()
         hooks.on_train_end()
@@ -241,7 +252,7 @@ class FitLoop:
         self.hooks.on_train_epoch_start()
         self.epoch_finished = False
         self.batches_done = 0
-        return iterate_batches(train_loader, num_batches)
+        return iterate_batches(profiled_batches(train_loader, self.hooks.active_profiler, TRAIN_NEXT), num_batches)
 
     def accumulating(self, batch_idx: int, is_last: bool) -> bool:
         """Whether this batch only accumulates gradients (no optimizer step)."""
@@ -332,11 +343,11 @@ class FitLoop:
             self._step_output = {}
             return None
         if not self.skip_backward:
-            self.optimization.backward(loss)
+            self._backward(loss)
         self._step_output = {"loss": loss.detach(), **extra} if extra else {"loss": loss.detach()}
         return loss
 
-    def _manual_step(self, batch: Any, batch_idx: int) -> dict:
+    def _manual_step(self, batch: Any, batch_idx: int, *_: Any) -> dict:
         return manual_step_output(self.hooks.training_step(batch, batch_idx))
 
     # -- validation and data reloading ----------------------------------------------------------------
@@ -388,3 +399,21 @@ class FitLoop:
     def _reload_due(self, epoch: int) -> bool:
         every = self.config.reload_dataloaders_every_n_epochs
         return bool(every) and epoch > 0 and epoch % every == 0
+
+
+def _timed(profiler: Any, action: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    start, stop = profiler.start, profiler.stop
+
+    def timed(*args: Any) -> Any:
+        start(action)
+        try:
+            return fn(*args)
+        finally:
+            stop(action)
+
+    return timed
+
+
+@contextmanager
+def _NoTimer(_action: str) -> Iterator[None]:
+    yield

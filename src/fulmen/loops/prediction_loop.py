@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import DataLoader
 
-from fulmen.loops.batch_iterator import iterate_batches
+from fulmen.loops.batch_iterator import iterate_batches, profiled_batches
 from fulmen.utilities.apply_func import move_data_to_device
 from fulmen.utilities.rank_zero import rank_zero_warn
 
@@ -87,7 +87,8 @@ class PredictionLoop:
             predictions = self._predictions
             hooks.on_predict_epoch_start()
             for dataloader_idx, loader in enumerate(loaders):
-                for batch_idx, batch, _ in iterate_batches(loader, num_batches[dataloader_idx]):
+                profiled = profiled_batches(loader, hooks.active_profiler, "[_PredictionLoop].predict_next")
+                for batch_idx, batch, _ in iterate_batches(profiled, num_batches[dataloader_idx]):
                     if recorders is not None and recorders[dataloader_idx] is not None:
                         indices = recorders[dataloader_idx].seen[batch_idx]
                         if on_epoch:

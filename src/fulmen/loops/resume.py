@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fulmen.loops.batch_iterator import iterate_batches
+from fulmen.loops.batch_iterator import iterate_batches, profiled_batches
 from fulmen.utilities.seed import restore_rng_states
 
 if TYPE_CHECKING:
@@ -64,7 +64,9 @@ def _continue_epoch(loop: FitLoop, saved: dict[str, Any]) -> Batches:
         loop.finish_batch(last_idx, is_last, accumulating, validate=saved["phase"] == "batch_end")
     if loop.stop_due():
         return iter(())
-    return iterate_batches(batches, num_batches, start=start)
+    from fulmen.loops.fit_loop import TRAIN_NEXT  # deferred: fit_loop imports this module
+
+    return iterate_batches(profiled_batches(batches, loop.hooks.active_profiler, TRAIN_NEXT), num_batches, start=start)
 
 
 def _finish_epoch_end(loop: FitLoop, saved: dict[str, Any]) -> None:

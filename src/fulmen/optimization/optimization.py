@@ -103,14 +103,19 @@ class Optimization:
         self.scheduler_configs = configs
         # Under manual optimization the user steps the schedulers; the loop steps none (as in Lightning).
         self.automatic_schedulers = configs if automatic else []
-        # Clipping runs through a user-overridable hook; skip the call chain when it cannot do anything.
+        # Clipping runs through a user-overridable hook; skip the call chain when it cannot do anything
+        # (a profiled run calls it every step, as Lightning does, so the report lists it).
         self._clip_each_step = automatic and bool(
-            self._config.gradient_clip_val or hooks.module_defines("configure_gradient_clipping"))
+            self._config.gradient_clip_val or hooks.module_defines("configure_gradient_clipping")
+            or hooks.active_profiler is not None)
         # The automatic loop counts its own steps (once per `optimizer_step` hook, however often LBFGS steps).
         on_stepped = None if automatic else self._state.optimizer_stepped
         self.wrapped_optimizers = [
             LightningOptimizer(optimizer, self._strategy, on_stepped) for optimizer in optimizers]
         self._strategy.connect_optimization(self.wrapped_optimizers, hooks, self._before_step)
+        if not automatic and hooks.active_profiler is not None:
+            for wrapper in self.wrapped_optimizers:
+                _time_manual_steps(wrapper, hooks.active_profiler)
 
     def _before_step(self, optimizer: Optimizer) -> None:
         """After the closure's backward, before the real step: the hook, then clipping (automatic only)."""
@@ -123,3 +128,15 @@ class Optimization:
     def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         """The loop's backward: the strategy's, which runs the backward hooks around the module's `backward`."""
         self._strategy.backward(loss, self.optimizers[0], *args, **kwargs)
+
+
+def _time_manual_steps(wrapper: Any, profiler: Any) -> None:
+    """Lightning times each manual `optimizer.step()` as "optimizer_step". Each wrapper has a class of its own,
+    so only this run's wrapper changes (and unprofiled runs keep the plain `step`)."""
+    step = wrapper._strategy_step
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        with profiler.profile("optimizer_step"):
+            return step(*args, **kwargs)
+
+    type(wrapper).step = property(lambda _self: timed)

@@ -169,9 +169,30 @@ def _trainer_defaults() -> dict[str, Any]:
 
 
 _NOT_YET = {
-    "profiler": "profiling is not implemented yet; remove the flag (or pass `profiler=None`)",
     "model_registry": "uploading to a model registry is not implemented yet; remove the flag",
 }
+_PROFILERS = {"simple": "SimpleProfiler", "advanced": "AdvancedProfiler", "pytorch": "PyTorchProfiler"}
+
+
+def select_profiler(profiler: Any) -> Any:
+    """`Trainer(profiler=...)`: a name ("simple", "advanced", "pytorch"; any case), a Profiler, or None (a
+    `PassThroughProfiler`, which records nothing and makes the Trainer wrap nothing)."""
+    import fulmen.profilers as profilers
+
+    if isinstance(profiler, str):
+        name = _PROFILERS.get(profiler.lower())
+        if name is None:
+            raise MisconfigurationException(
+                "When passing string value for the `profiler` parameter of `Trainer`, it can only be one of "
+                f"{list(_PROFILERS)}; received {profiler!r}. (XLA's profiler is not available in fulmen.)")
+        return getattr(profilers, name)()
+    if profiler is None:
+        return profilers.PassThroughProfiler()
+    if not isinstance(profiler, profilers.Profiler):
+        raise MisconfigurationException(
+            f"`Trainer(profiler={profiler!r})` is not a profiler: pass one of {list(_PROFILERS)}, an instance of "
+            "`fulmen.profilers.Profiler` (e.g. `SimpleProfiler(filename='perf')`), or None.")
+    return profiler
 
 
 def reject_unimplemented(**flags: Any) -> None:

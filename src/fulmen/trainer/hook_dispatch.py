@@ -2,7 +2,8 @@
 
 Owns: which callbacks/module hooks run for each event and in what order, the name of the running hook
 (for `self.log`), and Lightning's ordering exceptions. At `bind()` each event becomes one prebuilt
-function that calls only what is overridden, so an event nobody overrides costs one no-op call.
+function that calls only what is overridden, so an event nobody overrides costs one no-op call. With an
+active profiler (not `PassThroughProfiler`) the events are built timed instead (`profiled_hooks.py`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from fulmen.callbacks.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hooks import is_overridden
 from fulmen.core.module import LightningModule
+from fulmen.profilers.base import PassThroughProfiler
 from fulmen.trainer.hook_events import (
     CALLBACK_ONLY, CALLBACK_THEN_MODULE, EVENTS, MODULE_ACTING, MODULE_ONLY, STEP_METHODS, HookEvents, noop,
 )
+from fulmen.trainer.profiled_hooks import profiled, profiled_call_as, profiled_event, strategy_action
 from fulmen.trainer.run import Run
 from fulmen.trainer.stages import STAGES
 from fulmen.trainer.step_signatures import (
@@ -47,15 +50,20 @@ class HookDispatch(HookEvents):
     def __getstate__(self) -> dict[str, Any]:
         # The prebuilt event functions are closures; a spawned process rebuilds them at bind().
         return {"_trainer": self._trainer, "_strategy": self._strategy, "_captured_modes": {}, "_run": Run(),
-                "_module": None, "_callbacks": [], "_datamodule": None}
+                "_module": None, "_callbacks": [], "_datamodule": None, "_profiler": None}
 
     # -- binding ----------------------------------------------------------------------------------
 
     def start(self, run: Run) -> None:
         """Take a new run: its hook name is where `call_as` records the running hook; events are no-ops again."""
-        for name in [name for name in vars(self) if name in EVENTS]:
-            delattr(self, name)  # back to the declared no-op of `HookEvents`
+        for name in [name for name in vars(self) if name in EVENTS or name in _PROFILED_METHODS]:
+            delattr(self, name)  # back to the declared no-op of `HookEvents` (and the unprofiled methods)
         self._run = run
+        profiler = getattr(self._trainer, "profiler", None)
+        # Decided once per run: without a profiler nothing below is wrapped and no step checks for one.
+        self._profiler = None if profiler is None or isinstance(profiler, PassThroughProfiler) else profiler
+        if self._profiler is not None:
+            self.call_as = profiled_call_as(self, self._profiler)
         self._module: LightningModule | None = None
         self._callbacks: list[Callback] = []
         self._datamodule: LightningDataModule | None = None
@@ -68,15 +76,18 @@ class HookDispatch(HookEvents):
         self._module = module
         self._callbacks = callbacks
         self._datamodule = run.datamodule
+        everything = self._profiler is not None  # Lightning calls (and so profiles) every hook, overridden or not
         for name in CALLBACK_THEN_MODULE:
-            setattr(self, name, self._build_event(name, self._overriding_callbacks(name), self._module_hook(name)))
+            setattr(self, name, self._build_event(name, self._overriding_callbacks(name),
+                                                  self._module_hook(name, always=everything)))
         for name in CALLBACK_ONLY:
             setattr(self, name, self._build_event(name, self._overriding_callbacks(name), None))
         for name in MODULE_ONLY:
             setattr(self, name, self._build_event(name, [], self._module_hook(name)))
         for name in MODULE_ACTING:
             setattr(self, name, self._build_event(name, [], getattr(module, name)))
-        # `manual_backward(loss, retain_graph=True)`: only this event forwards keyword arguments.
+        # `manual_backward(loss, retain_graph=True)`: only this event forwards keyword arguments (never profiled:
+        # Lightning times backward as the strategy's, around this hook).
         self.backward = self._build_event("backward", [], module.backward, keywords=True)
         strategy = self._strategy
         strategy._dispatch = self  # `strategy.batch_to_device` runs this run's transfer hooks
@@ -87,33 +98,42 @@ class HookDispatch(HookEvents):
                 step = _then(step, strategy.post_training_step)
             if not takes_batch_idx(getattr(module, name)):
                 step = without_batch_idx(step)  # `def training_step(self, batch)`, as Lightning allows
-            setattr(self, name, self._build_event(name, [], step))
+            setattr(self, name, self._build_event(name, [], step, action=strategy_action(strategy, name)))
         for name in STRATEGY_HOOKS:
             # Lightning calls the strategy's hook after the callbacks' and the module's; chained only when overridden.
-            if _overrides(strategy, name):
+            if everything:
+                hook = profiled(self._profiler, strategy_action(strategy, name), getattr(strategy, name))
+                setattr(self, name, _then(getattr(self, name), hook, pass_args=True))
+            elif _overrides(strategy, name):
                 setattr(self, name, _then(getattr(self, name), getattr(strategy, name), pass_args=True))
         monitoring = [cb for cb in callbacks if getattr(cb, "_monitors_metrics", False)]
         others = [cb for cb in callbacks if not getattr(cb, "_monitors_metrics", False)]
         # Monitoring callbacks (checkpointing, early stopping) run after the module at epoch end so
         # they see what the module logged in its own `on_train_epoch_end`.
         name = "on_train_epoch_end"
-        before = self._build_event(name, self._overriding_callbacks(name, others), self._module_hook(name))
+        before = self._build_event(name, self._overriding_callbacks(name, others),
+                                   self._module_hook(name, always=everything))
         after = self._build_event(name, self._overriding_callbacks(name, monitoring), None)
         self.on_train_epoch_end = _chain(before, after)
         self._bind_batch_transfer()
 
     def _overriding_callbacks(self, name: str, callbacks: list[Callback] | None = None) -> list[Callable]:
+        everything = self._profiler is not None
         return [getattr(cb, name) for cb in (self._callbacks if callbacks is None else callbacks)
-                if is_overridden(name, cb, Callback)]
+                if everything or is_overridden(name, cb, Callback)]
 
-    def _module_hook(self, name: str) -> Callable | None:
-        return getattr(self._module, name) if is_overridden(name, self._module, LightningModule) else None
+    def _module_hook(self, name: str, always: bool = False) -> Callable | None:
+        return getattr(self._module, name) if always or is_overridden(name, self._module, LightningModule) else None
 
     def _build_event(self, name: str, callback_fns: list[Callable], module_fn: Callable | None,
-                     keywords: bool = False) -> Callable:
+                     keywords: bool = False, action: str | None = None) -> Callable:
+        """`action`: the profiler's name for `module_fn` (default: `[LightningModule]{class}.{name}`)."""
         if not callback_fns and module_fn is None:
             return noop
         trainer, module, run = self._trainer, self._module, self._run
+        if self._profiler is not None and not keywords:
+            action = action or f"[LightningModule]{type(module).__name__}.{name}"
+            return profiled_event(self._profiler, run, trainer, module, name, callback_fns, module_fn, action)
         if keywords:
             def event_with_keywords(*args: Any, **kwargs: Any) -> Any:
                 previous = run.hook_name
@@ -136,6 +156,11 @@ class HookDispatch(HookEvents):
                 run.hook_name = previous
 
         return event
+
+    @property
+    def active_profiler(self) -> Any:
+        """The run's profiler, or None when it is a `PassThroughProfiler` (the loops then wrap nothing)."""
+        return self._profiler
 
     def call_as(self, name: str, fn: Callable, *args: Any) -> Any:
         """Run user code `fn(*args)` as hook `name`: `self.log` checks against it; the previous name comes back.
@@ -166,8 +191,8 @@ class HookDispatch(HookEvents):
             if owner is self._datamodule and is_overridden(name, module, LightningModule):
                 rank_zero_warn(f"You have overridden `{name}` in both the LightningModule and the "
                                "LightningDataModule; the datamodule's is used.")
-            if owner is module and not is_overridden(name, module, LightningModule):
-                return None
+            if owner is module and not is_overridden(name, module, LightningModule) and self._profiler is None:
+                return None  # the default hooks: a plain move (profiled, Lightning's defaults run and are timed)
             return getattr(owner, name)
 
         self._before_transfer = chosen("on_before_batch_transfer")
@@ -176,6 +201,9 @@ class HookDispatch(HookEvents):
         strategy = self._strategy
         # A Strategy subclass overriding `batch_to_device` is asked to move every batch (its super() runs the hooks).
         self._strategy_transfer = strategy.batch_to_device if _overrides(strategy, "batch_to_device") else None
+        if self._profiler is not None:
+            self.transfer_batch = profiled(self._profiler, strategy_action(strategy, "batch_to_device"),
+                                           type(self).transfer_batch.__get__(self))
 
     # -- data -------------------------------------------------------------------------------------
 
@@ -238,6 +266,9 @@ class HookDispatch(HookEvents):
         for owner in (self._datamodule, self._module):
             if owner is None:
                 continue
+            base = LightningDataModule if owner is self._datamodule else LightningModule
+            if not is_overridden("prepare_data", owner, base):
+                continue  # the default does nothing (and Lightning neither calls nor profiles it)
             per_node = getattr(owner, "prepare_data_per_node", True)
             if (per_node and trainer.local_rank == 0) or (not per_node and trainer.global_rank == 0):
                 self.call_as("prepare_data", owner.prepare_data)
@@ -304,6 +335,10 @@ class HookDispatch(HookEvents):
             self.call_as(name, self._datamodule.on_load_checkpoint, checkpoint)
         for callback in self._callbacks:
             self.call_as(name, callback.on_load_checkpoint, self._trainer, self._module, checkpoint)
+
+
+# Methods `start` replaces per run with a profiled version (instance attributes) while a profiler is active.
+_PROFILED_METHODS = ("call_as", "transfer_batch")
 
 
 def _overrides(strategy: Any, name: str) -> bool:

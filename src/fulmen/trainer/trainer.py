@@ -26,7 +26,7 @@ from fulmen.optimization.scheduler_stepping import FitLoopStepper
 from fulmen.results.metrics_router import MetricsRouter
 from fulmen.strategies.select import apply_determinism, apply_plugins, plugin_environment, select_accelerator, select_strategy
 from fulmen.trainer.checkpointing import Checkpointing
-from fulmen.trainer.config import TrainerConfig, reject_unimplemented
+from fulmen.trainer.config import TrainerConfig, reject_unimplemented, select_profiler
 from fulmen.trainer.data_source import DataSource
 from fulmen.trainer.flag_sources import BarebonesLogRefusal, barebones_flags, defaults_from_environment
 from fulmen.strategies.slurm_requeue import SLURMRequeue
@@ -88,7 +88,7 @@ class Trainer(TrainerProperties):
         reload_dataloaders_every_n_epochs: int = 0, default_root_dir: str | os.PathLike | None = None,
         enable_autolog_hparams: bool = True, model_registry: str | None = None,
     ) -> None:
-        reject_unimplemented(profiler=profiler, model_registry=model_registry)
+        reject_unimplemented(model_registry=model_registry)
         flags = dict(locals())
         if barebones:
             flags = barebones_flags(flags)
@@ -118,6 +118,7 @@ class Trainer(TrainerProperties):
         self.enable_autolog_hparams = enable_autolog_hparams
         self.use_distributed_sampler = use_distributed_sampler
         apply_determinism(deterministic, benchmark, self.strategy.root_device)
+        self.profiler = select_profiler(profiler)  # before the hooks: they are profiled when it records
         self._hooks = HookDispatch(self, self.strategy)
         self._optimization = Optimization(self._hooks, self._config, self._state, self.strategy)
         self._checkpointing = Checkpointing(self._state, self._hooks, self.strategy, self._optimization,
@@ -247,6 +248,7 @@ class Trainer(TrainerProperties):
                 # Creating the experiment now makes the version directory, so its number is fixed for the run.
                 getattr(logger, "experiment", None)
             share_logger_versions(self.loggers, self.strategy)
+            self._setup_profiler(model, stage_name)  # after the loggers' versions: its default dirpath is `log_dir`
             hooks.setup(stage_name)
             # Layers made in these hooks start on the strategy's device in the precision's dtype (FSDP: sharded),
             # as in Lightning.
@@ -280,6 +282,7 @@ class Trainer(TrainerProperties):
             hooks.teardown(stage_name)
             for logger in self.loggers:
                 logger.finalize("success")
+            self.profiler.describe()  # the stage's report, to its file or the log (Lightning: after teardown)
             state.status, state.stage = TrainerStatus.FINISHED, None
         except _TunerExitException:  # a Tuner's finder has tuned: the call ends here, without training (Lightning)
             hooks.teardown(stage_name)
@@ -305,6 +308,15 @@ class Trainer(TrainerProperties):
             # Stopped by SIGTERM/SIGINT after saving a checkpoint: end the process as the signal asked.
             self._signals.exit()
         return results
+
+    def _setup_profiler(self, model: LightningModule, stage: str) -> None:
+        # Lightning names report files by local rank only when several processes run.
+        local_rank = self.local_rank if self.world_size > 1 else None
+        profiler = self.profiler
+        profiler._lightning_module = model
+        # `log_dir` is asked only when a recording profiler has no directory of its own (the default one needs none).
+        needs_dir = self._hooks.active_profiler is not None and not profiler.dirpath
+        profiler.setup(stage=stage, local_rank=local_rank, log_dir=self.log_dir if needs_dir else None)
 
     def _interrupt(self, error: BaseException) -> None:
         self._state.status = TrainerStatus.INTERRUPTED
@@ -351,7 +363,8 @@ class Trainer(TrainerProperties):
     def save_checkpoint(self, filepath: str | os.PathLike, weights_only: bool | None = None,
                         storage_options: Any = None) -> None:
         """Write a checkpoint of the current run to `filepath` (atomically)."""
-        self._checkpointing.save(self._current, filepath, bool(weights_only), storage_options)
+        with self.profiler.profile("save_checkpoint"):
+            self._checkpointing.save(self._current, filepath, bool(weights_only), storage_options)
 
     @contextlib.contextmanager
     def init_module(self, empty_init: bool | None = None) -> Generator[None, None, None]:
