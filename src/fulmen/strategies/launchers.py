@@ -164,3 +164,18 @@ def _spawned_entry(local_rank: int, package: Callable, function: Callable, args:
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         queue.put(buffer.getvalue())
+    _wait_for_peers()
+    # End without the interpreter's exit-time teardown: C++ threads of the process group or the store, left to
+    # static destructors, can abort a finished rank ("terminate called without an active exception", SIGABRT)
+    # and fail a run that succeeded. Everything this rank owes the parent is already written to the queue's pipe.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _wait_for_peers() -> None:
+    """Wait until every rank is done, so none ends its connections while a peer still uses them."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
