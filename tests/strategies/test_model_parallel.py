@@ -68,6 +68,14 @@ def test_data_is_split_over_the_data_parallel_ranks_only(job):
 
 
 @pytest.mark.distributed
+def test_gradient_accumulation_and_validation(job):
+    report = result(job, "accumulate")
+    expected, _ = reference_fit(max_epochs=2, accumulate=2)
+    assert_state_close(report["state"], expected)
+    assert set(report["metrics"]) == {"train_loss", "val_loss"}  # self.log(sync_dist=True) over all 4 ranks
+
+
+@pytest.mark.distributed
 @pytest.mark.parametrize("kind", ["sharded", "full"])
 def test_checkpoint_round_trips(job, kind):
     expected, _ = reference_fit(max_epochs=2)  # 1 epoch, save, resume for the 2nd: as if never stopped
