@@ -75,6 +75,10 @@ def all_scenarios(out_dir, data, tensor):
     run = trainer(out_dir, strategy(), devices, accumulate_grad_batches=2)
     run.fit(model, make_loader(data), make_loader(data))
     report(out_dir, "accumulate", run, model, metrics={k: float(v) for k, v in run.callback_metrics.items()})
+    model = MPNet()  # the gradients live on two meshes (2-D blocks, 1-D head): one total norm over both
+    run = trainer(out_dir, strategy(), devices, gradient_clip_val=0.05)
+    run.fit(model, make_loader(data))
+    report(out_dir, "clip", run, model)
     for distributed in (True, False):
         kind = "sharded" if distributed else "full"
         model = MPNet()

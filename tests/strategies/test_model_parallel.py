@@ -76,6 +76,15 @@ def test_gradient_accumulation_and_validation(job):
 
 
 @pytest.mark.distributed
+def test_gradient_clipping_by_norm_across_meshes(job):
+    # tensor-parallel 2-D DTensors and a data-parallel-only head: PyTorch's clip_grad_norm_ refuses to mix meshes
+    expected, _ = reference_fit(max_epochs=2, clip=0.05)
+    assert_state_close(result(job, "clip")["state"], expected)
+    unclipped, _ = reference_fit(max_epochs=2)
+    assert not torch.allclose(expected["net.2.weight"], unclipped["net.2.weight"], atol=1e-3)  # 0.05 does clip
+
+
+@pytest.mark.distributed
 @pytest.mark.parametrize("kind", ["sharded", "full"])
 def test_checkpoint_round_trips(job, kind):
     expected, _ = reference_fit(max_epochs=2)  # 1 epoch, save, resume for the 2nd: as if never stopped
