@@ -26,7 +26,7 @@ from fulmen.plugins.precision import HalfPrecision, MixedPrecision, Precision
 from fulmen.strategies import DDPStrategy, SingleDeviceStrategy
 from fulmen.strategies.launchers import MultiprocessingLauncher
 from fulmen.trainer.state import TrainerFn
-from helpers import fsdp_probes, logger_probes
+from helpers import fsdp_probes, logger_probes, mp_probes
 from helpers.averaging_probes import EMA, SWA, WEIGHT_AVERAGING
 from helpers.callback_probes import LAMBDA_CALLBACK, ON_EXCEPTION_CHECKPOINT, PREDICTION_WRITER, TIMER
 from helpers.schedcb_probes import (
@@ -424,6 +424,7 @@ TABLES = {
     "LearningRateFinder": ("fulmen.callbacks.LearningRateFinder", LEARNING_RATE_FINDER),
     "BatchSizeFinder": ("fulmen.callbacks.BatchSizeFinder", BATCH_SIZE_FINDER),
     "FSDPStrategy": ("fulmen.strategies.FSDPStrategy", fsdp_probes.FSDP_STRATEGY),
+    "ModelParallelStrategy": ("fulmen.strategies.ModelParallelStrategy", mp_probes.MODEL_PARALLEL_STRATEGY),
 }
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from fulmen.utilities.apply_func import apply_to_collection
+from fulmen.utilities.clip_grad import clip_grad_norm_  # DTensors on several meshes get one total norm
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 
@@ -155,7 +156,7 @@ class Precision:
         torch.nn.utils.clip_grad_value_(_with_grad(self.main_params(optimizer)), clip_value=clip_val)
 
     def clip_grad_by_norm(self, optimizer: torch.optim.Optimizer, clip_val: int | float) -> None:
-        torch.nn.utils.clip_grad_norm_(_with_grad(self.main_params(optimizer)), clip_val)
+        clip_grad_norm_(_with_grad(self.main_params(optimizer)), clip_val)
 
     def unscale_gradients(self, optimizer: torch.optim.Optimizer) -> None:
         """Make gradients true-scale before they are read or clipped (no-op without a scaler)."""

@@ -39,7 +39,7 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
     __jit_unused_properties__: list[str] = [
         "trainer", "fabric", "automatic_optimization", "strict_loading", "example_input_array", "current_epoch",
         "global_step", "global_rank", "local_rank", "logger", "loggers", "device", "dtype", "on_gpu", "hparams",
-        "hparams_initial",
+        "hparams_initial", "device_mesh",
     ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -398,3 +398,8 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
     @property
     def on_gpu(self) -> bool:
         return self.device.type == "cuda"
+
+    @property
+    def device_mesh(self) -> Any:
+        """The `DeviceMesh` of `ModelParallelStrategy` (None under other strategies), for `configure_model`."""
+        return self.__dict__.get("_device_mesh")

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING
 
 from fulmen.utilities.lazy_exports import lazy_exports
 
-__all__ = ["DDPStrategy", "FSDPStrategy", "ParallelStrategy", "SingleDeviceStrategy", "Strategy"]
+__all__ = ["DDPStrategy", "FSDPStrategy", "ModelParallelStrategy", "ParallelStrategy", "SingleDeviceStrategy",
+           "Strategy"]
 __getattr__, __dir__ = lazy_exports(__name__, {
     "DDPStrategy": "fulmen.strategies.ddp",
     "FSDPStrategy": "fulmen.strategies.fsdp",
+    "ModelParallelStrategy": "fulmen.strategies.model_parallel",
     "ParallelStrategy": "fulmen.strategies.parallel",
     "SingleDeviceStrategy": "fulmen.strategies.single_device",
     "Strategy": "fulmen.strategies.strategy",
@@ -19,6 +21,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 if TYPE_CHECKING:
     from fulmen.strategies.ddp import DDPStrategy
     from fulmen.strategies.fsdp import FSDPStrategy
+    from fulmen.strategies.model_parallel import ModelParallelStrategy
     from fulmen.strategies.parallel import ParallelStrategy
     from fulmen.strategies.single_device import SingleDeviceStrategy
     from fulmen.strategies.strategy import Strategy
