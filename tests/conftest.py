@@ -14,7 +14,16 @@ def _fresh_seed_and_env(monkeypatch):
     torch.manual_seed(0)
     for key in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
         monkeypatch.delenv(key, raising=False)
+    for key in _LAUNCH_KEYS:
+        if key not in os.environ:
+            # Recorded as absent, so a launcher that writes it into os.environ during the test (the "ddp" launcher
+            # sets LOCAL_RANK, NODE_RANK, WORLD_SIZE in its own process) cannot turn later tests distributed.
+            monkeypatch.setenv(key, "")
+            monkeypatch.delenv(key)
     yield
+
+
+_LAUNCH_KEYS = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 @pytest.fixture
@@ -23,7 +32,10 @@ def spawn_env(monkeypatch):
     from helpers.ddp_modules import free_port
 
     for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS"):
-        monkeypatch.delenv(key, raising=False)
+        # Set, then delete: monkeypatch then records the key's absence too, so what the launcher writes into
+        # os.environ during the test (NODE_RANK, WORLD_SIZE, LOCAL_RANK) is removed again afterwards.
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(free_port()))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -171,26 +171,6 @@ class BigNet(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def current_rss_bytes():
-    """This process's resident memory now (Linux /proc; the peak comes from `resource.getrusage`)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class BudgetNet(BigNet):
-    """512 MiB of float32 weights (8 x 4096 x 4096): more than the per-process budget of the meta-device test,
-    while half of it (one of 2 FSDP shards) fits. Records the peak resident memory once the module is built and
-    materialised (`configure_optimizers` runs right after), before any training allocates gradients."""
-
-    WIDTH = 4096
-    DEPTH = 8
-
-    def configure_optimizers(self):
-        self.peak_rss_after_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        self.local_bytes = sum((p.to_local() if hasattr(p, "to_local") else p).nbytes for p in self.parameters())
-        return super().configure_optimizers()
-
-
 # -- running the job and reading its results (the tests) ------------------------------------------------------
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fsdp_script.py")

@@ -5,7 +5,6 @@ per rank, and one job runs every scenario of a group in sequence (one process gr
     python fsdp_script.py OUT_DIR checkpoint   # full and sharded saves, resume on 2 ranks, a failed save
     python fsdp_script.py OUT_DIR resume1 --devices 1   # resume the sharded checkpoint on one process
     python fsdp_script.py OUT_DIR meta [--devices 1]    # the model built on the meta device, materialised sharded
-    python fsdp_script.py OUT_DIR budget [--devices 1]  # resident memory of a 512 MiB model built that way
     python fsdp_script.py OUT_DIR sigterm      # SIGTERM mid-epoch: a sharded signal checkpoint, exit code 143
     python fsdp_script.py OUT_DIR resume_sigterm        # uninterrupted 4 epochs, then the resume from that checkpoint
 
@@ -189,29 +188,10 @@ def meta(out_dir, devices):
                     "finite": model.finite}, os.path.join(out_dir, f"meta_{devices}.pt"))
 
 
-def budget(out_dir, devices):
-    """Build BudgetNet on the meta device and materialise it sharded; report each rank's resident-memory growth
-    from just before the build to the peak once materialised (no training step: gradients would add to it)."""
-    from fsdp_modules import BudgetNet, current_rss_bytes
-
-    run = trainer(out_dir, FSDPStrategy(auto_wrap_policy={torch.nn.Linear}), devices=devices, max_epochs=1,
-                  limit_train_batches=0, num_sanity_val_steps=0)
-    before = current_rss_bytes()
-    with run.init_module(empty_init=True):
-        model = BudgetNet()
-    run.fit(model, make_loader(devices, num_features=BudgetNet.WIDTH))
-    growth = run.strategy.all_gather(torch.tensor(model.peak_rss_after_build - before))
-    local = run.strategy.all_gather(torch.tensor(model.local_bytes))
-    if run.global_rank == 0:
-        torch.save({"growth": growth.tolist(), "local_bytes": local.tolist()},
-                   os.path.join(out_dir, f"budget_{devices}.pt"))
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")
-    parser.add_argument("scenario", choices=("train", "checkpoint", "resume1", "meta", "budget", "sigterm",
-                                                       "resume_sigterm"))
+    parser.add_argument("scenario", choices=("train", "checkpoint", "resume1", "meta", "sigterm", "resume_sigterm"))
     parser.add_argument("--devices", type=int, default=2)
     args = parser.parse_args()
     torch.manual_seed(0)
