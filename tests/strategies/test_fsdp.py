@@ -2,7 +2,6 @@
 same model under each sharding option and under DDP; every result must equal a single-process loop over the
 same global batches (`helpers/fsdp_modules.reference_fit`) to float tolerance."""
 
-import os
 
 import pytest
 import torch
