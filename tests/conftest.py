@@ -39,3 +39,24 @@ def spawn_env(monkeypatch):
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(free_port()))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def spawn_time_limit():
+    """Fail a ddp_spawn run still going after 60 s, and end the ranks it spawned."""
+    import multiprocessing
+    import signal
+
+    def expire(signum, frame):
+        raise TimeoutError("the ddp_spawn run did not finish within 60 s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        for child in multiprocessing.active_children():
+            child.kill()
+            child.join()

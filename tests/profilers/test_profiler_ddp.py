@@ -1,43 +1,19 @@
 """Profilers under DDP: every rank profiles its own run and writes its own report, named by local rank
 (`{stage}-{filename}-{local_rank}.txt`, as Lightning 2.6.6 names them; checked with ddp_spawn, 2 CPU processes)."""
 
-import multiprocessing
-import signal
 
 import pytest
 
 import fulmen as L
 from fulmen.profilers import AdvancedProfiler, SimpleProfiler
-from helpers.ddp_modules import DDPProbe, free_port, make_loader
+from helpers.ddp_modules import DDPProbe, make_loader
 
 pytestmark = pytest.mark.distributed
 
 
 @pytest.fixture(autouse=True)
-def _launch_env(monkeypatch):
-    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(free_port()))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-
-
-@pytest.fixture(autouse=True)
-def _time_limit():
-    """Fail a run still going after 60 s, and end the ranks it spawned."""
-    def expire(signum, frame):
-        raise TimeoutError("the ddp_spawn run did not finish within 60 s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(60)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-        for child in multiprocessing.active_children():
-            child.kill()
-            child.join()
+def _launch(spawn_env, spawn_time_limit):
+    """A clean launch environment (removed again afterwards) and a time limit for every test here."""
 
 
 def _fit(tmp_path, profiler):

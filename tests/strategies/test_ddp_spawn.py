@@ -4,8 +4,6 @@ The module comes from `helpers/ddp_modules.py` so the spawned processes can impo
 writes its own report there, which is how rank 1's weights are checked.
 """
 
-import multiprocessing
-import signal
 
 import pytest
 import torch
@@ -13,33 +11,14 @@ import torch
 import fulmen as L
 from fulmen.callbacks import ModelCheckpoint
 from fulmen.trainer.state import TrainerStatus
-from helpers.ddp_modules import DDPProbe, free_port, load_reports, make_loader, reference_fit, report_weights
+from helpers.ddp_modules import DDPProbe, load_reports, make_loader, reference_fit, report_weights
 
 pytestmark = pytest.mark.distributed
 
 
 @pytest.fixture(autouse=True)
-def _launch_env(spawn_env):
-    # The launcher writes MASTER_ADDR/PORT into os.environ; monkeypatch removes them again afterwards.
-    pass
-
-
-@pytest.fixture(autouse=True)
-def _time_limit():
-    """Fail a run that is still going after 60 s, and end the ranks it spawned."""
-    def expire(signum, frame):
-        raise TimeoutError("the ddp_spawn run did not finish within 60 s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(60)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-        for child in multiprocessing.active_children():
-            child.kill()
-            child.join()
+def _launch(spawn_env, spawn_time_limit):
+    """A clean launch environment (removed again afterwards) and a time limit for every test here."""
 
 
 def spawn_trainer(root, **flags):
