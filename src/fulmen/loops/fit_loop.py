@@ -18,6 +18,7 @@ import torch
 from fulmen.loops.batch_iterator import data_generators, iterate_batches, profiled_batches, set_sampler_epoch
 from fulmen.loops.resume import inside_epoch, resume_epoch
 from fulmen.loops.step_output import manual_step_output, split_training_output
+from fulmen.trainer.profiled_hooks import profiled, strategy_action
 from fulmen.trainer.state import RunningStage
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -168,9 +169,8 @@ class FitLoop:
         profiler = hooks.active_profiler
         epoch_timer = _NoTimer if profiler is None else profiler.profile
         if profiler is not None:
-            run_batch = _timed(profiler, "run_training_batch", run_batch)
-            self._backward = _timed(profiler, f"[Strategy]{type(self.strategy).__name__}.backward",
-                                    optimization.backward)
+            run_batch = profiled(profiler, "run_training_batch", run_batch)
+            self._backward = profiled(profiler, strategy_action(self.strategy, "backward"), optimization.backward)
         precision = self.strategy.precision_plugin
         signal_stop = self.signal_stop
         max_time = self.config.max_time
@@ -399,19 +399,6 @@ class FitLoop:
     def _reload_due(self, epoch: int) -> bool:
         every = self.config.reload_dataloaders_every_n_epochs
         return bool(every) and epoch > 0 and epoch % every == 0
-
-
-def _timed(profiler: Any, action: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    start, stop = profiler.start, profiler.stop
-
-    def timed(*args: Any) -> Any:
-        start(action)
-        try:
-            return fn(*args)
-        finally:
-            stop(action)
-
-    return timed
 
 
 @contextmanager
