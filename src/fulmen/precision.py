@@ -222,30 +222,12 @@ class HalfPrecision(_DtypePrecision):
         self._dtype = torch.bfloat16 if precision == "bf16-true" else torch.float16
 
 
-class MixedPrecision(Precision):
-    """Autocast the forward pass on `device` ("cuda", "cpu", ...); "16-mixed" scales the loss with a GradScaler
-    (`scaler`, or a new one), "bf16-mixed" needs none."""
+class ScaledStepping(Precision):
+    """Stepping through `self.scaler` (a GradScaler, or None for plain stepping): the loss is scaled before
+    backward, gradients are unscaled before hooks and clipping read them, the scaler skips inf/NaN steps.
+    Shared by `MixedPrecision` and FSDP's precision ("16-mixed" with a sharded scaler)."""
 
-    def __init__(self, precision: str, device: str, scaler: torch.amp.GradScaler | None = None) -> None:
-        if precision not in ("16-mixed", "bf16-mixed"):
-            raise ValueError(f"`MixedPrecision(precision={precision!r})` is not supported; use '16-mixed' or "
-                             "'bf16-mixed'.")
-        if scaler is not None and precision == "bf16-mixed":
-            raise MisconfigurationException(f"`precision='bf16-mixed'` does not use a scaler, found {scaler}; "
-                                            "pass `scaler=None` or use '16-mixed'.")
-        self.precision = precision
-        self.device = device
-        self._dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
-        if scaler is None and precision == "16-mixed":
-            scaler = torch.amp.GradScaler(device)
-        self.scaler = scaler
-
-    def autocast_context_manager(self) -> torch.autocast:
-        """The `torch.autocast` the step methods run in."""
-        return torch.autocast(self.device, dtype=self._dtype)
-
-    def forward_context(self) -> contextlib.AbstractContextManager:
-        return self.autocast_context_manager()
+    scaler: Any = None
 
     def pre_backward(self, tensor: torch.Tensor, module: Any) -> torch.Tensor:
         # Lightning scales before `on_before_backward`, so the hook sees the scaled loss under "16-mixed".
@@ -290,6 +272,32 @@ class MixedPrecision(Precision):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if self.scaler is not None and state_dict:
             self.scaler.load_state_dict(state_dict)
+
+
+class MixedPrecision(ScaledStepping):
+    """Autocast the forward pass on `device` ("cuda", "cpu", ...); "16-mixed" scales the loss with a GradScaler
+    (`scaler`, or a new one), "bf16-mixed" needs none."""
+
+    def __init__(self, precision: str, device: str, scaler: torch.amp.GradScaler | None = None) -> None:
+        if precision not in ("16-mixed", "bf16-mixed"):
+            raise ValueError(f"`MixedPrecision(precision={precision!r})` is not supported; use '16-mixed' or "
+                             "'bf16-mixed'.")
+        if scaler is not None and precision == "bf16-mixed":
+            raise MisconfigurationException(f"`precision='bf16-mixed'` does not use a scaler, found {scaler}; "
+                                            "pass `scaler=None` or use '16-mixed'.")
+        self.precision = precision
+        self.device = device
+        self._dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
+        if scaler is None and precision == "16-mixed":
+            scaler = torch.amp.GradScaler(device)
+        self.scaler = scaler
+
+    def autocast_context_manager(self) -> torch.autocast:
+        """The `torch.autocast` the step methods run in."""
+        return torch.autocast(self.device, dtype=self._dtype)
+
+    def forward_context(self) -> contextlib.AbstractContextManager:
+        return self.autocast_context_manager()
 
 
 def _unscales_itself(optimizer: torch.optim.Optimizer) -> bool:

@@ -84,6 +84,52 @@ def train(out_dir, devices):
     run = trainer(out_dir, devices=devices, strategy="fsdp", precision="bf16-mixed")
     run.fit(model, make_loader(devices))
     report(out_dir, "bf16_mixed", run, model, dtypes=sorted({str(p.dtype) for p in model.parameters()}))
+    model = FSDPNet()
+    # A scale small enough that no step overflows, so the result is comparable with the float32 reference.
+    from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+    run = trainer(out_dir, devices=devices, strategy=fp16_strategy(ShardedGradScaler("cpu", init_scale=2.0 ** 8)))
+    run.fit(model, make_loader(devices))
+    report(out_dir, "fp16_mixed", run, model, dtypes=sorted({str(p.dtype) for p in model.parameters()}),
+           scaler=type(run.strategy.precision_plugin.scaler).__name__,
+           scale=float(run.strategy.precision_plugin.scaler.get_scale()))
+    fp16_inf_on_one_shard(out_dir, devices)
+
+
+def fp16_strategy(scaler=None):
+    # The plugin itself: `precision="16-mixed"` on CPU means bf16-mixed (as Lightning); float16 autocast runs on CPU.
+    from fulmen.plugins.precision import FSDPPrecision
+
+    return FSDPStrategy(precision_plugin=FSDPPrecision("16-mixed", scaler=scaler))
+
+
+class InfOnRankOneShard(L.Callback):
+    """After the first backward, rank 1 alone puts an inf into its own shard of one gradient; records whether each
+    rank then stepped and each rank's loss scale."""
+
+    def on_after_backward(self, trainer_, module):
+        if trainer_.global_step == 0 and trainer_.global_rank == 1:
+            grad = next(p for p in module.parameters() if p.grad is not None).grad
+            grad.to_local().view(-1)[0] = float("inf")
+
+    def on_train_batch_start(self, trainer_, module, batch, batch_idx):
+        self.before = [p.to_local().clone() for p in module.parameters()]
+
+    def on_train_batch_end(self, trainer_, module, outputs, batch, batch_idx):
+        if batch_idx == 0:
+            changed = any(not torch.equal(b, p.to_local()) for b, p in zip(self.before, module.parameters()))
+            scale = torch.tensor([float(trainer_.strategy.precision_plugin.scaler.get_scale()), float(changed)])
+            module.first_step = module.all_gather(scale).tolist()
+
+
+def fp16_inf_on_one_shard(out_dir, devices):
+    model = FSDPNet()
+    model.first_step = None
+    run = trainer(out_dir, devices=devices, strategy=fp16_strategy(), max_epochs=1,
+                  callbacks=[InfOnRankOneShard()])
+    run.fit(model, make_loader(devices))
+    if run.global_rank == 0:
+        torch.save({"first_step": model.first_step}, os.path.join(out_dir, "fp16_inf.pt"))
 
 
 def checkpoint(out_dir, devices):

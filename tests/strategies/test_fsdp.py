@@ -91,6 +91,25 @@ def test_meta_device_model_is_materialised_sharded(tmp_path, devices):
     assert report["local_bytes"] == full_bytes // devices
 
 
+@pytest.mark.distributed
+def test_fp16_mixed_scales_with_a_sharded_scaler(job):
+    expected, _ = reference_fit(max_epochs=2)
+    report = result(job, "fp16_mixed")
+    assert report["scaler"] == "ShardedGradScaler"
+    assert report["dtypes"] == ["torch.float32"]  # float32 shards, float16 compute
+    assert report["scale"] == 2.0 ** 8  # the user's scaler: no step overflowed (none skipped)
+    assert_state_close(report["state"], expected, atol=3e-2)  # float16 compute and reduction
+
+
+@pytest.mark.distributed
+def test_fp16_mixed_ranks_agree_to_skip_a_step_with_an_inf_in_one_shard(job):
+    # Only rank 1's shard held the inf: the scaler's verdict is shared, so neither rank stepped and both halved
+    # the scale (an unshared verdict would have rank 0 step and keep its scale).
+    [(scale_0, stepped_0), (scale_1, stepped_1)] = result(job, "fp16_inf")["first_step"]
+    assert stepped_0 == stepped_1 == 0.0
+    assert scale_0 == scale_1 == 2.0 ** 15
+
+
 # -- in-process: names, precision and argument errors -------------------------------------------------------
 
 
@@ -118,11 +137,12 @@ def test_register_strategies_names_lightnings_aliases():
 def test_fsdp_precision_names_and_errors():
     assert FSDPPrecision("32-true").mixed_precision_config is None
     assert FSDPPrecision("bf16-true").mixed_precision_config.param_dtype == torch.bfloat16
-    with pytest.raises(ValueError, match="bf16-mixed"):
-        FSDPPrecision("16-mixed")
+    fp16 = FSDPPrecision("16-mixed")
+    assert type(fp16.scaler).__name__ == "ShardedGradScaler"
+    assert fp16.mixed_precision_config.param_dtype == torch.float16
     with pytest.raises(ValueError, match="not supported with FSDP"):
         FSDPPrecision("64-true")
-    with pytest.raises(ValueError, match="scaler"):
+    with pytest.raises(ValueError, match="only '16-mixed' scales"):
         FSDPPrecision("bf16-mixed", scaler=object())
     with pytest.raises(ValueError, match="not supported with FSDP"):
         L.Trainer(accelerator="cpu", devices=2, strategy="fsdp", precision="64-true", logger=False)

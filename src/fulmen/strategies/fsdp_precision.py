@@ -1,8 +1,9 @@
 """FSDPPrecision: the precision plugin of `FSDPStrategy` (public: `fulmen.plugins.precision.FSDPPrecision`).
 
 Owns: the mapping of a `precision=` name onto FSDP2's `MixedPrecisionPolicy` (the dtype parameters are
-all-gathered in for compute and gradients are reduced in), module conversion for the "-true" modes, and the
-forward context. Sharded parameters keep their own dtype; FSDP casts the gathered copies.
+all-gathered in for compute and gradients are reduced in), module conversion for the "-true" modes, the
+forward context, and "16-mixed"'s sharded gradient scaler. Sharded parameters keep their own dtype; FSDP casts
+the gathered copies.
 """
 
 from __future__ import annotations
@@ -13,35 +14,38 @@ from typing import Any
 import torch
 from torch import nn
 
-from fulmen.precision import Precision, _default_dtype
+from fulmen.precision import Precision, ScaledStepping, _default_dtype
 from fulmen.utilities.apply_func import apply_to_collection
 
 _DTYPES = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16, "bf16-true": torch.bfloat16,
-           "16-true": torch.float16}
+           "16-mixed": torch.float16, "16-true": torch.float16}
 FSDP_PRECISIONS = tuple(_DTYPES)
 
 
-class FSDPPrecision(Precision):
-    """Precision for `FSDPStrategy`: "32-true", "bf16-mixed", "bf16-true" or "16-true".
+class FSDPPrecision(ScaledStepping):
+    """Precision for `FSDPStrategy`: "32-true", "16-mixed", "bf16-mixed", "16-true" or "bf16-true".
 
-    "-mixed" keeps float32 sharded parameters and computes in bfloat16 (FSDP gathers bfloat16 copies, reduces
-    gradients in bfloat16, and the step runs under autocast); "-true" converts the module itself.
+    "-mixed" keeps float32 sharded parameters and computes in the half dtype (FSDP gathers half copies, reduces
+    gradients in it, and the step runs under autocast); "16-mixed" also scales the loss with a
+    `ShardedGradScaler` (`scaler`, or a new one), whose inf/NaN verdict is shared by every rank so all skip the
+    same steps. "-true" converts the module itself.
     """
 
     def __init__(self, precision: str, scaler: Any = None) -> None:
-        if precision == "16-mixed":
-            raise ValueError("`FSDPPrecision(precision='16-mixed')` is not supported: float16 with loss scaling "
-                             "needs a sharded gradient scaler, which fulmen's FSDP2 strategy does not provide. Use "
-                             "'bf16-mixed' (no scaler needed) instead.")
         if precision not in _DTYPES:
             raise ValueError(f"`FSDPPrecision(precision={precision!r})` is not supported with FSDP; use one of "
                              f"{', '.join(FSDP_PRECISIONS)}.")
-        if scaler is not None:
-            raise ValueError(f"`FSDPPrecision(precision={precision!r}, scaler=...)`: only '16-mixed' uses a scaler "
-                             "and it is not supported with FSDP; pass `scaler=None`.")
+        if scaler is not None and precision != "16-mixed":
+            raise ValueError(f"`FSDPPrecision(precision={precision!r}, scaler=...)`: only '16-mixed' scales the "
+                             "loss; pass `scaler=None` or use '16-mixed'.")
         self.precision = precision
-        self.scaler = None
         self._dtype = _DTYPES[precision]
+        if scaler is None and precision == "16-mixed":
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+            # The device is the autocast one; the scaler finds each gradient's own device when it unscales.
+            scaler = ShardedGradScaler("cuda" if torch.cuda.is_available() else "cpu")
+        self.scaler = scaler
         # Inputs and new tensors: the compute dtype for "-true", float32 for "-mixed" (autocast casts).
         self._input_dtype = self._dtype if precision.endswith("-true") else torch.float32
 
@@ -74,8 +78,8 @@ class FSDPPrecision(Precision):
         return self.tensor_init_context()
 
     def forward_context(self) -> contextlib.AbstractContextManager:
-        if self.precision == "bf16-mixed":
-            return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16)
+        if self.precision.endswith("-mixed"):
+            return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=self._dtype)
         if self.precision == "32-true":
             return contextlib.nullcontext()
         return _default_dtype(self._dtype)
