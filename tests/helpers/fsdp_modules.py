@@ -171,6 +171,79 @@ class BigNet(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
+class Configured(FSDPNet):
+    """FSDPNet whose net is made in `configure_model` (which sets its values in place: it cannot stay on meta)."""
+
+    def __init__(self):
+        L.LightningModule.__init__(self)
+        self.net = None
+        self.seen, self.collectives, self.check_collectives = [], {}, False
+
+    def configure_model(self):
+        if self.net is None:
+            self.net = make_net()
+
+
+class WideNet(L.LightningModule):
+    """DEPTH torch Linear layers of WIDTH x WIDTH float32 (512 MiB in all), made in `configure_model`; with
+    `set_values` it also zeroes a bias there, which keeps the build off the meta device (for the comparison)."""
+
+    WIDTH = 4096
+    DEPTH = 8
+
+    def __init__(self, set_values=False):
+        super().__init__()
+        self.set_values = set_values
+        self.layers = None
+        self.built_on = None
+
+    def _layers(self):
+        return nn.Sequential(*[nn.Linear(self.WIDTH, self.WIDTH) for _ in range(self.DEPTH)])
+
+    def configure_model(self):
+        if self.layers is None:
+            self.layers = self._layers()
+            if self.set_values:
+                torch.nn.init.zeros_(self.layers[0].bias)
+        self.built_on = str(next(self.layers.parameters()).device)
+
+    def training_step(self, batch, batch_idx):
+        return self.layers(batch[0]).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class PeakMemory(L.Callback):
+    """Peak resident memory growth from `setup` (just before `configure_model`) to `on_fit_start` (sharded and
+    initialised): the kernel's high-water mark is reset at `setup`, so the rest of the process's life is left out."""
+
+    def setup(self, trainer, pl_module, stage):
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # reset VmHWM to the current resident size
+        self.start_kb = _status_kb("VmRSS")
+
+    def on_fit_start(self, trainer, pl_module):
+        self.growth_bytes = (_status_kb("VmHWM") - self.start_kb) * 1024
+
+
+def _status_kb(field):
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def can_measure_peak_memory():
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return _status_kb("VmHWM") > 0
+    except OSError:
+        return False
+
+
 # -- running the job and reading its results (the tests) ------------------------------------------------------
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fsdp_script.py")

@@ -5,6 +5,7 @@ per rank, and one job runs every scenario of a group in sequence (one process gr
     python fsdp_script.py OUT_DIR checkpoint   # full and sharded saves, resume on 2 ranks, a failed save
     python fsdp_script.py OUT_DIR resume1 --devices 1   # resume the sharded checkpoint on one process
     python fsdp_script.py OUT_DIR meta [--devices 1]    # the model built on the meta device, materialised sharded
+    python fsdp_script.py OUT_DIR configure    # layers made in configure_model: on meta when faithful, peak memory
     python fsdp_script.py OUT_DIR sigterm      # SIGTERM mid-epoch: a sharded signal checkpoint, exit code 143
     python fsdp_script.py OUT_DIR resume_sigterm        # uninterrupted 4 epochs, then the resume from that checkpoint
 
@@ -234,10 +235,34 @@ def meta(out_dir, devices):
                     "finite": model.finite}, os.path.join(out_dir, f"meta_{devices}.pt"))
 
 
+def configure(out_dir, devices):
+    """`configure_model` under FSDP: layers built on meta and sharded, the same layers built in full (a value set
+    in `configure_model`), with each one's peak memory; and a fallback's exact results."""
+    from fsdp_modules import Configured, PeakMemory, WideNet
+
+    for name, set_values in (("wide_meta", False), ("wide_full", True)):
+        model, peak = WideNet(set_values=set_values), PeakMemory()
+        run = trainer(out_dir, FSDPStrategy(auto_wrap_policy={torch.nn.Linear}), devices=devices, max_epochs=1,
+                      limit_train_batches=0, callbacks=[peak])
+        run.fit(model, make_loader(devices, num_features=WideNet.WIDTH))
+        growth = model.all_gather(torch.tensor(float(peak.growth_bytes))).view(-1).tolist()
+        if run.global_rank == 0:
+            local = sum(p.to_local().nbytes for p in model.parameters())
+            full = sum(p.numel() * p.element_size() for p in model.parameters())
+            torch.save({"built_on": model.built_on, "growth": growth, "local_bytes": local, "full_bytes": full},
+                       os.path.join(out_dir, f"{name}.pt"))
+        del model, run
+    model = Configured()
+    run = trainer(out_dir, FSDPStrategy(auto_wrap_policy={Block}), devices=devices)
+    run.fit(model, make_loader(devices))
+    report(out_dir, "configured_fallback", run, model)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")
-    parser.add_argument("scenario", choices=("train", "checkpoint", "resume1", "meta", "sigterm", "resume_sigterm"))
+    parser.add_argument("scenario", choices=("train", "checkpoint", "resume1", "meta", "sigterm", "resume_sigterm",
+                                                   "configure"))
     parser.add_argument("--devices", type=int, default=2)
     args = parser.parse_args()
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ import torch
 import fulmen as L
 from fulmen.plugins.precision import FSDPPrecision
 from fulmen.strategies import FSDPStrategy
-from helpers.fsdp_modules import assert_state_close, reference_fit, result, run_script
+from helpers.fsdp_modules import assert_state_close, can_measure_peak_memory, reference_fit, result, run_script
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +108,34 @@ def test_fp16_mixed_ranks_agree_to_skip_a_step_with_an_inf_in_one_shard(job):
     [(scale_0, stepped_0), (scale_1, stepped_1)] = result(job, "fp16_inf")["first_step"]
     assert stepped_0 == stepped_1 == 0.0
     assert scale_0 == scale_1 == 2.0 ** 15
+
+
+@pytest.fixture(scope="module")
+def configured(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("fsdp_configure")
+    run_script(out_dir, "configure")
+    return out_dir
+
+
+@pytest.mark.distributed
+@pytest.mark.skipif(not can_measure_peak_memory(), reason="needs /proc/self/clear_refs to reset the peak RSS")
+def test_configure_model_layers_start_on_meta_and_fit_a_limit_the_full_model_exceeds(configured):
+    meta, full = result(configured, "wide_meta"), result(configured, "wide_full")
+    assert meta["built_on"] == "meta" and full["built_on"] == "cpu"
+    assert meta["local_bytes"] == meta["full_bytes"] // 2  # each rank holds half of every layer
+    # A per-process limit of 3/4 of the model (384 MiB of 512): built from meta, each rank's resident memory grew
+    # by about its shard (256 MiB) while building and sharding; built in full (as Lightning does), it exceeds it.
+    limit = 0.75 * meta["full_bytes"]
+    assert max(meta["growth"]) < limit, meta["growth"]
+    assert min(full["growth"]) > limit, full["growth"]
+
+
+@pytest.mark.distributed
+def test_configure_model_that_sets_values_falls_back_to_the_exact_full_build(configured):
+    # `make_net()` copies seeded values into its layers: on meta they would be lost, so the build reran for real
+    # (module and random generators rewound) and the run equals the one-process reference.
+    expected, _ = reference_fit(max_epochs=2)
+    assert_state_close(result(configured, "configured_fallback")["state"], expected)
 
 
 # -- in-process: names, precision and argument errors -------------------------------------------------------

@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Generator, Mapping
 from datetime import timedelta
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 import torch
 
@@ -22,11 +23,12 @@ from fulmen.strategies import fsdp_checkpoint, fsdp_wrap
 from fulmen.strategies.cluster_environments import ClusterEnvironment, LightningEnvironment
 from fulmen.strategies.ddp import DDPStrategy, _fitting
 from fulmen.strategies.fsdp_precision import FSDPPrecision, fsdp_precision_from
+from fulmen.strategies.meta_build import MetaBuild
 from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.strategies.select import _FSDP_NAMES as FSDP_NAMES
 from fulmen.strategies.strategy import reject_accelerator_object
 from fulmen.trainer.state import TrainerFn
-from fulmen.utilities.rank_zero import rank_zero_deprecation
+from fulmen.utilities.rank_zero import rank_zero_deprecation, rank_zero_info
 
 
 
@@ -192,6 +194,33 @@ class FSDPStrategy(ParallelStrategy):
         if meta:  # allocate only this rank's shards, then initialise them
             fsdp_wrap.materialize(module, torch.device("cpu") if self.cpu_offload is not None else self.root_device)
 
+    def build_layers(self, build: Callable[[], None]) -> None:
+        """Run `configure_model` with its layers on the meta device (no memory: `setup` allocates only this rank's
+        shards and initialises them with `reset_parameters`) when that reproduces the build; otherwise, on every
+        rank alike, in full on the root device, as Lightning (see `meta_build.py` for when)."""
+        module = self.lightning_module
+        if module is None or _is_sharded(module) or not _builds_layers(module) or not MetaBuild.eligible(module):
+            super().build_layers(build)
+            return
+        attempt = MetaBuild(module)
+        reason = attempt.attempt(build, partial(self._layer_contexts, empty_init=True))
+        # One verdict for all ranks: a rank falling back makes every rank build in full.
+        verdict = torch.tensor(0.0 if reason is None else 1.0)
+        if float(self.reduce(verdict, reduce_op="max")) == 0.0:
+            return
+        attempt.rewind()
+        if reason is not None:
+            rank_zero_info(f"FSDP: the layers made in `configure_model` are built in full, then sharded, because "
+                           f"{reason}. To build them sharded from the meta device, create only torch layers there "
+                           "and initialise them in their `reset_parameters()`.")
+        super().build_layers(build)
+
+    @contextlib.contextmanager
+    def _layer_contexts(self, empty_init: bool) -> Generator[None, None, None]:
+        with self.tensor_init_context(empty_init=empty_init), self.model_sharded_context(), \
+                self.precision_plugin.module_init_context():
+            yield
+
     def model_to_device(self) -> None:
         """Nothing to move: `fully_shard` places the shards."""
 
@@ -304,6 +333,13 @@ class FSDPStrategy(ParallelStrategy):
         if self._layer_sync is not None and module is not None and _fitting(module):
             self._layer_sync.revert(module)
         super().teardown()
+
+
+def _builds_layers(module: Any) -> bool:
+    from fulmen.core.hooks import is_overridden
+    from fulmen.core.module import LightningModule
+
+    return any(is_overridden(name, module, LightningModule) for name in ("configure_model", "configure_sharded_model"))
 
 
 def _is_sharded(module: Any) -> bool:

@@ -254,6 +254,13 @@ class Strategy(StrategyCheckpointsAndHooks):
         """A context to build the model in, sharded on creation; strategies that do not shard yield at once."""
         yield
 
+    def build_layers(self, build: Callable[[], None]) -> None:
+        """Run `build` (the module's `configure_model`) where its new layers belong: on the root device, in the
+        precision's dtype, inside `model_sharded_context` (as Lightning)."""
+        with self.tensor_init_context(), self.model_sharded_context(), \
+                self.precision_plugin.module_init_context():
+            build()
+
     # -- the step ---------------------------------------------------------------------------------
 
     def step_function(self, name: str) -> Callable[..., Any]:

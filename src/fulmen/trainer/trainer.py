@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sys
+from functools import partial
 from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
@@ -250,13 +251,9 @@ class Trainer(TrainerProperties):
             share_logger_versions(self.loggers, self.strategy)
             self._setup_profiler(model, stage_name)  # after the loggers' versions: its default dirpath is `log_dir`
             hooks.setup(stage_name)
-            # Layers made in these hooks start on the strategy's device in the precision's dtype (FSDP: sharded),
-            # as in Lightning.
-            strategy = self.strategy
-            with strategy.tensor_init_context(), strategy.model_sharded_context(), \
-                    strategy.precision_plugin.module_init_context():
-                hooks.configure_sharded_model()
-                hooks.configure_model()
+            # Layers made in these hooks start on the strategy's device in the precision's dtype (FSDP: on the meta
+            # device when that loses nothing, then sharded).
+            self.strategy.build_layers(partial(_configure_model, hooks))
             self.strategy.setup(self)  # module to its device (and wrappers); fit: `configure_optimizers`
             resolved = self._checkpointing.resolve(run, ckpt_path, model_given)
             run.ckpt_path = self._checkpointing.restore(run, resolved, weights_only)
@@ -386,3 +383,8 @@ class Trainer(TrainerProperties):
             return
         bar = self.progress_bar_callback
         (bar.print if bar is not None else print)(*args, **kwargs)
+
+
+def _configure_model(hooks: HookDispatch) -> None:
+    hooks.configure_sharded_model()
+    hooks.configure_model()
