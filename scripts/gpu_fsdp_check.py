@@ -1,7 +1,9 @@
-"""FSDP on CUDA with NCCL, in bf16-mixed and bf16-true, on every visible GPU (1 is enough to exercise the paths).
+"""FSDP on CUDA with NCCL, in bf16-mixed, bf16-true and 16-mixed (ShardedGradScaler), on every visible GPU (1 is
+enough to exercise the paths).
 
 Run by scripts/gpu_check.sh. Each case fits a small MLP for a few steps, checks the loss fell and is finite,
-saves a sharded and a full checkpoint, and resumes from the sharded one.
+saves a sharded and a full checkpoint, and resumes from it; then a model made in `configure_model` is checked to
+start on the meta device and train.
 """
 
 import os
@@ -48,9 +50,36 @@ def fit(root, precision, state_dict_type, ckpt_path=None, max_epochs=2):
     return trainer, model
 
 
+class Configured(Mlp):
+    def __init__(self):
+        L.LightningModule.__init__(self)
+        self.net, self.built_on, self.losses = None, None, []
+
+    def configure_model(self):
+        if self.net is None:
+            self.net = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(),
+                                     nn.Linear(256, 1))
+        self.built_on = str(next(self.net.parameters()).device)
+
+
+def check_configure_model_on_meta():
+    with tempfile.TemporaryDirectory() as root:
+        trainer = L.Trainer(default_root_dir=root, accelerator="gpu", devices=torch.cuda.device_count(),
+                            strategy=FSDPStrategy(auto_wrap_policy={nn.Linear}), max_epochs=4, logger=False,
+                            enable_progress_bar=False)
+        model = Configured()
+        trainer.fit(model, data())
+        assert model.built_on == "meta", model.built_on
+        first, last = sum(model.losses[:4]) / 4, sum(model.losses[-4:]) / 4
+        assert last < first, (model.losses[:4], model.losses[-4:])
+        if trainer.is_global_zero:
+            print(f"FSDP configure_model on meta: mean loss {first:.4f} -> {last:.4f}: OK")
+
+
 def main():
     assert torch.cuda.is_available(), "no CUDA device visible"
-    for precision in ("bf16-mixed", "bf16-true"):
+    check_configure_model_on_meta()
+    for precision in ("bf16-mixed", "bf16-true", "16-mixed"):
         for state_dict_type in ("sharded", "full"):
             with tempfile.TemporaryDirectory() as root:
                 trainer, model = fit(root, precision, state_dict_type)
