@@ -1,0 +1,236 @@
+"""Checks of a ported project's calls, Trainer uses and Lightning subclasses against fulmen's real signatures.
+
+Owns: Trainer flags and members, keyword arguments of calls into fulmen, hooks Lightning 2.0 removed or changed,
+and the behaviour notes. Does not own: imports and rewriting (`port_python`).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from functools import lru_cache
+from typing import Any
+
+from fulmen.debug.port_python import PythonFile
+from fulmen.debug.port_rules import (MISSING, REMOVED_HOOK_ARGUMENTS, REMOVED_MEMBERS, REMOVED_TRAINER_ARGS,
+                                     REMOVED_TRAINER_MEMBERS, call_parameters, removed_hook_message,
+                                     trainer_flag_problem)
+
+_WEIGHTS_ONLY = ("fulmen loads checkpoints with `weights_only=True` by default (a checkpoint cannot run code when "
+                 "loaded, so hyperparameters must be plain values). Fix: pass `weights_only=False` for files you "
+                 "trust")
+
+
+def _bases() -> tuple[type, ...]:
+    import fulmen
+
+    return fulmen.LightningModule, fulmen.Callback, fulmen.LightningDataModule
+
+
+def lightning_classes(files: list[PythonFile]) -> dict[str, type]:
+    """Class name -> the fulmen class it derives from, for every class of the project that derives (maybe through
+    other project classes) from a LightningModule, Callback or LightningDataModule."""
+    pending = [(file, node) for file in files for node in ast.walk(file.tree) if isinstance(node, ast.ClassDef)]
+    found: dict[str, type] = {}
+    changed = True
+    while changed:
+        changed = False
+        for file, node in pending:
+            if node.name in found:
+                continue
+            for base in node.bases:
+                obj = file.resolve_object(base)
+                if obj is None or obj is MISSING:
+                    obj = found.get(base.id if isinstance(base, ast.Name) else getattr(base, "attr", None))
+                if isinstance(obj, type) and issubclass(obj, _bases()):
+                    found[node.name], changed = obj, True
+                    break
+    return found
+
+
+@lru_cache(maxsize=1)
+def _trainer() -> Any:
+    """One quiet Trainer, to see the attributes an instance has and which ones refuse assignment."""
+    import fulmen
+
+    return fulmen.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                          enable_progress_bar=False, enable_model_summary=False)
+
+
+def _trainer_has(name: str) -> bool:
+    import fulmen
+
+    return name.startswith("_") or hasattr(fulmen.Trainer, name) or name in vars(_trainer())
+
+
+def check_file(file: PythonFile, classes: dict[str, type]) -> None:
+    """Add the findings about calls, Trainer members and Lightning subclasses in `file`."""
+    if not file.bindings and not any(isinstance(n, ast.ClassDef) and n.name in classes for n in ast.walk(file.tree)):
+        return
+    trainers = {target.id for node in ast.walk(file.tree) if isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Call) and _is_trainer_class(file, node.value.func)
+                for target in node.targets if isinstance(target, ast.Name)} | {"trainer"}
+    for node in ast.walk(file.tree):
+        if isinstance(node, ast.Call):
+            _check_call(file, node, trainers)
+        elif isinstance(node, ast.Attribute) and _is_trainer(node.value, trainers):
+            _check_trainer_member(file, node)
+        elif isinstance(node, ast.ClassDef) and node.name in classes:
+            _check_class(file, node, classes[node.name], classes)
+
+
+def _is_trainer_class(file: PythonFile, func: Any) -> bool:
+    import fulmen
+
+    return file.resolve_object(func) is fulmen.Trainer
+
+
+def _is_trainer(node: Any, trainers: set[str]) -> bool:
+    return (isinstance(node, ast.Name) and node.id in trainers) or (
+        isinstance(node, ast.Attribute) and node.attr == "trainer")
+
+
+def _check_call(file: PythonFile, call: ast.Call, trainers: set[str]) -> None:
+    import fulmen
+
+    obj = file.resolve_object(call.func)
+    label = ast.unparse(call.func)
+    keywords = {keyword.arg for keyword in call.keywords}
+    if obj is fulmen.Trainer:
+        _check_trainer_call(file, call, label)
+    elif obj not in (None, MISSING):
+        _check_keywords(file, call, obj, label, {})
+    elif isinstance(call.func, ast.Attribute) and _is_trainer(call.func.value, trainers):
+        method = getattr(fulmen.Trainer, call.func.attr, None)
+        if callable(method):
+            _check_keywords(file, call, method, label, REMOVED_TRAINER_MEMBERS)
+        if call.func.attr in ("fit", "validate", "test", "predict") and "ckpt_path" in keywords \
+                and "weights_only" not in keywords:
+            file.add(call, "differs", f"`{label}(ckpt_path=...)`: {_WEIGHTS_ONLY}.")
+    if isinstance(call.func, ast.Attribute) and call.func.attr == "load_from_checkpoint" \
+            and "weights_only" not in keywords:
+        file.add(call, "differs", f"`{label}(...)`: {_WEIGHTS_ONLY}.")
+
+
+def _check_trainer_call(file: PythonFile, call: ast.Call, label: str) -> None:
+    import fulmen
+
+    if call.args:
+        file.add(call, "unsupported", f"`{label}(...)` takes keyword arguments only (as in Lightning 2.x). "
+                                      "Fix: name each argument.")
+    parameters = inspect.signature(fulmen.Trainer).parameters
+    for keyword in call.keywords:
+        if keyword.arg is None:
+            continue
+        if keyword.arg not in parameters:
+            hint = REMOVED_TRAINER_ARGS.get(keyword.arg)
+            if hint:
+                file.add(keyword, "removed", f"`{label}({keyword.arg}=...)` was removed in Lightning 2.0. Fix: {hint}.")
+            else:
+                file.add(keyword, "unsupported", f"`{label}` takes no argument `{keyword.arg}`.")
+        elif isinstance(keyword.value, ast.Constant):
+            problem = trainer_flag_problem(keyword.arg, keyword.value.value)
+            if problem:
+                file.add(keyword, "unsupported", f"`{label}({keyword.arg}={keyword.value.value!r})`: {problem}")
+
+
+def _check_keywords(file: PythonFile, call: ast.Call, obj: Any, label: str, hints: dict[str, str]) -> None:
+    signature = call_parameters(obj)
+    if signature is None:
+        return
+    for keyword in call.keywords:
+        if keyword.arg is None or keyword.arg in signature.parameters:
+            continue
+        hint = hints.get(keyword.arg)
+        if hint:
+            file.add(keyword, "removed", f"`{label}({keyword.arg}=...)` was removed in Lightning 2.0. Fix: {hint}.")
+        else:
+            accepted = ", ".join(name for name in signature.parameters if name != "self")
+            file.add(keyword, "unsupported", f"`{label}` takes no argument `{keyword.arg}` (it takes: {accepted}).")
+
+
+def _check_trainer_member(file: PythonFile, node: ast.Attribute) -> None:
+    name, label = node.attr, ast.unparse(node)
+    if isinstance(node.ctx, ast.Store):
+        trainer = _trainer()
+        try:
+            current = getattr(trainer, name)
+        except Exception:  # a property that needs a run in progress: nothing to learn here
+            return
+        try:
+            setattr(trainer, name, current)
+        except AttributeError as error:
+            file.add(node, "differs", f"`{label} = ...`: {error} (fulmen refuses assigning a flag its loops would "
+                                      "not read)")
+        return
+    if not _trainer_has(name):
+        hint = REMOVED_TRAINER_MEMBERS.get(name)
+        if hint:
+            file.add(node, "removed", f"`{label}` was removed in Lightning 2.0. Fix: {hint}.")
+        else:
+            file.add(node, "unsupported", f"`{label}`: fulmen's Trainer has no `{name}`.")
+
+
+def _check_class(file: PythonFile, node: ast.ClassDef, base: type, classes: dict[str, type]) -> None:
+    import fulmen
+
+    is_module = issubclass(base, fulmen.LightningModule)
+    defined = {item.name for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for item in node.body:
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            _check_hook(file, node.name, item, base, is_module)
+    for inner in ast.walk(node):
+        if isinstance(inner, ast.Attribute) and isinstance(inner.value, ast.Name) and inner.value.id == "self" \
+                and inner.attr not in defined:
+            if inner.attr in REMOVED_MEMBERS and not hasattr(base, inner.attr):
+                file.add(inner, "removed" if inner.attr != "to_tensorrt" else "unsupported",
+                         f"`self.{inner.attr}` is not provided by fulmen. Fix: {REMOVED_MEMBERS[inner.attr]}.")
+        elif isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute) \
+                and isinstance(inner.func.value, ast.Name) and inner.func.value.id == "self" \
+                and inner.func.attr not in defined and callable(getattr(base, inner.func.attr, None)):
+            _check_keywords(file, inner, getattr(base, inner.func.attr), f"self.{inner.func.attr}", {})
+
+
+def _check_hook(file: PythonFile, owner: str, function: ast.FunctionDef, base: type, is_module: bool) -> None:
+    import fulmen
+
+    name = function.name
+    removed = removed_hook_message(owner, name)
+    if removed is not None:
+        tag, message = removed
+        file.add(function, tag, message if is_module else message.replace(" (fulmen refuses a model that defines "
+                                                                           "it)", ""))
+        return
+    if name in REMOVED_MEMBERS and not hasattr(base, name):
+        file.add(function, "removed", f"`{owner}.{name}` was removed in Lightning 2.0 and fulmen never calls it. "
+                                      f"Fix: {REMOVED_MEMBERS[name]}.")
+        return
+    hook = getattr(base, name, None)
+    if not callable(hook) or not getattr(hook, "__module__", "").startswith("fulmen"):
+        return
+    try:
+        expected = list(inspect.signature(hook).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return
+    arguments = function.args
+    positional = (arguments.posonlyargs + arguments.args)[1:]
+    expected_names = {p.name for p in expected}
+    for argument in positional + arguments.kwonlyargs:
+        if argument.arg in REMOVED_HOOK_ARGUMENTS and argument.arg not in expected_names:
+            file.add(argument, "removed", f"`{owner}.{name}` takes `{argument.arg}`: "
+                                          f"{REMOVED_HOOK_ARGUMENTS[argument.arg]}.")
+            return
+    if any(p.kind == p.VAR_POSITIONAL for p in expected) or arguments.vararg is not None:
+        return
+    passed = [p.name for p in expected if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = len(positional) - len(arguments.defaults)
+    if required > len(passed):
+        file.add(function, "removed", f"`{owner}.{name}` takes {required} arguments, but fulmen (as Lightning 2.x) "
+                                      f"calls `{name}({', '.join(passed)})`. Fix: use that signature.")
+    if name == "on_save_checkpoint" and issubclass(base, fulmen.Callback) and any(
+            isinstance(inner, ast.Return) and inner.value is not None
+            and not (isinstance(inner.value, ast.Constant) and inner.value.value is None)
+            for inner in ast.walk(function)):
+        file.add(function, "removed", f"`{owner}.on_save_checkpoint` returns a value, which Lightning 2.0 ignores. "
+                                      "Fix: return the callback's state from `state_dict()` and restore it in "
+                                      "`load_state_dict(state_dict)`.")
