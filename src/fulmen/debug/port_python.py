@@ -176,7 +176,9 @@ class PythonFile:
         statements += [f"from {module} import {', '.join(kept)}"] if kept else []
         line_start = self.line_starts[node.lineno - 1]
         before = self.text[line_start:start]
-        separator = "\n" + before if before.strip() == "" else "; "
+        first_line = self.lines[node.lineno - 1]
+        newline = first_line[len(first_line.rstrip("\r\n")):] or "\n"
+        separator = newline + before if before.strip() == "" else "; "
         self.edit(start, end, separator.join(statements))
 
     def _port_use(self, dotted: str, nodes: list[Any], keeps_lightning: set[str]) -> None:
