@@ -381,6 +381,49 @@ def test_hydra_config_targets_and_arguments(tmp_path, capsys):
                               "removed in Lightning 2.0. Fix: pass `ckpt_path=...` to `trainer.fit(...)`."]
 
 
+def test_correct_lightning_2_code_has_no_findings(tmp_path, capsys):
+    """Hooks with their 2.x signatures, `dataloader_idx` on evaluation steps, constructors, and two classes of the
+    same name (a module in one file, a callback in another) raise nothing."""
+    _write(tmp_path, {
+        "a.py": """
+            import lightning.pytorch as pl
+
+
+            class Probe(pl.LightningModule):
+                def __init__(self, width, depth=2):
+                    super().__init__()
+
+                def validation_step(self, batch, batch_idx, dataloader_idx=0):
+                    pass
+
+                def on_train_batch_start(self, batch, batch_idx):
+                    pass
+
+                def on_train_epoch_end(self):
+                    pass
+            """,
+        "b.py": """
+            from lightning.pytorch import Callback, Trainer
+
+
+            class Probe(Callback):
+                def __init__(self, name):
+                    self.name = name
+
+                def on_train_start(self, trainer, pl_module):
+                    pass
+
+                def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+                    return super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+            trainer = Trainer(accelerator="cpu", strategy="ddp_spawn", precision="bf16-mixed", devices=2)
+            trainer.fit(None, train_dataloaders=None, ckpt_path=None)
+            trainer.test(None, ckpt_path="best", weights_only=False)
+            """})
+    code, out, _ = _port(capsys, tmp_path)
+    assert code == 1 and _findings(out) == []
+
+
 def test_nothing_to_port_exits_zero(tmp_path, capsys):
     _write(tmp_path, {"plain.py": "import torch\n", "fulmen_already.py": "import fulmen as L\nL.Trainer\n",
                       "ci.yaml": "steps: [build]\n"})

@@ -27,23 +27,28 @@ def _bases() -> tuple[type, ...]:
     return fulmen.LightningModule, fulmen.Callback, fulmen.LightningDataModule
 
 
-def lightning_classes(files: list[PythonFile]) -> dict[str, type]:
-    """Class name -> the fulmen class it derives from, for every class of the project that derives (maybe through
-    other project classes) from a LightningModule, Callback or LightningDataModule."""
+def lightning_classes(files: list[PythonFile]) -> dict[int, type]:
+    """`id(ClassDef)` -> the fulmen class it derives from, for every class of the project that derives (maybe
+    through other project classes, looked up by name in its own file first) from a LightningModule, Callback or
+    LightningDataModule."""
     pending = [(file, node) for file in files for node in ast.walk(file.tree) if isinstance(node, ast.ClassDef)]
-    found: dict[str, type] = {}
+    found: dict[int, type] = {}
+    in_file: dict[tuple[str, str], type] = {}
+    anywhere: dict[str, type] = {}
     changed = True
     while changed:
         changed = False
         for file, node in pending:
-            if node.name in found:
+            if id(node) in found:
                 continue
             for base in node.bases:
                 obj = file.resolve_object(base)
                 if obj is None or obj is MISSING:
-                    obj = found.get(base.id if isinstance(base, ast.Name) else getattr(base, "attr", None))
+                    name = base.id if isinstance(base, ast.Name) else getattr(base, "attr", None)
+                    obj = in_file.get((file.path, name), anywhere.get(name))
                 if isinstance(obj, type) and issubclass(obj, _bases()):
-                    found[node.name], changed = obj, True
+                    found[id(node)] = in_file[(file.path, node.name)] = anywhere[node.name] = obj
+                    changed = True
                     break
     return found
 
@@ -63,9 +68,9 @@ def _trainer_has(name: str) -> bool:
     return name.startswith("_") or hasattr(fulmen.Trainer, name) or name in vars(_trainer())
 
 
-def check_file(file: PythonFile, classes: dict[str, type]) -> None:
+def check_file(file: PythonFile, classes: dict[int, type]) -> None:
     """Add the findings about calls, Trainer members and Lightning subclasses in `file`."""
-    if not file.bindings and not any(isinstance(n, ast.ClassDef) and n.name in classes for n in ast.walk(file.tree)):
+    if not file.bindings and not any(id(node) in classes for node in ast.walk(file.tree)):
         return
     trainers = {target.id for node in ast.walk(file.tree) if isinstance(node, ast.Assign)
                 and isinstance(node.value, ast.Call) and _is_trainer_class(file, node.value.func)
@@ -75,8 +80,8 @@ def check_file(file: PythonFile, classes: dict[str, type]) -> None:
             _check_call(file, node, trainers)
         elif isinstance(node, ast.Attribute) and _is_trainer(node.value, trainers):
             _check_trainer_member(file, node)
-        elif isinstance(node, ast.ClassDef) and node.name in classes:
-            _check_class(file, node, classes[node.name], classes)
+        elif isinstance(node, ast.ClassDef) and id(node) in classes:
+            _check_class(file, node, classes[id(node)])
 
 
 def _is_trainer_class(file: PythonFile, func: Any) -> bool:
@@ -95,7 +100,9 @@ def _check_call(file: PythonFile, call: ast.Call, trainers: set[str]) -> None:
 
     obj = file.resolve_object(call.func)
     label = ast.unparse(call.func)
-    keywords = {keyword.arg for keyword in call.keywords}
+    # A `ckpt_path=None` loads nothing, so it needs no note.
+    keywords = {keyword.arg for keyword in call.keywords
+                if not (isinstance(keyword.value, ast.Constant) and keyword.value.value is None)}
     if obj is fulmen.Trainer:
         _check_trainer_call(file, call, label)
     elif obj not in (None, MISSING):
@@ -171,7 +178,7 @@ def _check_trainer_member(file: PythonFile, node: ast.Attribute) -> None:
             file.add(node, "unsupported", f"`{label}`: fulmen's Trainer has no `{name}`.")
 
 
-def _check_class(file: PythonFile, node: ast.ClassDef, base: type, classes: dict[str, type]) -> None:
+def _check_class(file: PythonFile, node: ast.ClassDef, base: type) -> None:
     import fulmen
 
     is_module = issubclass(base, fulmen.LightningModule)
@@ -206,7 +213,7 @@ def _check_hook(file: PythonFile, owner: str, function: ast.FunctionDef, base: t
                                       f"Fix: {REMOVED_MEMBERS[name]}.")
         return
     hook = getattr(base, name, None)
-    if not callable(hook) or not getattr(hook, "__module__", "").startswith("fulmen"):
+    if not callable(hook) or not getattr(hook, "__module__", "").startswith("fulmen") or not _is_hook(name):
         return
     try:
         expected = list(inspect.signature(hook).parameters.values())[1:]
@@ -216,9 +223,9 @@ def _check_hook(file: PythonFile, owner: str, function: ast.FunctionDef, base: t
     positional = (arguments.posonlyargs + arguments.args)[1:]
     expected_names = {p.name for p in expected}
     for argument in positional + arguments.kwonlyargs:
-        if argument.arg in REMOVED_HOOK_ARGUMENTS and argument.arg not in expected_names:
-            file.add(argument, "removed", f"`{owner}.{name}` takes `{argument.arg}`: "
-                                          f"{REMOVED_HOOK_ARGUMENTS[argument.arg]}.")
+        removal = REMOVED_HOOK_ARGUMENTS.get(argument.arg)
+        if removal is not None and argument.arg not in expected_names and (not removal[0] or name in removal[0]):
+            file.add(argument, "removed", f"`{owner}.{name}` takes `{argument.arg}`: {removal[1]}.")
             return
     if any(p.kind == p.VAR_POSITIONAL for p in expected) or arguments.vararg is not None:
         return
@@ -228,9 +235,21 @@ def _check_hook(file: PythonFile, owner: str, function: ast.FunctionDef, base: t
         file.add(function, "removed", f"`{owner}.{name}` takes {required} arguments, but fulmen (as Lightning 2.x) "
                                       f"calls `{name}({', '.join(passed)})`. Fix: use that signature.")
     if name == "on_save_checkpoint" and issubclass(base, fulmen.Callback) and any(
-            isinstance(inner, ast.Return) and inner.value is not None
-            and not (isinstance(inner.value, ast.Constant) and inner.value.value is None)
-            for inner in ast.walk(function)):
+            isinstance(inner, ast.Return) and _is_state(inner.value) for inner in ast.walk(function)):
         file.add(function, "removed", f"`{owner}.on_save_checkpoint` returns a value, which Lightning 2.0 ignores. "
                                       "Fix: return the callback's state from `state_dict()` and restore it in "
                                       "`load_state_dict(state_dict)`.")
+
+
+def _is_hook(name: str) -> bool:
+    """A method fulmen calls with arguments it chooses: `on_*` hooks and the module hooks that act."""
+    from fulmen.trainer.hook_events import MODULE_ACTING, STEP_METHODS
+
+    return name.startswith("on_") or name in MODULE_ACTING or name in STEP_METHODS or name in (
+        "setup", "teardown", "state_dict", "load_state_dict")
+
+
+def _is_state(value: Any) -> bool:
+    """A returned dict: Lightning 1.x callbacks returned their state from `on_save_checkpoint`."""
+    return isinstance(value, (ast.Dict, ast.DictComp)) or (
+        isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "dict")

@@ -238,19 +238,23 @@ REMOVED_MEMBERS = {
     "truncated_bptt_steps": "split the sequence yourself in `training_step` (manual optimization)",
     "model_size": "use `ModelSummary(model).model_size`",
 }
-# Hook arguments Lightning 2.0 removed: parameter name -> what to do.
+# Hook arguments Lightning 2.0 removed: parameter name -> (the hooks it was removed from, empty: all; what to do).
+_EPOCH_ENDS = ("on_train_epoch_end", "on_validation_epoch_end", "on_test_epoch_end", "on_predict_epoch_end")
+_NEW_OPTIMIZER_STEP = "`optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)` is the 2.x signature"
 REMOVED_HOOK_ARGUMENTS = {
-    "optimizer_idx": "Lightning 2.0 removed `optimizer_idx`: with several optimizers set "
-                     "`self.automatic_optimization = False` and step each one in `training_step` "
-                     "(`opt_a, opt_b = self.optimizers()`)",
-    "dataloader_idx": "the training batch hooks no longer get `dataloader_idx`; remove the argument",
-    "outputs": "epoch-end hooks no longer get `outputs`: collect step outputs in a list on the module",
-    "results": "epoch-end hooks no longer get `results`: collect the predictions in a list on the module",
-    "callback_state": "`on_load_checkpoint` now gets the whole checkpoint: keep the callback's state in "
-                      "`state_dict()`/`load_state_dict(state_dict)`",
-    "using_native_amp": "`optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)` is the 2.x signature",
-    "on_tpu": "`optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)` is the 2.x signature",
-    "using_lbfgs": "`optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)` is the 2.x signature",
+    "optimizer_idx": ((), "Lightning 2.0 removed `optimizer_idx`: with several optimizers set "
+                          "`self.automatic_optimization = False` and step each one in `training_step` "
+                          "(`opt_a, opt_b = self.optimizers()`)"),
+    "dataloader_idx": (("on_train_batch_start", "on_train_batch_end", "training_step"),
+                       "the training batch hooks no longer get `dataloader_idx`; remove the argument"),
+    "outputs": (_EPOCH_ENDS, "epoch-end hooks no longer get `outputs`: collect step outputs in a list on the module"),
+    "results": (_EPOCH_ENDS, "epoch-end hooks no longer get `results`: collect the predictions in a list on the "
+                             "module"),
+    "callback_state": (("on_load_checkpoint",), "`on_load_checkpoint` now gets the whole checkpoint: keep the "
+                                                "callback's state in `state_dict()`/`load_state_dict(state_dict)`"),
+    "using_native_amp": (("optimizer_step",), _NEW_OPTIMIZER_STEP),
+    "on_tpu": (("optimizer_step",), _NEW_OPTIMIZER_STEP),
+    "using_lbfgs": (("optimizer_step",), _NEW_OPTIMIZER_STEP),
 }
 
 
@@ -289,13 +293,15 @@ def trainer_flag_problem(name: str, value: Any) -> str | None:
             return None
         if trainer_flag_problem("strategy", value) is None:
             return f"Lightning 1.x took the strategy here. Fix: use `strategy={value!r}`."
-        return not_provided_reason(value) or f"Fix: use one of {', '.join(select.ACCELERATORS)}."
+        return not_provided_reason(value) or (f"fulmen knows no accelerator {value!r}. Fix: use one of "
+                                              f"{', '.join(select.ACCELERATORS)}.")
     if name == "precision" and isinstance(value, (str, int)) and not isinstance(value, bool):
         if str(value) in PRECISION_NAMES or str(value) in _ALIASES:
             return None
-        return not_provided_reason(str(value)) or f"Fix: use one of {', '.join(PRECISION_NAMES)}."
+        return not_provided_reason(str(value)) or (f"fulmen knows no precision {value!r}. Fix: use one of "
+                                                   f"{', '.join(PRECISION_NAMES)}.")
     if name == "profiler" and isinstance(value, str) and value not in config._PROFILERS:
-        return f"Fix: use one of {', '.join(config._PROFILERS)}, or a Profiler instance."
+        return f"fulmen knows no profiler {value!r}. Fix: use one of {', '.join(config._PROFILERS)}, or a Profiler."
     if name in config._NOT_YET and value is not None:
         try:
             config.reject_unimplemented(**{name: value})
