@@ -154,7 +154,7 @@ def test_dry_run_prints_the_diff_and_changes_nothing(tmp_path, capsys):
     assert ("-    - class_path: lightning.pytorch.callbacks.EarlyStopping  # stop when the loss stalls\n"
             "+    - class_path: fulmen.callbacks.EarlyStopping  # stop when the loss stalls\n") in out
     assert _findings(out) == []
-    assert out.endswith("6 files checked: would port (run with --write to apply) 5; 0 findings; 0 errors\n")
+    assert out.endswith("checked 6 files: 5 to port (run with --write to apply), 0 findings, 0 errors\n")
     assert _snapshot(tmp_path) == before
 
 
@@ -272,7 +272,9 @@ LEGACY_FINDINGS = [
                                         "`self.automatic_optimization = False`"),
     ("legacy/model.py:6:31", "unsupported", "`self.log` takes no argument `sync_dist_op`"),
     ("legacy/model.py:8:5", "removed", "`Base.training_epoch_end` was removed in Lightning 2.0 and fulmen never calls "
-                                       "it. Move its code to `on_train_epoch_end`"),
+                                       "it. Move its code to `on_train_epoch_end`; to use step outputs there, keep "
+                                       "them in a list on the module. fulmen refuses to train a model that defines "
+                                       "it."),
     ("legacy/model.py:13:5", "removed", "`Model.validation_step_end` was removed in Lightning 2.0"),
     ("legacy/model.py:16:5", "removed", "`Model.on_pretrain_routine_start` was removed in Lightning 2.0 and fulmen "
                                         "never calls it. Fix: move its code to `on_fit_start`"),
@@ -301,7 +303,7 @@ def test_findings_name_line_column_reason_and_fix(tmp_path, capsys):
     for line, (position, tag, phrase) in zip(findings, LEGACY_FINDINGS):
         assert line.startswith(f"{tmp_path / position}: [{tag}] "), line
         assert phrase in line, line
-    assert out.endswith(f"6 files checked: would port (run with --write to apply) 5; {len(findings)} findings; "
+    assert out.endswith(f"checked 6 files: 5 to port (run with --write to apply), {len(findings)} findings, "
                         "0 errors\n")
 
 
@@ -427,7 +429,7 @@ def test_correct_lightning_2_code_has_no_findings(tmp_path, capsys):
 def test_nothing_to_port_exits_zero(tmp_path, capsys):
     _write(tmp_path, {"plain.py": "import torch\n", "fulmen_already.py": "import fulmen as L\nL.Trainer\n",
                       "ci.yaml": "steps: [build]\n"})
-    assert _port(capsys, tmp_path) == (0, "3 files checked: would port (run with --write to apply) 0; 0 findings; "
+    assert _port(capsys, tmp_path) == (0, "checked 3 files: 0 to port (run with --write to apply), 0 findings, "
                                           "0 errors\n", "")
 
 
@@ -460,7 +462,7 @@ def test_command_line(tmp_path):
         " trainer = pl.Trainer(tpu_cores=8)\n"
         "train.py:2:22: [removed] `pl.Trainer(tpu_cores=...)` was removed in Lightning 2.0. Fix: TPUs are not "
         "provided; use `devices=N`.\n"
-        "1 files checked: would port (run with --write to apply) 1; 1 findings; 0 errors\n")
+        "checked 1 file: 1 to port (run with --write to apply), 1 finding, 0 errors\n")
 
 
 @pytest.mark.parametrize("argv", [["port"], ["port", "--nope", "x.py"]])

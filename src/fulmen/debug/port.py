@@ -72,11 +72,16 @@ def run_port(paths: list[str], write: bool = False, out: TextIO | None = None, e
         print(finding, file=out)
     errors = sum(finding.tag == "error" for finding in findings)
     notes = len(findings) - errors
-    action = "ported" if write else "would port (run with --write to apply)"
-    print(f"{len(files)} files checked: {action} {len(changed)}; {notes} findings; {errors} errors", file=out)
+    action = "ported" if write else "to port (run with --write to apply)"
+    print(f"checked {_count(len(files), 'file')}: {len(changed)} {action}, {_count(notes, 'finding')}, "
+          f"{_count(errors, 'error')}", file=out)
     if errors:
         return 2
     return 1 if notes or (changed and not write) else 0
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _discover(paths: list[str]) -> tuple[list[str], list[str]]:

@@ -204,9 +204,9 @@ def _check_hook(file: PythonFile, owner: str, function: ast.FunctionDef, base: t
     name = function.name
     removed = removed_hook_message(owner, name)
     if removed is not None:
-        tag, message = removed
-        file.add(function, tag, message if is_module else message.replace(" (fulmen refuses a model that defines "
-                                                                           "it)", ""))
+        message, refused = removed
+        refusal = " fulmen refuses to train a model that defines it." if refused and is_module else ""
+        file.add(function, "removed", message + refusal)
         return
     if name in REMOVED_MEMBERS and not hasattr(base, name):
         file.add(function, "removed", f"`{owner}.{name}` was removed in Lightning 2.0 and fulmen never calls it. "

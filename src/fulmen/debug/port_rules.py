@@ -258,8 +258,9 @@ REMOVED_HOOK_ARGUMENTS = {
 }
 
 
-def removed_hook_message(class_name: str, hook: str) -> tuple[str, str] | None:
-    """fulmen's own message for a hook Lightning 2.0 removed (and whether fulmen refuses it), else None."""
+def removed_hook_message(class_name: str, hook: str) -> tuple[str, bool] | None:
+    """fulmen's own message for a hook Lightning 2.0 removed and whether fulmen refuses a model defining it; None
+    for a hook that was not removed."""
     from fulmen.trainer.hook_events import REMOVED_HOOKS
     from fulmen.trainer.step_signatures import check_removed_hooks
 
@@ -271,8 +272,8 @@ def removed_hook_message(class_name: str, hook: str) -> tuple[str, str] | None:
         try:
             check_removed_hooks(probe)
         except NotImplementedError as error:
-            return "removed", f"{error} (fulmen refuses a model that defines it)"
-    return "removed", str(caught[0].message) if caught else f"`{hook}` was removed in Lightning 2.0."
+            return str(error), True
+    return (str(caught[0].message) if caught else f"`{class_name}.{hook}` was removed in Lightning 2.0."), False
 
 
 def trainer_flag_problem(name: str, value: Any) -> str | None:
