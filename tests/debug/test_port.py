@@ -450,6 +450,14 @@ def test_a_file_that_does_not_parse_is_an_error_and_the_others_are_still_ported(
     assert "+import fulmen\n" in out
 
 
+def test_write_through_a_symbolic_link_rewrites_its_target(tmp_path, capsys):
+    (tmp_path / "real.py").write_text("import pytorch_lightning as pl\n")
+    (tmp_path / "link.py").symlink_to(tmp_path / "real.py")
+    assert _port(capsys, "--write", tmp_path / "link.py")[0] == 0
+    assert (tmp_path / "link.py").is_symlink()
+    assert (tmp_path / "real.py").read_text() == "import fulmen as pl\n"
+
+
 def test_command_line(tmp_path):
     """Once through a fresh interpreter, as a user runs it."""
     _write(tmp_path, {"train.py": "import pytorch_lightning as pl\ntrainer = pl.Trainer(tpu_cores=8)\n"})

@@ -64,7 +64,11 @@ def run_port(paths: list[str], write: bool = False, out: TextIO | None = None, e
     changed = [path for path in files if path in ported and ported[path] != sources[path][0]]
     for path in changed:
         if write:
-            _write_atomically(path, ported[path], sources[path][1])
+            try:
+                _write_atomically(path, ported[path], sources[path][1])
+            except OSError as error:
+                findings.append(Finding(path, 1, 1, "error", f"cannot write the file: {error}"))
+                continue
             print(f"ported {path}", file=out)
         else:
             out.writelines(_diff(path, sources[path][0], ported[path]))
@@ -128,7 +132,8 @@ def _diff(path: str, before: str, after: str) -> list[str]:
 
 def _write_atomically(path: str, text: str, encoding: str) -> None:
     """Write to a temporary file next to `path`, then rename it over: an interrupted write leaves the old file."""
-    directory = os.path.dirname(os.path.abspath(path))
+    path = os.path.realpath(path)  # through a symbolic link, rewrite its target rather than replace the link
+    directory = os.path.dirname(path)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".fulmen-port-", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:

@@ -55,17 +55,23 @@ def lightning_classes(files: list[PythonFile]) -> dict[int, type]:
 
 @lru_cache(maxsize=1)
 def _trainer() -> Any:
-    """One quiet Trainer, to see the attributes an instance has and which ones refuse assignment."""
+    """One quiet Trainer, to see the attributes an instance has and which ones refuse assignment (None if this
+    environment cannot build one, e.g. `PL_TRAINER_*` variables asking for something else: then those checks are
+    skipped)."""
     import fulmen
 
-    return fulmen.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                          enable_progress_bar=False, enable_model_summary=False)
+    try:
+        return fulmen.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                              enable_progress_bar=False, enable_model_summary=False)
+    except Exception:
+        return None
 
 
 def _trainer_has(name: str) -> bool:
     import fulmen
 
-    return name.startswith("_") or hasattr(fulmen.Trainer, name) or name in vars(_trainer())
+    trainer = _trainer()
+    return name.startswith("_") or hasattr(fulmen.Trainer, name) or trainer is None or name in vars(trainer)
 
 
 def check_file(file: PythonFile, classes: dict[int, type]) -> None:
@@ -160,6 +166,8 @@ def _check_trainer_member(file: PythonFile, node: ast.Attribute) -> None:
     name, label = node.attr, ast.unparse(node)
     if isinstance(node.ctx, ast.Store):
         trainer = _trainer()
+        if trainer is None:
+            return
         try:
             current = getattr(trainer, name)
         except Exception:  # a property that needs a run in progress: nothing to learn here
