@@ -18,7 +18,15 @@ def main(argv: list[str] | None = None) -> int:
                                   help="write a sharded (FSDP) checkpoint directory as one checkpoint file")
     convert.add_argument("checkpoint_dir", help="a directory saved with FSDPStrategy(state_dict_type='sharded')")
     convert.add_argument("output", help="the checkpoint file to write, e.g. model.ckpt")
+    port = commands.add_parser("port", help="rewrite a Lightning project's imports to fulmen (a diff; --write "
+                                            "applies it) and list what fulmen does not support or runs differently")
+    port.add_argument("paths", nargs="+", metavar="PATH", help="Python files, YAML configs or directories")
+    port.add_argument("--write", action="store_true", help="apply the changes in place (default: print a diff)")
     args = parser.parse_args(argv)
+    if args.command == "port":
+        from fulmen.debug.port import run_port
+
+        return run_port(args.paths, write=args.write)
     if args.command == "convert-checkpoint":
         return _convert_checkpoint(args.checkpoint_dir, args.output)
     from fulmen.plotting import plot_run
