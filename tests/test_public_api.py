@@ -138,3 +138,13 @@ def test_lazy_package_names_load_on_first_use():
     assert {"CSVLogger", "MLFlowLogger", "TensorBoardLogger", "Logger"} <= set(dir(fulmen.loggers))
     with pytest.raises(AttributeError, match="NoSuchStrategy"):
         fulmen.strategies.NoSuchStrategy
+
+
+def test_tools_subpackages_are_attributes_of_fulmen_as_in_lightning():
+    # `import lightning.pytorch as pl; pl.tuner.Tuner` works in Lightning; fulmen loads these on first access.
+    import subprocess
+    import sys
+
+    code = "import fulmen as pl; print(pl.tuner.Tuner.__name__, pl.profilers.SimpleProfiler.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["Tuner", "SimpleProfiler"]

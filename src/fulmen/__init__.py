@@ -20,7 +20,7 @@ _LAZY = {
     "cli_lightning_logo": "fulmen._logo",
 }
 _SUBPACKAGES = ("accelerators", "callbacks", "loggers", "plugins", "strategies", "utilities", "core", "trainer", "loops",
-                "results")
+                "results", "profilers", "tuner")
 
 __all__ = ["Callback", "LightningDataModule", "LightningModule", "Trainer", "seed_everything", "__version__"]
 
