@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 
+from fulmen.results.log_origin import LogOrigin, record_origin
 from fulmen.utilities.data import extract_batch_size
 from fulmen.utilities.exceptions import MisconfigurationException
 
@@ -37,7 +38,7 @@ class LoggedValue:
 
     __slots__ = ("name", "hook", "on_step", "on_epoch", "prog_bar", "logger", "reduce", "sync_dist",
                  "sync_dist_group", "dataloader_idx", "enable_graph", "signature", "last", "total", "weight",
-                 "metric", "synced")
+                 "metric", "synced", "step_name", "epoch_name")
 
     def __init__(self, name: str, hook: str, signature: tuple, on_step: bool, on_epoch: bool, prog_bar: bool,
                  logger: bool, reduce: str, sync_dist: bool, sync_dist_group: Any, dataloader_idx: int | None,
@@ -46,6 +47,14 @@ class LoggedValue:
         self.on_step, self.on_epoch, self.prog_bar, self.logger = on_step, on_epoch, prog_bar, logger
         self.reduce, self.sync_dist, self.sync_dist_group = reduce, sync_dist, sync_dist_group
         self.dataloader_idx, self.enable_graph = dataloader_idx, enable_graph
+        # The names of the step and epoch values, built once: with both on, '_step'/'_epoch' go before any
+        # '/dataloader_idx_N' suffix (Lightning's `loss_step/dataloader_idx_1`).
+        base, suffix = name, ""
+        if dataloader_idx is not None and name.endswith(f"/dataloader_idx_{dataloader_idx}"):
+            base, suffix = name.rsplit("/", 1)
+            suffix = "/" + suffix
+        self.step_name = f"{base}_step{suffix}" if on_epoch else name
+        self.epoch_name = f"{base}_epoch{suffix}" if on_step else name
         self.last: torch.Tensor | None = None
         self.total: torch.Tensor | None = None
         self.weight = 0
@@ -109,9 +118,16 @@ class ResultCollection:
     def __init__(self, training: bool) -> None:
         self.training = training
         self.values: dict[tuple[str, str], LoggedValue] = {}
+        # Where each key was first logged in this run; kept across epochs (`reset`), dropped by `clear`.
+        self.origins: dict[tuple[str, str], LogOrigin] = {}
         self.epoch_end_reached = False
         self._batch: Any = None
         self._batch_size: int | None = None
+
+    def clear(self) -> None:
+        """`reset`, and forget where keys were logged (a new run, or the end of the sanity check)."""
+        self.reset()
+        self.origins = {}
 
     def reset(self) -> None:
         """Forget every logged value (at the start of an epoch or evaluation run); reset logged metric objects."""
@@ -145,6 +161,9 @@ class ResultCollection:
             entry = LoggedValue(name, hook, signature, on_step, on_epoch, prog_bar, logger, reduce, sync_dist,
                                 sync_dist_group, dataloader_idx, enable_graph)
             self.values[key] = entry
+            if key not in self.origins:
+                # Once per key per run, never per call: the stack walk stays off the per-step path.
+                self.origins[key] = record_origin(entry, value, self.training)
         elif entry.signature != signature:
             raise MisconfigurationException(
                 f"`self.log({name!r}, ...)` was called twice in `{hook}` with different arguments "
@@ -185,14 +204,14 @@ class ResultCollection:
                 if not entry.on_step or entry.last is None:
                     continue
                 value = entry.last
-                forked_name = entry.name + "_step" if entry.on_epoch else entry.name
+                forked_name = entry.step_name
             else:
                 if not entry.on_epoch:
                     continue
                 value = entry.epoch_value()
                 if value is None:
                     continue
-                forked_name = entry.name + "_epoch" if entry.on_step else entry.name
+                forked_name = entry.epoch_name
             if entry.logger:
                 logged[forked_name] = value
             # Step values of evaluation loops never reach callback metrics (Lightning's rule).
