@@ -204,3 +204,19 @@ def test_torchmetrics_metric_is_reset_between_epochs(tmp_path):
     assert logger.steps("total_epoch") == [2, 5]
     assert logger.values("total_step") == [1.0, 2.0, 3.0, 11.0, 12.0, 13.0]
     assert trainer.callback_metrics["total"].item() == 36.0
+
+
+class _TwoLoaderStepEpochModule(TinyModule):
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        self.log("v", self.loss(batch), on_step=True, on_epoch=True)
+
+
+def test_step_and_epoch_suffixes_go_before_the_dataloader_suffix(tmp_path):
+    """Lightning 2.6.6 names them `v_step/dataloader_idx_1`, not `v/dataloader_idx_1_step` (checked by running it)."""
+    trainer = log_trainer(tmp_path, logger=RecordingLogger(), limit_val_batches=None)
+    results = trainer.validate(_TwoLoaderStepEpochModule(), [make_loader(16), make_loader(8)], verbose=False)
+    assert sorted(trainer.logged_metrics) == ["v_epoch/dataloader_idx_0", "v_epoch/dataloader_idx_1",
+                                              "v_step/dataloader_idx_0", "v_step/dataloader_idx_1"]
+    assert sorted(trainer.callback_metrics) == ["v/dataloader_idx_0", "v/dataloader_idx_1",
+                                                "v_epoch/dataloader_idx_0", "v_epoch/dataloader_idx_1"]
+    assert [list(result) for result in results] == [["v_epoch/dataloader_idx_0"], ["v_epoch/dataloader_idx_1"]]

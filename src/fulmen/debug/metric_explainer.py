@@ -111,18 +111,19 @@ def explain_metrics(trainer: Trainer) -> MetricsExplanation:
     context = _Context(trainer)
     entries: list[LoggedKeyExplanation] = []
     claimed: set[str] = set()
-    for results in (router.train_results, router.eval_results):
-        for key, origin in results.origins.items():
-            live = results.values.get(key)
-            produced = []
-            for name in _candidate_names(origin):
-                destinations = [label for label, metrics in (("logger", logged), ("progress bar", bar),
-                                                                ("callbacks", callback)) if name in metrics]
-                if destinations:
-                    claimed.add(name)
-                    value = next(metrics[name] for metrics in (callback, logged, bar) if name in metrics)
-                    produced.append(ProducedKey(name, _to_float(value), context.label(origin, name, destinations)))
-            entries.append(_explain(origin, live, produced, context))
+    sources = [(origin, results.values.get(key), False) for results in (router.train_results, router.eval_results)
+               for key, origin in results.origins.items()]
+    sources += [(origin, None, True) for origin in router.spawned_origins]
+    for origin, live, spawned in sources:
+        produced = []
+        for name in _candidate_names(origin):
+            destinations = [label for label, metrics in (("logger", logged), ("progress bar", bar),
+                                                            ("callbacks", callback)) if name in metrics]
+            if destinations:
+                claimed.add(name)
+                value = next(metrics[name] for metrics in (callback, logged, bar) if name in metrics)
+                produced.append(ProducedKey(name, _to_float(value), context.label(origin, name, destinations)))
+        entries.append(_explain(origin, live, spawned, produced, context))
     unexplained = {key: _to_float(metrics[key]) for metrics in (callback, logged, bar) for key in metrics
                    if key not in claimed}
     header = (f"Metrics explained: rank {trainer.global_rank} of {trainer.world_size}, epoch {trainer.current_epoch},"
@@ -165,13 +166,15 @@ def _is_step_key(origin: LogOrigin, key: str) -> bool:
     return key == origin.step_name if options["on_step"] and options["on_epoch"] else options["on_step"]
 
 
-def _explain(origin: LogOrigin, live: LoggedValue | None, produced: list[ProducedKey],
+def _explain(origin: LogOrigin, live: LoggedValue | None, spawned: bool, produced: list[ProducedKey],
              context: _Context) -> LoggedKeyExplanation:
     options, given = origin.options, origin.given
     notes = []
     if not options["logger"]:
         notes.append("logger=False: never sent to the loggers (not in trainer.logged_metrics)")
-    if live is None:
+    if spawned:
+        notes.append("logged in the spawned processes; rank 0 handed back its callback_metrics and this record")
+    elif live is None:
         notes.append("not logged since the epoch (or evaluation run) it was last logged in; the values are from then")
     return LoggedKeyExplanation(
         name=origin.key, hook=origin.hook, call_site=origin.call_site, call=_call(origin),

@@ -51,6 +51,7 @@ class MetricsRouter:
         self._logged: dict[str, torch.Tensor] = {}
         self._progress_bar: dict[str, torch.Tensor] = {}
         self._metric_attributes: dict[int, str] | None = None
+        self.spawned_origins: list[LogOrigin] = []  # where a spawned rank 0's keys were logged (`explain_metrics`)
 
     # -- the self.log front end -------------------------------------------------------------------
 
@@ -130,8 +131,7 @@ class MetricsRouter:
         """Add `metrics` to `callback_metrics` (what a spawned rank 0 reported back to the launching process),
         with the records of where they were logged."""
         self._callback.update(metrics)
-        for origin in origins:
-            (self.train_results if origin.training else self.eval_results).origins[(origin.hook, origin.key)] = origin
+        self.spawned_origins = list(origins)
 
     def log_origins(self) -> list[LogOrigin]:
         """Where every key logged in this run came from (`trainer.explain_metrics()` reads them)."""
@@ -163,6 +163,7 @@ class MetricsRouter:
         """Drop every stored metric (after the sanity check, or when a new stage starts)."""
         self._callback, self._logged, self._progress_bar = {}, {}, {}
         self._metric_attributes = None
+        self.spawned_origins = []
         self.train_results.clear()
         self.eval_results.clear()
 
