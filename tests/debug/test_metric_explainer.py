@@ -6,6 +6,7 @@ Lightning 2.6.6 running the same modules (`callback_metrics`, `logged_metrics`, 
 """
 
 import inspect
+import json
 import re
 
 import pytest
@@ -187,8 +188,9 @@ class _EvalModule(TinyModule):
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
         loss = self.loss(batch)
         self.log("step_loss", loss, on_step=True, reduce_fx="sum")
-        self.mean_loss(loss)
-        self.log("metric_loss", self.mean_loss, on_epoch=True, add_dataloader_idx=False)
+        if dataloader_idx == 0:
+            self.mean_loss(loss)
+            self.log("metric_loss", self.mean_loss, on_epoch=True)
 
     def on_validation_epoch_end(self):
         self.log("end_value", 5.0, sync_dist=True)
@@ -196,7 +198,8 @@ class _EvalModule(TinyModule):
 
 class _LoggingCallback(L.Callback):
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        pl_module.log("from_callback", float(batch_idx), prog_bar=True, logger=False, add_dataloader_idx=False)
+        pl_module.log(f"from_callback_{dataloader_idx}", float(batch_idx), prog_bar=True, logger=False,
+                      add_dataloader_idx=False)
 
 
 VALIDATE_SNAPSHOT = snapshot("""
@@ -212,21 +215,21 @@ VALIDATE_SNAPSHOT = snapshot("""
                    step_loss_epoch/dataloader_idx_0 = <v>  -> logger (CSVLogger, at epoch end), callbacks
                    step_loss/dataloader_idx_0       = <v>  -> callbacks
 
-    metric_loss  logged in `validation_step` by _EvalModule.validation_step (test_metric_explainer.py:<line>)
-        call       self.log('metric_loss', ..., on_epoch=True, add_dataloader_idx=False)
+    metric_loss/dataloader_idx_0  logged in `validation_step` by _EvalModule.validation_step (test_metric_explainer.py:<line>)
+        call       self.log('metric_loss', ..., on_epoch=True)
         when       on_step=False (default in validation_step), on_epoch=True (given)
         reduction  torchmetrics MeanMetric: step value = its forward() on the batch, epoch value = its compute() over the epoch's updates (reduce_fx and batch_size are not used)
         sync       by the metric itself (sync_on_compute=True, dist_sync_on_step=False); sync_dist does not apply
-        names      'metric_loss' (epoch value); no dataloader suffix (add_dataloader_idx=False): one key for every dataloader
-        keys       metric_loss = <v>  -> logger (CSVLogger, at epoch end), callbacks
+        names      'metric_loss/dataloader_idx_0' (epoch value); '/dataloader_idx_0' added: logged while dataloader 0 ran
+        keys       metric_loss/dataloader_idx_0 = <v>  -> logger (CSVLogger, at epoch end), callbacks
 
-    from_callback  logged in `on_validation_batch_end` by _LoggingCallback.on_validation_batch_end (test_metric_explainer.py:<line>)
-        call       self.log('from_callback', ..., prog_bar=True, logger=False, add_dataloader_idx=False)
+    from_callback_0  logged in `on_validation_batch_end` by _LoggingCallback.on_validation_batch_end (test_metric_explainer.py:<line>)
+        call       self.log('from_callback_0', ..., prog_bar=True, logger=False, add_dataloader_idx=False)
         when       on_step=False (default in on_validation_batch_end), on_epoch=True (default in on_validation_batch_end)
-        reduction  epoch value = mean weighted by batch size (batch size inferred from each batch; total weight 24 this epoch)
+        reduction  epoch value = mean weighted by batch size (batch size inferred from each batch; total weight 16 this epoch)
         sync       not synced (sync_dist=False; 1 process)
-        names      'from_callback' (epoch value); no dataloader suffix (add_dataloader_idx=False): one key for every dataloader
-        keys       from_callback = <v>  -> progress bar, callbacks
+        names      'from_callback_0' (epoch value); logged while dataloader 0 ran, no suffix added (add_dataloader_idx=False)
+        keys       from_callback_0 = <v>  -> progress bar, callbacks
         note       logger=False: never sent to the loggers (not in trainer.logged_metrics)
 
     step_loss/dataloader_idx_1  logged in `validation_step` by _EvalModule.validation_step (test_metric_explainer.py:<line>)
@@ -238,6 +241,15 @@ VALIDATE_SNAPSHOT = snapshot("""
         keys       step_loss_step/dataloader_idx_1  = <v>  -> logger (CSVLogger, after every batch)
                    step_loss_epoch/dataloader_idx_1 = <v>  -> logger (CSVLogger, at epoch end), callbacks
                    step_loss/dataloader_idx_1       = <v>  -> callbacks
+
+    from_callback_1  logged in `on_validation_batch_end` by _LoggingCallback.on_validation_batch_end (test_metric_explainer.py:<line>)
+        call       self.log('from_callback_1', ..., prog_bar=True, logger=False, add_dataloader_idx=False)
+        when       on_step=False (default in on_validation_batch_end), on_epoch=True (default in on_validation_batch_end)
+        reduction  epoch value = mean weighted by batch size (batch size inferred from each batch; total weight 8 this epoch)
+        sync       not synced (sync_dist=False; 1 process)
+        names      'from_callback_1' (epoch value); logged while dataloader 1 ran, no suffix added (add_dataloader_idx=False)
+        keys       from_callback_1 = <v>  -> progress bar, callbacks
+        note       logger=False: never sent to the loggers (not in trainer.logged_metrics)
 
     end_value  logged in `on_validation_epoch_end` by _EvalModule.on_validation_epoch_end (test_metric_explainer.py:<line>)
         call       self.log('end_value', ..., sync_dist=True)
@@ -253,15 +265,18 @@ def test_validate_explanation_snapshot(tmp_path):
     from fulmen.loggers import CSVLogger
 
     pytest.importorskip("torchmetrics")
-    trainer = log_trainer(tmp_path, logger=CSVLogger(tmp_path), callbacks=[_LoggingCallback()], limit_val_batches=None)
+    trainer = log_trainer(tmp_path, logger=CSVLogger(tmp_path), callbacks=[_LoggingCallback()],
+                          limit_val_batches=None)
     trainer.validate(_EvalModule(), [make_loader(16), make_loader(8, seed=7)], verbose=False)
     explanation = trainer.explain_metrics()
     assert masked(str(explanation)) == VALIDATE_SNAPSHOT
     values = {produced.key: produced.value for entry in explanation.entries for produced in entry.produced}
     assert values["end_value"] == pytest.approx(5.0)
-    # Batch indices 0, 1 (dataloader 0) and 0 (dataloader 1), each batch of 8: one key for both dataloaders.
-    assert values["from_callback"] == pytest.approx((0 + 1 + 0) / 3)
-    assert values["metric_loss"] == pytest.approx(trainer.callback_metrics["metric_loss"].item(), rel=1e-6)
+    # Batch indices 0, 1 (dataloader 0) and 0 (dataloader 1), batches of 8.
+    assert values["from_callback_0"] == pytest.approx(0.5) and values["from_callback_1"] == pytest.approx(0.0)
+    key = "metric_loss/dataloader_idx_0"
+    assert values[key] == pytest.approx(trainer.callback_metrics[key].item(), rel=1e-6)
+    assert values["step_loss_epoch/dataloader_idx_1"] == pytest.approx(values["step_loss_step/dataloader_idx_1"])
 
 
 class _FirstEpochOnly(TinyModule):
@@ -299,7 +314,8 @@ def test_explanation_during_a_run_and_a_new_run_forgets_old_keys(tmp_path):
     assert seen[0]["weighted"].produced == []
     assert "keys       (none published yet)" in str(seen[0])
     trainer.validate(_EvalModule(), make_loader(8), verbose=False)
-    assert [entry.name for entry in trainer.explain_metrics().entries] == ["step_loss", "metric_loss", "end_value"]
+    assert [entry.name for entry in trainer.explain_metrics().entries] == [
+        "step_loss", "metric_loss", "end_value"]
 
 
 def test_nothing_logged(tmp_path):
@@ -330,3 +346,70 @@ def test_keys_without_a_record_are_listed(tmp_path):
             early = <v>
             loss = <v>
     """)
+
+
+SYNC_SNAPSHOT = snapshot("""
+    Metrics explained: rank {rank} of 2, epoch 1, global step 4
+
+    rank_mean  logged in `training_step` by RankLoggingModule.training_step (explain_modules.py:<line>)
+        call       self.log('rank_mean', ..., on_step=True, on_epoch=True, sync_dist=True)
+        when       on_step=True (given), on_epoch=True (given)
+        reduction  epoch value = mean weighted by batch size (batch size inferred from each batch; total weight 32 this epoch)
+        sync       mean across the default group (all ranks): each step value and the epoch value at epoch end (sync_dist=True)
+        names      on_step and on_epoch: 'rank_mean_step' (step value), 'rank_mean_epoch' (epoch value), and 'rank_mean' for callbacks (the newer of the two)
+        keys       rank_mean_step  = <v>  -> logger (no logger configured: trainer.logged_metrics only), callbacks
+                   rank_mean_epoch = <v>  -> logger (no logger configured: trainer.logged_metrics only), callbacks
+                   rank_mean       = <v>  -> callbacks
+
+    rank_max  logged in `training_step` by RankLoggingModule.training_step (explain_modules.py:<line>)
+        call       self.log('rank_max', ..., on_step=False, on_epoch=True, reduce_fx='max', sync_dist=True)
+        when       on_step=False (given), on_epoch=True (given)
+        reduction  epoch value = maximum of the values logged this epoch (batch size not used)
+        sync       max across the default group (all ranks): the epoch value at epoch end (sync_dist=True)
+        names      'rank_max' (epoch value)
+        keys       rank_max = <v>  -> logger (no logger configured: trainer.logged_metrics only), callbacks
+
+    rank_own  logged in `training_step` by RankLoggingModule.training_step (explain_modules.py:<line>)
+        call       self.log('rank_own', ..., on_step=False, on_epoch=True)
+        when       on_step=False (given), on_epoch=True (given)
+        reduction  epoch value = mean weighted by batch size (batch size inferred from each batch; total weight 32 this epoch)
+        sync       not synced (sync_dist=False): each rank keeps its own value
+        names      'rank_own' (epoch value)
+        keys       rank_own = <v>  -> logger (no logger configured: trainer.logged_metrics only), callbacks
+
+    rank_zero  logged in `training_step` by RankLoggingModule.training_step (explain_modules.py:<line>)
+        call       self.log('rank_zero', ..., on_step=False, on_epoch=True, sync_dist=True, rank_zero_only=True)
+        when       on_step=False (given), on_epoch=True (given)
+        reduction  epoch value = mean weighted by batch size (batch size inferred from each batch; total weight 32 this epoch)
+        sync       never (rank_zero_only=True: logged by rank 0 alone, a collective would wait for the others)
+        names      'rank_zero' (epoch value)
+        keys       rank_zero = <v>  -> logger (no logger configured: trainer.logged_metrics only), callbacks
+""")
+
+
+@pytest.mark.distributed
+def test_sync_dist_in_a_two_process_run(tmp_path, spawn_env, spawn_time_limit, capfd):
+    """2 gloo processes (ddp_spawn): each rank explains its own metrics; the launching process explains what
+    rank 0 handed back."""
+    from helpers.explain_modules import RankLoggingModule
+
+    trainer = log_trainer(tmp_path, devices=2, strategy="ddp_spawn")
+    trainer.fit(RankLoggingModule(str(tmp_path)), make_loader(64))
+    for rank in (0, 1):
+        text, values = (tmp_path / f"explain_rank{rank}.txt").read_text().rsplit("\n", 1)
+        assert masked(text) == SYNC_SNAPSHOT.format(rank=rank)
+        values = json.loads(values)
+        assert values["rank_mean_step"] == values["rank_mean_epoch"] == pytest.approx(0.5)
+        assert values["rank_max"] == pytest.approx(1.0)
+        assert values["rank_own"] == values["rank_zero"] == pytest.approx(rank)
+
+    explanation = trainer.explain_metrics()
+    entry = explanation["rank_mean"]
+    assert entry.notes == ["logged in the spawned processes; rank 0 handed back its callback_metrics and this record"]
+    assert [(produced.key, produced.destinations) for produced in entry.produced] == [
+        ("rank_mean_step", ["callbacks"]), ("rank_mean_epoch", ["callbacks"]), ("rank_mean", ["callbacks"])]
+    assert entry.sync == SYNC_SNAPSHOT.splitlines()[6].split("sync       ")[1]
+    assert explanation["rank_own"].produced[0].value == pytest.approx(0.0)
+    # Printed on global rank zero only: by spawned rank 0 and by the launching process.
+    printed = capfd.readouterr().out
+    assert printed.count("Metrics explained: rank 0 of 2") == 2 and "rank 1 of 2" not in printed

@@ -243,7 +243,7 @@ def _naming(origin: LogOrigin) -> str:
         if origin.key.endswith(suffix):
             text += f"; '{suffix}' added: logged while dataloader {origin.dataloader_idx} ran"
         else:
-            text += "; no dataloader suffix (add_dataloader_idx=False): one key for every dataloader"
+            text += f"; logged while dataloader {origin.dataloader_idx} ran, no suffix added (add_dataloader_idx=False)"
     return text
 
 

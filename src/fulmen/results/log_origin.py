@@ -91,10 +91,10 @@ def record_origin(entry: Any, value: Any, training: bool) -> LogOrigin:
                "enable_graph": entry.enable_graph}
     group = entry.sync_dist_group
     return LogOrigin(
-        hook=entry.hook, key=entry.name, step_name=entry.step_name, epoch_name=entry.epoch_name, name=arguments["name"] if arguments is not None else entry.name,
-        options=options, dataloader_idx=entry.dataloader_idx,
-        sync_dist_group=None if group is None else type(group).__name__, given=given, via_log_dict=via_log_dict,
-        call_site=call_site, metric=metric, training=training,
+        hook=entry.hook, key=entry.name, step_name=entry.step_name, epoch_name=entry.epoch_name,
+        name=entry.name if arguments is None else arguments["name"], options=options,
+        dataloader_idx=entry.dataloader_idx, sync_dist_group=None if group is None else type(group).__name__,
+        given=given, via_log_dict=via_log_dict, call_site=call_site, metric=metric, training=training,
     )
 
 

@@ -1,0 +1,27 @@
+"""A module for the 2-process metric explainer test: it logs its rank with and without `sync_dist`, and each
+rank writes `trainer.explain_metrics()` to OUT_DIR/explain_rank<r>.txt at the end of fit."""
+
+import json
+import os
+
+from helpers.tiny import TinyModule
+
+
+class RankLoggingModule(TinyModule):
+    def __init__(self, out_dir):
+        super().__init__()
+        self.out_dir = out_dir
+
+    def training_step(self, batch, batch_idx):
+        rank = float(self.global_rank)
+        self.log("rank_mean", rank, on_step=True, on_epoch=True, sync_dist=True)
+        self.log("rank_max", rank, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
+        self.log("rank_own", rank, on_step=False, on_epoch=True)
+        self.log("rank_zero", rank, on_step=False, on_epoch=True, sync_dist=True, rank_zero_only=True)
+        return super().training_step(batch, batch_idx)
+
+    def on_fit_end(self):
+        explanation = self.trainer.explain_metrics()
+        values = {produced.key: produced.value for entry in explanation.entries for produced in entry.produced}
+        with open(os.path.join(self.out_dir, f"explain_rank{self.global_rank}.txt"), "w") as file:
+            file.write(str(explanation) + "\n" + json.dumps(values))
