@@ -413,3 +413,13 @@ def test_sync_dist_in_a_two_process_run(tmp_path, spawn_env, spawn_time_limit, c
     # Printed on global rank zero only: by spawned rank 0 and by the launching process.
     printed = capfd.readouterr().out
     assert printed.count("Metrics explained: rank 0 of 2") == 2 and "rank 1 of 2" not in printed
+
+
+def test_import_fulmen_does_not_import_the_explainer():
+    import subprocess
+    import sys
+
+    code = ("import sys, fulmen; fulmen.Trainer; import fulmen.results.metrics_router; "
+            "print([name for name in sys.modules if name.startswith('fulmen.debug')])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
