@@ -355,7 +355,7 @@ SYNC_SNAPSHOT = snapshot("""
         call       self.log('rank_mean', ..., on_step=True, on_epoch=True, sync_dist=True)
         when       on_step=True (given), on_epoch=True (given)
         reduction  epoch value = mean weighted by batch size (batch size inferred from each batch; total weight 32 this epoch)
-        sync       mean across the default group (all ranks): each step value and the epoch value at epoch end (sync_dist=True)
+        sync       sync_dist=True, across the default group (all ranks): each step value = mean of the ranks' values; epoch value = mean over every rank's samples (sum of value x batch size / sum of batch sizes)
         names      on_step and on_epoch: 'rank_mean_step' (step value), 'rank_mean_epoch' (epoch value), and 'rank_mean' for callbacks (the newer of the two)
         keys       rank_mean_step  = <v>  -> logger (no logger configured: trainer.logged_metrics only), callbacks
                    rank_mean_epoch = <v>  -> logger (no logger configured: trainer.logged_metrics only), callbacks
@@ -365,7 +365,7 @@ SYNC_SNAPSHOT = snapshot("""
         call       self.log('rank_max', ..., on_step=False, on_epoch=True, reduce_fx='max', sync_dist=True)
         when       on_step=False (given), on_epoch=True (given)
         reduction  epoch value = maximum of the values logged this epoch (batch size not used)
-        sync       max across the default group (all ranks): the epoch value at epoch end (sync_dist=True)
+        sync       sync_dist=True, across the default group (all ranks): epoch value = max of the ranks' epoch values
         names      'rank_max' (epoch value)
         keys       rank_max = <v>  -> logger (no logger configured: trainer.logged_metrics only), callbacks
 
@@ -376,6 +376,14 @@ SYNC_SNAPSHOT = snapshot("""
         sync       not synced (sync_dist=False): each rank keeps its own value
         names      'rank_own' (epoch value)
         keys       rank_own = <v>  -> logger (no logger configured: trainer.logged_metrics only), callbacks
+
+    rank_weighted  logged in `training_step` by RankLoggingModule.training_step (explain_modules.py:<line>)
+        call       self.log('rank_weighted', ..., on_step=False, on_epoch=True, sync_dist=True, batch_size={batch_size})
+        when       on_step=False (given), on_epoch=True (given)
+        reduction  epoch value = mean weighted by batch size (batch_size={batch_size} passed to self.log; total weight {weight} this epoch)
+        sync       sync_dist=True, across the default group (all ranks): epoch value = mean over every rank's samples (sum of value x batch size / sum of batch sizes)
+        names      'rank_weighted' (epoch value)
+        keys       rank_weighted = <v>  -> logger (no logger configured: trainer.logged_metrics only), callbacks
 
     rank_zero  logged in `training_step` by RankLoggingModule.training_step (explain_modules.py:<line>)
         call       self.log('rank_zero', ..., on_step=False, on_epoch=True, sync_dist=True, rank_zero_only=True)
@@ -397,18 +405,22 @@ def test_sync_dist_in_a_two_process_run(tmp_path, spawn_env, spawn_time_limit, c
     trainer.fit(RankLoggingModule(str(tmp_path)), make_loader(64))
     for rank in (0, 1):
         text, values = (tmp_path / f"explain_rank{rank}.txt").read_text().rsplit("\n", 1)
-        assert masked(text) == SYNC_SNAPSHOT.format(rank=rank)
+        assert masked(text) == SYNC_SNAPSHOT.format(rank=rank, batch_size=1 + 2 * rank, weight=4 * (1 + 2 * rank))
         values = json.loads(values)
         assert values["rank_mean_step"] == values["rank_mean_epoch"] == pytest.approx(0.5)
         assert values["rank_max"] == pytest.approx(1.0)
         assert values["rank_own"] == values["rank_zero"] == pytest.approx(rank)
+        # Rank 1's values weigh 3, rank 0's 1 (Lightning 2.6.6 gives 0.75 too).
+        assert values["rank_weighted"] == pytest.approx(0.75)
 
     explanation = trainer.explain_metrics()
     entry = explanation["rank_mean"]
     assert entry.notes == ["logged in the spawned processes; rank 0 handed back its callback_metrics and this record"]
     assert [(produced.key, produced.destinations) for produced in entry.produced] == [
         ("rank_mean_step", ["callbacks"]), ("rank_mean_epoch", ["callbacks"]), ("rank_mean", ["callbacks"])]
-    assert entry.sync == SYNC_SNAPSHOT.splitlines()[6].split("sync       ")[1]
+    assert entry.sync == ("sync_dist=True, across the default group (all ranks): each step value = mean of the "
+                          "ranks' values; epoch value = mean over every rank's samples (sum of value x batch size / "
+                          "sum of batch sizes)")
     assert explanation["rank_own"].produced[0].value == pytest.approx(0.0)
     # Printed on global rank zero only: by spawned rank 0 and by the launching process.
     printed = capfd.readouterr().out

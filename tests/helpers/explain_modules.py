@@ -17,6 +17,9 @@ class RankLoggingModule(TinyModule):
         self.log("rank_mean", rank, on_step=True, on_epoch=True, sync_dist=True)
         self.log("rank_max", rank, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
         self.log("rank_own", rank, on_step=False, on_epoch=True)
+        # Rank 1 weighs three times as much as rank 0: the synced mean is 0.75, not the mean of the ranks' 0.5.
+        self.log("rank_weighted", rank, on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=1 + 2 * self.global_rank)
         self.log("rank_zero", rank, on_step=False, on_epoch=True, sync_dist=True, rank_zero_only=True)
         return super().training_step(batch, batch_idx)
 

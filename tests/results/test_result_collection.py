@@ -220,3 +220,16 @@ def test_step_and_epoch_suffixes_go_before_the_dataloader_suffix(tmp_path):
     assert sorted(trainer.callback_metrics) == ["v/dataloader_idx_0", "v/dataloader_idx_1",
                                                 "v_epoch/dataloader_idx_0", "v_epoch/dataloader_idx_1"]
     assert [list(result) for result in results] == [["v_epoch/dataloader_idx_0"], ["v_epoch/dataloader_idx_1"]]
+
+
+@pytest.mark.distributed
+def test_synced_epoch_mean_counts_every_ranks_samples(tmp_path, spawn_env, spawn_time_limit):
+    """Rank r logs r with batch_size 1 + 2r: Lightning 2.6.6 syncs the mean to (0*1 + 1*3) / (1 + 3) = 0.75
+    (checked by running it with 2 gloo processes), not to the mean of the ranks' means (0.5)."""
+    from helpers.explain_modules import RankLoggingModule
+
+    trainer = log_trainer(tmp_path, devices=2, strategy="ddp_spawn")
+    trainer.fit(RankLoggingModule(str(tmp_path)), make_loader(64))
+    assert trainer.callback_metrics["rank_weighted"].item() == pytest.approx(0.75)
+    assert trainer.callback_metrics["rank_mean_epoch"].item() == pytest.approx(0.5)
+    assert trainer.callback_metrics["rank_max"].item() == pytest.approx(1.0)

@@ -224,11 +224,15 @@ def _sync(origin: LogOrigin, world_size: int) -> str:
         return ("not synced (sync_dist=False): each rank keeps its own value" if world_size > 1
                 else "not synced (sync_dist=False; 1 process)")
     group = "the default group (all ranks)" if origin.sync_dist_group is None else f"group {origin.sync_dist_group}"
-    what = " and ".join(part for part, on in (("each step value", origin.options["on_step"]),
-                                              ("the epoch value at epoch end", origin.options["on_epoch"])) if on)
     if world_size == 1:
-        return f"sync_dist=True, but only 1 process: nothing to reduce"
-    return f"{origin.options['reduce']} across {group}: {what} (sync_dist=True)"
+        return "sync_dist=True, but only 1 process: nothing to reduce"
+    reduce, parts = origin.options["reduce"], []
+    if origin.options["on_step"]:
+        parts.append(f"each step value = {reduce} of the ranks' values")
+    if origin.options["on_epoch"]:
+        parts.append("epoch value = mean over every rank's samples (sum of value x batch size / sum of batch sizes)"
+                     if reduce == "mean" else f"epoch value = {reduce} of the ranks' epoch values")
+    return f"sync_dist=True, across {group}: {'; '.join(parts)}"
 
 
 def _naming(origin: LogOrigin) -> str:

@@ -184,9 +184,18 @@ class ResultCollection:
         reading metrics (which only rank zero may do) never runs a collective."""
         for entry in self.values.values():
             if entry.sync_dist and entry.on_epoch and entry.metric is None and entry.synced is None:
-                local = entry.local_epoch_value()
-                if local is not None:
-                    entry.synced = reduce_across_processes(local, entry.reduce, entry.sync_dist_group)
+                total = entry.total
+                if total is None:
+                    continue
+                if entry.reduce != "mean":
+                    entry.synced = reduce_across_processes(total, entry.reduce, entry.sync_dist_group)
+                    continue
+                # Lightning's synced mean counts every rank's samples (sum of value * batch size over the sum of
+                # batch sizes), not every rank's mean; both sums travel in one collective.
+                dtype = torch.promote_types(total.dtype, torch.float32)
+                pair = torch.stack((total.to(dtype), total.new_tensor(float(entry.weight), dtype=dtype)))
+                summed = reduce_across_processes(pair, "sum", entry.sync_dist_group)
+                entry.synced = (summed[0] / summed[1]).to(total.dtype)
 
     def views(self, on_step: bool, dataloader_idx: int | None = None,
               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
