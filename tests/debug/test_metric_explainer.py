@@ -61,7 +61,7 @@ FIT_SNAPSHOT = snapshot("""
     weighted  logged in `training_step` by _FitModule.training_step (test_metric_explainer.py:<line>)
         call       self.log('weighted', ..., on_step=False, on_epoch=True, batch_size=8)
         when       on_step=False (given), on_epoch=True (given)
-        reduction  epoch value = mean weighted by batch size (batch_size=8 passed to self.log; total weight 20 this epoch)
+        reduction  epoch value = mean weighted by batch size (batch_size passed to self.log, 8 in its first call; total weight 20 this epoch)
         sync       not synced (sync_dist=False; 1 process)
         names      'weighted' (epoch value)
         keys       weighted = <v>  -> logger (RecordingLogger, at epoch end), callbacks
@@ -380,7 +380,7 @@ SYNC_SNAPSHOT = snapshot("""
     rank_weighted  logged in `training_step` by RankLoggingModule.training_step (explain_modules.py:<line>)
         call       self.log('rank_weighted', ..., on_step=False, on_epoch=True, sync_dist=True, batch_size={batch_size})
         when       on_step=False (given), on_epoch=True (given)
-        reduction  epoch value = mean weighted by batch size (batch_size={batch_size} passed to self.log; total weight {weight} this epoch)
+        reduction  epoch value = mean weighted by batch size (batch_size passed to self.log, {batch_size} in its first call; total weight {weight} this epoch)
         sync       sync_dist=True, across the default group (all ranks): epoch value = mean over every rank's samples (sum of value x batch size / sum of batch sizes)
         names      'rank_weighted' (epoch value)
         keys       rank_weighted = <v>  -> logger (no logger configured: trainer.logged_metrics only), callbacks

@@ -105,7 +105,8 @@ class MetricsExplanation:
 
 
 def explain_metrics(trainer: Trainer) -> MetricsExplanation:
-    """Explain every key of `trainer.callback_metrics`, `logged_metrics` and `progress_bar_metrics`."""
+    """Explain every key of `trainer.callback_metrics`, `logged_metrics` and `progress_bar_metrics` (no printing:
+    `trainer.explain_metrics()` prints it on rank zero)."""
     router = trainer._metrics
     callback, logged, bar = trainer.callback_metrics, trainer.logged_metrics, trainer.progress_bar_metrics
     context = _Context(trainer)
@@ -206,7 +207,7 @@ def _reduction(origin: LogOrigin, live: LoggedValue | None) -> str:
     if reduce != "mean":
         return f"epoch value = {_REDUCTION_WORDS[reduce]} of the values logged this epoch (batch size not used)"
     batch_size = origin.given.get("batch_size")
-    source = (f"batch_size={batch_size} passed to self.log" if batch_size is not None
+    source = (f"batch_size passed to self.log, {batch_size} in its first call" if batch_size is not None
               else "batch size inferred from each batch")
     weight = f"; total weight {live.weight} this epoch" if live is not None and live.weight else ""
     return f"epoch value = mean weighted by batch size ({source}{weight})"
