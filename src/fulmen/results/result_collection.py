@@ -155,7 +155,7 @@ class ResultCollection:
             enable_graph: bool, batch_size: int | None,
             reduce_across_processes: Callable[..., torch.Tensor] | None = None) -> None:
         key = (hook, name)
-        signature = (on_step, on_epoch, prog_bar, logger, reduce, sync_dist, enable_graph)
+        signature = (on_step, on_epoch, prog_bar, logger, reduce, sync_dist, enable_graph, dataloader_idx)
         entry = self.values.get(key)
         if entry is None:
             entry = LoggedValue(name, hook, signature, on_step, on_epoch, prog_bar, logger, reduce, sync_dist,
@@ -165,10 +165,18 @@ class ResultCollection:
                 # Once per key per run, never per call: the stack walk stays off the per-step path.
                 self.origins[key] = record_origin(entry, value, self.training)
         elif entry.signature != signature:
+            if entry.dataloader_idx != dataloader_idx:
+                # Lightning refuses this too: two dataloaders' values would be reduced into one key.
+                raise MisconfigurationException(
+                    f"`self.log({name!r}, ..., add_dataloader_idx=False)` was called in `{hook}` for dataloader "
+                    f"{entry.dataloader_idx} and for dataloader {dataloader_idx}: both would write the same key. "
+                    "Use a different name per dataloader (e.g. with `dataloader_idx` in it), or drop "
+                    "`add_dataloader_idx=False`."
+                )
             raise MisconfigurationException(
                 f"`self.log({name!r}, ...)` was called twice in `{hook}` with different arguments "
-                f"(on_step, on_epoch, prog_bar, logger, reduce_fx, sync_dist, enable_graph = {entry.signature} "
-                f"then {signature}). Log each key with one set of arguments per hook."
+                f"(on_step, on_epoch, prog_bar, logger, reduce_fx, sync_dist, enable_graph = {entry.signature[:7]} "
+                f"then {signature[:7]}). Log each key with one set of arguments per hook."
             )
         if not isinstance(value, torch.Tensor):
             entry.update_metric(value)
