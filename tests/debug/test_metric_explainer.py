@@ -320,6 +320,7 @@ def test_explanation_during_a_run_and_a_new_run_forgets_old_keys(tmp_path):
 
 def test_nothing_logged(tmp_path):
     trainer = log_trainer(tmp_path)
+    assert str(trainer.explain_metrics()).endswith("\nNothing has been logged in this run.")  # before any run
     trainer.fit(TinyModule(), make_loader(16))
     assert str(trainer.explain_metrics()) == ("Metrics explained: rank 0 of 1, epoch 1, global step 2\n"
                                              "Nothing has been logged in this run.")
