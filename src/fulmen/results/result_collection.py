@@ -1,7 +1,8 @@
 """ResultCollection: what `self.log` stored in one loop (training, validation or test), per (hook, key).
 
-Owns: step values, running epoch reductions weighted by batch size, and turning them into the three
-views Lightning exposes (callback, logger, progress bar). Values stay tensors on their device: nothing
+Owns: step values, running epoch reductions weighted by batch size, turning them into the three
+views Lightning exposes (callback, logger, progress bar), and each key's `LogOrigin` (recorded once per
+run, for `trainer.explain_metrics()`). Values stay tensors on their device: nothing
 here forces a device sync; conversion to Python numbers happens where a value is shown or written.
 """
 
