@@ -1,10 +1,22 @@
-"""A module for the 2-process metric explainer test: it logs its rank with and without `sync_dist`, and each
-rank writes `trainer.explain_metrics()` to OUT_DIR/explain_rank<r>.txt at the end of fit."""
+"""Helpers for the metric explainer tests: snapshot masking, and a module for the 2-process test that logs its
+rank with and without `sync_dist` (each rank writes `trainer.explain_metrics()` to OUT_DIR/explain_rank<r>.txt)."""
 
+import inspect
 import json
 import os
+import re
 
 from helpers.tiny import TinyModule
+
+
+def masked(text):
+    """The explanation with values and call-site line numbers masked, so it reads the same on every machine."""
+    text = re.sub(r"= -?[0-9][0-9.e+-]*", "= <v>", text)
+    return re.sub(r"\((\w+\.py):\d+\)", r"(\1:<line>)", text)
+
+
+def snapshot(text):
+    return inspect.cleandoc(text)
 
 
 class RankLoggingModule(TinyModule):
