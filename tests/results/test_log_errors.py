@@ -189,3 +189,18 @@ def test_metric_attribute_names_a_metric_kept_elsewhere(tmp_path):
     trainer = _fit(tmp_path, _LogsAMetric(attribute=False, metric_attribute="metric"))
     assert "mean_loss" in trainer.callback_metrics
     assert "mean_loss" in _fit(tmp_path, _LogsAMetric(attribute=True)).callback_metrics
+
+
+def test_same_key_from_two_dataloaders_without_the_suffix_raises(tmp_path):
+    """Lightning 2.6.6 refuses it too (MisconfigurationException, checked by running it): both dataloaders would
+    reduce into one key."""
+
+    class Module(TinyModule):
+        def validation_step(self, batch, batch_idx, dataloader_idx=0):
+            self.log("shared", 1.0, add_dataloader_idx=False)
+
+    trainer = log_trainer(tmp_path, limit_val_batches=None)
+    with pytest.raises(MisconfigurationException,
+                       match=r"`self\.log\('shared', \.\.\., add_dataloader_idx=False\)` was called in "
+                             r"`validation_step` for dataloader 0 and for dataloader 1.*different name per dataloader"):
+        trainer.validate(Module(), [make_loader(16), make_loader(8)], verbose=False)

@@ -204,3 +204,32 @@ def test_torchmetrics_metric_is_reset_between_epochs(tmp_path):
     assert logger.steps("total_epoch") == [2, 5]
     assert logger.values("total_step") == [1.0, 2.0, 3.0, 11.0, 12.0, 13.0]
     assert trainer.callback_metrics["total"].item() == 36.0
+
+
+class _TwoLoaderStepEpochModule(TinyModule):
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        self.log("v", self.loss(batch), on_step=True, on_epoch=True)
+
+
+def test_step_and_epoch_suffixes_go_before_the_dataloader_suffix(tmp_path):
+    """Lightning 2.6.6 names them `v_step/dataloader_idx_1`, not `v/dataloader_idx_1_step` (checked by running it)."""
+    trainer = log_trainer(tmp_path, logger=RecordingLogger(), limit_val_batches=None)
+    results = trainer.validate(_TwoLoaderStepEpochModule(), [make_loader(16), make_loader(8)], verbose=False)
+    assert sorted(trainer.logged_metrics) == ["v_epoch/dataloader_idx_0", "v_epoch/dataloader_idx_1",
+                                              "v_step/dataloader_idx_0", "v_step/dataloader_idx_1"]
+    assert sorted(trainer.callback_metrics) == ["v/dataloader_idx_0", "v/dataloader_idx_1",
+                                                "v_epoch/dataloader_idx_0", "v_epoch/dataloader_idx_1"]
+    assert [list(result) for result in results] == [["v_epoch/dataloader_idx_0"], ["v_epoch/dataloader_idx_1"]]
+
+
+@pytest.mark.distributed
+def test_synced_epoch_mean_counts_every_ranks_samples(tmp_path, spawn_env, spawn_time_limit):
+    """Rank r logs r with batch_size 1 + 2r: Lightning 2.6.6 syncs the mean to (0*1 + 1*3) / (1 + 3) = 0.75
+    (checked by running it with 2 gloo processes), not to the mean of the ranks' means (0.5)."""
+    from helpers.explain_modules import RankLoggingModule
+
+    trainer = log_trainer(tmp_path, devices=2, strategy="ddp_spawn")
+    trainer.fit(RankLoggingModule(str(tmp_path)), make_loader(64))
+    assert trainer.callback_metrics["rank_weighted"].item() == pytest.approx(0.75)
+    assert trainer.callback_metrics["rank_mean_epoch"].item() == pytest.approx(0.5)
+    assert trainer.callback_metrics["rank_max"].item() == pytest.approx(1.0)

@@ -2,3 +2,15 @@
 
 Nothing here is imported by `import fulmen`; the Trainer imports a tool's module only when its flag is on.
 """
+
+from typing import TYPE_CHECKING
+
+from fulmen.utilities.lazy_exports import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "MetricsExplanation": "fulmen.debug.metric_explainer",
+    "explain_metrics": "fulmen.debug.metric_explainer",
+})
+
+if TYPE_CHECKING:
+    from fulmen.debug.metric_explainer import MetricsExplanation, explain_metrics

@@ -76,3 +76,8 @@ def resolve_log_options(hook: str | None, name: str, on_step: bool | None, on_ep
             f"`self.log({name!r}, on_epoch={on_epoch})` is not allowed in `{hook}`. Use on_epoch=True."
         )
     return on_step, on_epoch
+
+
+def runs_once_per_epoch(hook: str) -> bool:
+    """Whether `hook` is one where `self.log` can only log epoch values (it runs once per epoch or stage)."""
+    return _ALLOWED.get(hook) is _EPOCH

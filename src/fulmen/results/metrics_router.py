@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numbers
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fulmen.results.log_origin import LogOrigin
 from fulmen.results.logging_rules import resolve_log_options
 from fulmen.results.result_collection import ResultCollection, reduce_name
 from fulmen.trainer.run import Run
@@ -49,6 +51,7 @@ class MetricsRouter:
         self._logged: dict[str, torch.Tensor] = {}
         self._progress_bar: dict[str, torch.Tensor] = {}
         self._metric_attributes: dict[int, str] | None = None
+        self.spawned_origins: list[LogOrigin] = []  # where a spawned rank 0's keys were logged (`explain_metrics`)
 
     # -- the self.log front end -------------------------------------------------------------------
 
@@ -124,9 +127,15 @@ class MetricsRouter:
         # One device sync per shown value, only when the bar (or a user) reads them.
         return {key: _to_number(value) for key, value in self._progress_bar.items()}
 
-    def update_callback_metrics(self, metrics: dict[str, torch.Tensor]) -> None:
-        """Add `metrics` to `callback_metrics` (what a spawned rank 0 reported back to the launching process)."""
+    def update_callback_metrics(self, metrics: dict[str, torch.Tensor], origins: Sequence[LogOrigin] = ()) -> None:
+        """Add `metrics` to `callback_metrics` (what a spawned rank 0 reported back to the launching process),
+        with the records of where they were logged."""
         self._callback.update(metrics)
+        self.spawned_origins = list(origins)
+
+    def log_origins(self) -> list[LogOrigin]:
+        """Where every key logged in this run came from (`trainer.explain_metrics()` reads them)."""
+        return [*self.train_results.origins.values(), *self.eval_results.origins.values()]
 
     def _refresh(self) -> None:
         results = self.active
@@ -154,8 +163,9 @@ class MetricsRouter:
         """Drop every stored metric (after the sanity check, or when a new stage starts)."""
         self._callback, self._logged, self._progress_bar = {}, {}, {}
         self._metric_attributes = None
-        self.train_results.reset()
-        self.eval_results.reset()
+        self.spawned_origins = []
+        self.train_results.clear()
+        self.eval_results.clear()
 
     # -- loop boundaries ----------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """ResultCollection: what `self.log` stored in one loop (training, validation or test), per (hook, key).
 
-Owns: step values, running epoch reductions weighted by batch size, and turning them into the three
-views Lightning exposes (callback, logger, progress bar). Values stay tensors on their device: nothing
+Owns: step values, running epoch reductions weighted by batch size, turning them into the three
+views Lightning exposes (callback, logger, progress bar), and each key's `LogOrigin` (recorded once per
+run, for `trainer.explain_metrics()`). Values stay tensors on their device: nothing
 here forces a device sync; conversion to Python numbers happens where a value is shown or written.
 """
 
@@ -11,6 +12,7 @@ from typing import Any, Callable
 
 import torch
 
+from fulmen.results.log_origin import LogOrigin, record_origin
 from fulmen.utilities.data import extract_batch_size
 from fulmen.utilities.exceptions import MisconfigurationException
 
@@ -37,7 +39,7 @@ class LoggedValue:
 
     __slots__ = ("name", "hook", "on_step", "on_epoch", "prog_bar", "logger", "reduce", "sync_dist",
                  "sync_dist_group", "dataloader_idx", "enable_graph", "signature", "last", "total", "weight",
-                 "metric", "synced")
+                 "metric", "synced", "step_name", "epoch_name")
 
     def __init__(self, name: str, hook: str, signature: tuple, on_step: bool, on_epoch: bool, prog_bar: bool,
                  logger: bool, reduce: str, sync_dist: bool, sync_dist_group: Any, dataloader_idx: int | None,
@@ -46,6 +48,14 @@ class LoggedValue:
         self.on_step, self.on_epoch, self.prog_bar, self.logger = on_step, on_epoch, prog_bar, logger
         self.reduce, self.sync_dist, self.sync_dist_group = reduce, sync_dist, sync_dist_group
         self.dataloader_idx, self.enable_graph = dataloader_idx, enable_graph
+        # The names of the step and epoch values, built once: with both on, '_step'/'_epoch' go before any
+        # '/dataloader_idx_N' suffix (Lightning's `loss_step/dataloader_idx_1`).
+        base, suffix = name, ""
+        if dataloader_idx is not None and name.endswith(f"/dataloader_idx_{dataloader_idx}"):
+            base, suffix = name.rsplit("/", 1)
+            suffix = "/" + suffix
+        self.step_name = f"{base}_step{suffix}" if on_epoch else name
+        self.epoch_name = f"{base}_epoch{suffix}" if on_step else name
         self.last: torch.Tensor | None = None
         self.total: torch.Tensor | None = None
         self.weight = 0
@@ -109,9 +119,16 @@ class ResultCollection:
     def __init__(self, training: bool) -> None:
         self.training = training
         self.values: dict[tuple[str, str], LoggedValue] = {}
+        # Where each key was first logged in this run; kept across epochs (`reset`), dropped by `clear`.
+        self.origins: dict[tuple[str, str], LogOrigin] = {}
         self.epoch_end_reached = False
         self._batch: Any = None
         self._batch_size: int | None = None
+
+    def clear(self) -> None:
+        """`reset`, and forget where keys were logged (a new run, or the end of the sanity check)."""
+        self.reset()
+        self.origins = {}
 
     def reset(self) -> None:
         """Forget every logged value (at the start of an epoch or evaluation run); reset logged metric objects."""
@@ -139,17 +156,28 @@ class ResultCollection:
             enable_graph: bool, batch_size: int | None,
             reduce_across_processes: Callable[..., torch.Tensor] | None = None) -> None:
         key = (hook, name)
-        signature = (on_step, on_epoch, prog_bar, logger, reduce, sync_dist, enable_graph)
+        signature = (on_step, on_epoch, prog_bar, logger, reduce, sync_dist, enable_graph, dataloader_idx)
         entry = self.values.get(key)
         if entry is None:
             entry = LoggedValue(name, hook, signature, on_step, on_epoch, prog_bar, logger, reduce, sync_dist,
                                 sync_dist_group, dataloader_idx, enable_graph)
             self.values[key] = entry
+            if key not in self.origins:
+                # Once per key per run, never per call: the stack walk stays off the per-step path.
+                self.origins[key] = record_origin(entry, value, self.training)
         elif entry.signature != signature:
+            if entry.dataloader_idx != dataloader_idx:
+                # Lightning refuses this too: two dataloaders' values would be reduced into one key.
+                raise MisconfigurationException(
+                    f"`self.log({name!r}, ..., add_dataloader_idx=False)` was called in `{hook}` for dataloader "
+                    f"{entry.dataloader_idx} and for dataloader {dataloader_idx}: both would write the same key. "
+                    "Use a different name per dataloader (e.g. with `dataloader_idx` in it), or drop "
+                    "`add_dataloader_idx=False`."
+                )
             raise MisconfigurationException(
                 f"`self.log({name!r}, ...)` was called twice in `{hook}` with different arguments "
-                f"(on_step, on_epoch, prog_bar, logger, reduce_fx, sync_dist, enable_graph = {entry.signature} "
-                f"then {signature}). Log each key with one set of arguments per hook."
+                f"(on_step, on_epoch, prog_bar, logger, reduce_fx, sync_dist, enable_graph = {entry.signature[:7]} "
+                f"then {signature[:7]}). Log each key with one set of arguments per hook."
             )
         if not isinstance(value, torch.Tensor):
             entry.update_metric(value)
@@ -165,9 +193,18 @@ class ResultCollection:
         reading metrics (which only rank zero may do) never runs a collective."""
         for entry in self.values.values():
             if entry.sync_dist and entry.on_epoch and entry.metric is None and entry.synced is None:
-                local = entry.local_epoch_value()
-                if local is not None:
-                    entry.synced = reduce_across_processes(local, entry.reduce, entry.sync_dist_group)
+                total = entry.total
+                if total is None:
+                    continue
+                if entry.reduce != "mean":
+                    entry.synced = reduce_across_processes(total, entry.reduce, entry.sync_dist_group)
+                    continue
+                # Lightning's synced mean counts every rank's samples (sum of value * batch size over the sum of
+                # batch sizes), not every rank's mean; both sums travel in one collective.
+                dtype = torch.promote_types(total.dtype, torch.float32)
+                pair = torch.stack((total.to(dtype), total.new_tensor(float(entry.weight), dtype=dtype)))
+                summed = reduce_across_processes(pair, "sum", entry.sync_dist_group)
+                entry.synced = (summed[0] / summed[1]).to(total.dtype)
 
     def views(self, on_step: bool, dataloader_idx: int | None = None,
               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -185,14 +222,14 @@ class ResultCollection:
                 if not entry.on_step or entry.last is None:
                     continue
                 value = entry.last
-                forked_name = entry.name + "_step" if entry.on_epoch else entry.name
+                forked_name = entry.step_name
             else:
                 if not entry.on_epoch:
                     continue
                 value = entry.epoch_value()
                 if value is None:
                     continue
-                forked_name = entry.name + "_epoch" if entry.on_step else entry.name
+                forked_name = entry.epoch_name
             if entry.logger:
                 logged[forked_name] = value
             # Step values of evaluation loops never reach callback metrics (Lightning's rule).

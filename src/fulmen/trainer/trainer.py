@@ -204,6 +204,7 @@ class Trainer(TrainerProperties):
         return {"results": results, "state": self._state.state_dict(),
                 "state_dict": {key: value.cpu() for key, value in module.state_dict().items()},
                 "callback_metrics": {key: value.cpu() for key, value in self.callback_metrics.items()},
+                "log_origins": self._metrics.log_origins(),  # plain data, for `explain_metrics` in this process
                 "best_model_path": getattr(callback, "best_model_path", None)}  # an OnExceptionCheckpoint has none
 
     def _collect_spawn_results(self, output: dict[str, Any]) -> None:
@@ -213,7 +214,7 @@ class Trainer(TrainerProperties):
         self.lightning_module.load_state_dict(match_compiled_keys(self.lightning_module, output["state_dict"]))
         self._state.load_state_dict(output["state"])
         self._state.status = TrainerStatus.FINISHED
-        self._metrics.update_callback_metrics(output["callback_metrics"])
+        self._metrics.update_callback_metrics(output["callback_metrics"], output["log_origins"])
         if output["best_model_path"]:  # set only when the first checkpoint callback keeps a best path
             self.checkpoint_callback.best_model_path = output["best_model_path"]
 
@@ -376,6 +377,15 @@ class Trainer(TrainerProperties):
                            category=PossibleUserWarning)
         with self.strategy.tensor_init_context(empty_init=empty_init):
             yield
+
+    def explain_metrics(self) -> Any:
+        """Print (on global rank zero) where every key of `callback_metrics`, `logged_metrics` and
+        `progress_bar_metrics` came from; return it as a `fulmen.debug.MetricsExplanation` (its `str()` is the text)."""
+        from fulmen.debug.metric_explainer import explain_metrics
+
+        explanation = explain_metrics(self)
+        self.print(str(explanation))
+        return explanation
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """`print` on global rank zero only, above the progress bar when one is shown."""
