@@ -2,3 +2,10 @@
 
 Nothing here is imported by `import fulmen`; the Trainer imports a tool's module only when its flag is on.
 """
+
+from fulmen.debug.expected_hooks import expected_hooks  # pure Python; bound here so the function, not its module, wins
+from fulmen.utilities.lazy_exports import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "HookTracer": "fulmen.debug.hook_tracer",
+})

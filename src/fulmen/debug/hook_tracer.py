@@ -101,12 +101,18 @@ class HookTracer:
         traced.__self__ = owner  # type: ignore[attr-defined]  # the profiler names actions by it
         return traced
 
-    def wrap_call_as(self, call_as: Callable) -> Callable:
-        """`HookDispatch.call_as` (stage, data, mode and checkpoint hooks) recording each call it runs."""
+    def wrap_call_as(self, call_as: Callable, data_owner: Callable[[str], Any]) -> Callable:
+        """`HookDispatch.call_as` (stage, data, mode and checkpoint hooks) recording each call it runs.
+
+        `data_owner(name)`: who a hook set as a plain function on an instance (`model.val_dataloader = ...`,
+        `LightningDataModule.from_datasets`) belongs to.
+        """
         record = self._record
 
         def traced_call_as(name: str, fn: Callable, *args: Any) -> Any:
             owner = _bound_to(fn)
+            if owner is None:
+                owner = data_owner(name)
             record(name, self._label(owner), type(owner).__name__, None, None)
             self._depth += 1
             try:

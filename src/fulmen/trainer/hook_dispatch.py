@@ -70,7 +70,7 @@ class HookDispatch(HookEvents):
         self._tracer = getattr(self._trainer, "_hook_tracer", None) if run.fn is not None else None
         if self._tracer is not None:
             self._tracer.begin(self._trainer)
-            self.call_as = self._tracer.wrap_call_as(self.call_as)
+            self.call_as = self._tracer.wrap_call_as(self.call_as, self._data_owner)
         # Lightning calls every hook, overridden or not: profiled and traced runs do too, so each is reported.
         self._everything = self._profiler is not None or self._tracer is not None
         self._module: LightningModule | None = None
@@ -96,10 +96,10 @@ class HookDispatch(HookEvents):
         for name in MODULE_ONLY:
             setattr(self, name, self._build_event(name, [], self._module_hook(name)))
         for name in MODULE_ACTING:
-            setattr(self, name, self._build_event(name, [], self._traced(name, getattr(module, name))))
+            setattr(self, name, self._build_event(name, [], self._traced(name, getattr(module, name), module)))
         # `manual_backward(loss, retain_graph=True)`: only this event forwards keyword arguments (never profiled:
         # Lightning times backward as the strategy's, around this hook).
-        self.backward = self._build_event("backward", [], self._traced("backward", module.backward), keywords=True)
+        self.backward = self._build_event("backward", [], self._traced("backward", module.backward, module), keywords=True)
         strategy = self._strategy
         strategy._dispatch = self  # `strategy.batch_to_device` runs this run's transfer hooks
         for name in STEP_METHODS:
@@ -132,12 +132,12 @@ class HookDispatch(HookEvents):
 
     def _overriding_callbacks(self, name: str, callbacks: list[Callback] | None = None) -> list[Callable]:
         everything = self._everything
-        return [self._traced(name, getattr(cb, name)) for cb in (self._callbacks if callbacks is None else callbacks)
+        return [self._traced(name, getattr(cb, name), cb) for cb in (self._callbacks if callbacks is None else callbacks)
                 if everything or is_overridden(name, cb, Callback)]
 
     def _module_hook(self, name: str, always: bool = False) -> Callable | None:
         if always or is_overridden(name, self._module, LightningModule):
-            return self._traced(name, getattr(self._module, name))
+            return self._traced(name, getattr(self._module, name), self._module)
         return None
 
     def _traced(self, name: str, fn: Callable, owner: Any = None) -> Callable:
