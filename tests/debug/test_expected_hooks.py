@@ -1,4 +1,4 @@
-"""`fulmen.debug.expected_hooks` predicts Lightning 2.6's hook order from flags alone; the README table comes from it."""
+"""`fulmen.debug.expected_hooks` predicts Lightning 2.6's hook order from flags; the README table is its output."""
 
 import json
 import re

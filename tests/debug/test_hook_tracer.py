@@ -68,8 +68,9 @@ def test_resumed_training_trace_equals_prediction(tmp_path, resume_from, accumul
     assert [r["hook"] for r in traced].count("on_load_checkpoint") == 2  # the module and the callback
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: fulmen restores a checkpoint after `configure_optimizers` (Lightning "
-                   "before) and shows the restored epoch from `on_fit_start` on (Lightning from the data requests on)")
+@pytest.mark.xfail(strict=True, reason="known gap: fulmen restores a checkpoint after `configure_optimizers` "
+                   "(Lightning before) and shows the restored epoch from `on_fit_start` on (Lightning from the "
+                   "data requests on)")
 def test_resumed_fit_setup_order_matches_lightning(tmp_path):
     entry = GOLDEN["resume_mid_epoch"]
     flags = dict(entry["flags"], resume_from=tuple(entry["flags"]["resume_from"]))

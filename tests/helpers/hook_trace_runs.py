@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import fulmen as L
-from fulmen.debug import HookTracer, expected_hooks  # noqa: F401  (re-exported for the tests)
+from fulmen.debug import HookTracer
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False,
              accelerator="cpu", devices=1)
@@ -112,8 +112,7 @@ class SaveAt(L.Callback):
 
 
 # expected_hooks arguments that are not Trainer flags, and how they reach the module.
-_MODULE_ARGS = {"train_batches": "train_batches", "val_batches": "val_batches", "test_batches": "test_batches",
-                "predict_batches": "predict_batches"}
+_MODULE_ARGS = ("train_batches", "val_batches", "test_batches", "predict_batches")
 
 
 def traced_run(tmp_path, stage, **flags):

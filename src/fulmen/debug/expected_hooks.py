@@ -50,9 +50,9 @@ def expected_hooks(stage: str, *, callbacks: int = 1, max_epochs: int | None = N
             (default: all); the others are not called, as in Lightning.
     """
     if other_flags:
-        raise TypeError(f"`expected_hooks` does not model {sorted(other_flags)}; it predicts from max_epochs, max_steps, "
-                        "limit_*_batches, val_check_interval, check_val_every_n_epoch, num_sanity_val_steps and "
-                        "accumulate_grad_batches (other flags do not change which hooks run, or are not covered).")
+        raise TypeError(f"`expected_hooks` does not model {sorted(other_flags)}; it predicts from max_epochs, "
+                        "max_steps, limit_*_batches, val_check_interval, check_val_every_n_epoch, "
+                        "num_sanity_val_steps and accumulate_grad_batches (drop the others).")
     if stage not in _STAGES:
         raise ValueError(f"`expected_hooks(stage={stage!r})`: the stage is one of {_STAGES}.")
     if lr_scheduler_interval not in (None, "step", "epoch"):
@@ -74,15 +74,15 @@ def expected_hooks(stage: str, *, callbacks: int = 1, max_epochs: int | None = N
                      automatic=automatic_optimization, scheduler=lr_scheduler_interval, resume_from=resume_from,
                      sanity_steps=2 if num_sanity_val_steps is None else num_sanity_val_steps)
         train = _limited(train_batches, limit_train_batches, "train")
-        val = [_limited(count, limit_val_batches, "val") for count in _as_list(val_batches, limit_val_batches)]
+        val = [_limited(count, limit_val_batches, "val") for count in _as_list(val_batches)]
         _fit(calls, optional, train, val, **flags)
     else:
         given = {"validate": (val_batches, limit_val_batches), "test": (test_batches, limit_test_batches),
                  "predict": (predict_batches, limit_predict_batches)}[stage]
         name = "val" if stage == "validate" else stage
-        counts = [_limited(count, given[1], name) for count in _as_list(*given)]
+        counts = [_limited(count, given[1], name) for count in _as_list(given[0])]
         calls.module(_EVAL[stage][1])
-        _evaluation(calls, optional, stage, counts)
+        _eval_loop(calls, optional, _EVAL[stage][0], counts)
     calls.both("teardown")
     return calls.records
 
@@ -234,10 +234,6 @@ def _transfer(calls: _Calls) -> None:
         calls.module(hook)
 
 
-def _evaluation(calls: _Calls, optional: set[str], stage: str, counts: list[int]) -> None:
-    _eval_loop(calls, optional, _EVAL[stage][0], counts)
-
-
 def _eval_loop(calls: _Calls, optional: set[str], name: str, counts: list[int]) -> None:
     """One validation/test/predict epoch over dataloaders of `counts` batches."""
     calls.module(f"on_{name}_model_eval")
@@ -258,7 +254,7 @@ def _eval_loop(calls: _Calls, optional: set[str], name: str, counts: list[int]) 
         calls.module(f"on_{name}_model_train")
 
 
-def _as_list(count: int | list[int] | None, limit: int | float | None) -> list[int | None]:
+def _as_list(count: int | list[int] | None) -> list[int | None]:
     if isinstance(count, (list, tuple)):
         return list(count)
     return [count]

@@ -3,8 +3,8 @@
 Owns: which callbacks/module hooks run for each event and in what order, the name of the running hook
 (for `self.log`), and Lightning's ordering exceptions. At `bind()` each event becomes one prebuilt
 function that calls only what is overridden, so an event nobody overrides costs one no-op call. With an
-active profiler (not `PassThroughProfiler`) the events are built timed instead (`profiled_hooks.py`), and
-with a hook tracer (`Trainer(trace_hooks=...)`, `fulmen.debug.hook_tracer`) from traced hooks.
+active profiler (not `PassThroughProfiler`) the events are built timed (`profiled_hooks.py`); with a hook tracer
+(`Trainer(trace_hooks=...)`) from traced hooks (`fulmen.debug.hook_tracer`).
 """
 
 from __future__ import annotations
@@ -62,11 +62,10 @@ class HookDispatch(HookEvents):
             delattr(self, name)  # back to the declared no-op of `HookEvents` (and the unprofiled methods)
         self._run = run
         profiler = getattr(self._trainer, "profiler", None)
-        # Decided once per run: without a profiler nothing below is wrapped and no step checks for one.
+        # Decided once per run: without a profiler (or tracer) nothing below is wrapped and no step checks for one.
         self._profiler = None if profiler is None or isinstance(profiler, PassThroughProfiler) else profiler
         if self._profiler is not None:
             self.call_as = profiled_call_as(self, self._profiler)
-        # Decided once per run as well: only a traced run wraps hooks (and records `call_as` paths).
         self._tracer = getattr(self._trainer, "_hook_tracer", None) if run.fn is not None else None
         if self._tracer is not None:
             self._tracer.begin(self._trainer)
@@ -99,7 +98,8 @@ class HookDispatch(HookEvents):
             setattr(self, name, self._build_event(name, [], self._traced(name, getattr(module, name), module)))
         # `manual_backward(loss, retain_graph=True)`: only this event forwards keyword arguments (never profiled:
         # Lightning times backward as the strategy's, around this hook).
-        self.backward = self._build_event("backward", [], self._traced("backward", module.backward, module), keywords=True)
+        backward = self._traced("backward", module.backward, module)
+        self.backward = self._build_event("backward", [], backward, keywords=True)
         strategy = self._strategy
         strategy._dispatch = self  # `strategy.batch_to_device` runs this run's transfer hooks
         for name in STEP_METHODS:
@@ -131,8 +131,8 @@ class HookDispatch(HookEvents):
         self._bind_batch_transfer()
 
     def _overriding_callbacks(self, name: str, callbacks: list[Callback] | None = None) -> list[Callable]:
-        everything = self._everything
-        return [self._traced(name, getattr(cb, name), cb) for cb in (self._callbacks if callbacks is None else callbacks)
+        chosen, everything = self._callbacks if callbacks is None else callbacks, self._everything
+        return [self._traced(name, getattr(cb, name), cb) for cb in chosen
                 if everything or is_overridden(name, cb, Callback)]
 
     def _module_hook(self, name: str, always: bool = False) -> Callable | None:
