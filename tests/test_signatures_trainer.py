@@ -134,6 +134,8 @@ TRAINER = {
     "enable_autolog_hparams": _autolog_hparams,
     "model_registry": lambda tmp: raises(NotImplementedError, "model_registry",
                                          lambda: trainer_only(model_registry="registry")),
+    "trace_hooks": lambda tmp: (fit(tmp, trace_hooks=tmp / "trace.json").hook_tracer.records[-1]["hook"] == "teardown"
+                                and (tmp / "trace.json").exists()),
 }
 
 

@@ -5,12 +5,15 @@ Nothing here is imported by `import fulmen`; the Trainer imports a tool's module
 
 from typing import TYPE_CHECKING
 
+from fulmen.debug.expected_hooks import expected_hooks  # pure Python; bound here so the function, not its module, wins
 from fulmen.utilities.lazy_exports import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(__name__, {
+    "HookTracer": "fulmen.debug.hook_tracer",
     "MetricsExplanation": "fulmen.debug.metric_explainer",
     "explain_metrics": "fulmen.debug.metric_explainer",
 })
 
 if TYPE_CHECKING:
+    from fulmen.debug.hook_tracer import HookTracer
     from fulmen.debug.metric_explainer import MetricsExplanation, explain_metrics

@@ -123,7 +123,9 @@ class FitLoop:
                 self._sanity_check()
         _, num_batches = self.data.train_loader()
         if val_loop.enabled and not val_loop.loaders:
+            self.state.stage = RunningStage.VALIDATING  # Lightning requests validation data as the validating stage
             val_loop.setup_data()
+            self.state.stage = RunningStage.TRAINING
         if val_loop.enabled:
             # Lightning's counts once validation data is set up, whether or not a sanity check or a
             # validation ever runs: full batch counts, and the sanity share of them (0 when skipped).
@@ -262,6 +264,7 @@ class FitLoop:
     def finish_batch(self, batch_idx: int, is_last: bool, accumulating: bool, validate: bool) -> None:
         """After on_train_batch_end: validation if due, plateau schedulers, counters."""
         if validate and self.validation_due(batch_idx, is_last):
+            self.state.stage = RunningStage.VALIDATING  # already during on_validation_model_zero_grad (Lightning)
             if not accumulating:
                 self.hooks.on_validation_model_zero_grad()
             self.phase = "validation"

@@ -104,10 +104,10 @@ class Optimization:
         # Under manual optimization the user steps the schedulers; the loop steps none (as in Lightning).
         self.automatic_schedulers = configs if automatic else []
         # Clipping runs through a user-overridable hook; skip the call chain when it cannot do anything
-        # (a profiled run calls it every step, as Lightning does, so the report lists it).
+        # (a profiled or traced run calls it every step, as Lightning does, so the report lists it).
         self._clip_each_step = automatic and bool(
             self._config.gradient_clip_val or hooks.module_defines("configure_gradient_clipping")
-            or hooks.active_profiler is not None)
+            or hooks.calls_every_hook)
         # The automatic loop counts its own steps (once per `optimizer_step` hook, however often LBFGS steps).
         on_stepped = None if automatic else self._state.optimizer_stepped
         self.wrapped_optimizers = [

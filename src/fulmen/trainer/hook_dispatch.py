@@ -3,7 +3,8 @@
 Owns: which callbacks/module hooks run for each event and in what order, the name of the running hook
 (for `self.log`), and Lightning's ordering exceptions. At `bind()` each event becomes one prebuilt
 function that calls only what is overridden, so an event nobody overrides costs one no-op call. With an
-active profiler (not `PassThroughProfiler`) the events are built timed instead (`profiled_hooks.py`).
+active profiler (not `PassThroughProfiler`) the events are built timed (`profiled_hooks.py`); with a hook tracer
+(`Trainer(trace_hooks=...)`) from traced hooks (`fulmen.debug.hook_tracer`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class HookDispatch(HookEvents):
     def __getstate__(self) -> dict[str, Any]:
         # The prebuilt event functions are closures; a spawned process rebuilds them at bind().
         return {"_trainer": self._trainer, "_strategy": self._strategy, "_captured_modes": {}, "_run": Run(),
-                "_module": None, "_callbacks": [], "_datamodule": None, "_profiler": None}
+                "_module": None, "_callbacks": [], "_datamodule": None, "_profiler": None, "_tracer": None,
+                "_everything": False}
 
     # -- binding ----------------------------------------------------------------------------------
 
@@ -60,10 +62,16 @@ class HookDispatch(HookEvents):
             delattr(self, name)  # back to the declared no-op of `HookEvents` (and the unprofiled methods)
         self._run = run
         profiler = getattr(self._trainer, "profiler", None)
-        # Decided once per run: without a profiler nothing below is wrapped and no step checks for one.
+        # Decided once per run: without a profiler (or tracer) nothing below is wrapped and no step checks for one.
         self._profiler = None if profiler is None or isinstance(profiler, PassThroughProfiler) else profiler
         if self._profiler is not None:
             self.call_as = profiled_call_as(self, self._profiler)
+        self._tracer = getattr(self._trainer, "_hook_tracer", None) if run.fn is not None else None
+        if self._tracer is not None:
+            self._tracer.begin(self._trainer)
+            self.call_as = self._tracer.wrap_call_as(self.call_as, self._data_owner)
+        # Lightning calls every hook, overridden or not: profiled and traced runs do too, so each is reported.
+        self._everything = self._profiler is not None or self._tracer is not None
         self._module: LightningModule | None = None
         self._callbacks: list[Callback] = []
         self._datamodule: LightningDataModule | None = None
@@ -76,7 +84,9 @@ class HookDispatch(HookEvents):
         self._module = module
         self._callbacks = callbacks
         self._datamodule = run.datamodule
-        everything = self._profiler is not None  # Lightning calls (and so profiles) every hook, overridden or not
+        if self._tracer is not None:
+            self._tracer.bound(callbacks)
+        everything = self._everything
         for name in CALLBACK_THEN_MODULE:
             setattr(self, name, self._build_event(name, self._overriding_callbacks(name),
                                                   self._module_hook(name, always=everything)))
@@ -85,10 +95,11 @@ class HookDispatch(HookEvents):
         for name in MODULE_ONLY:
             setattr(self, name, self._build_event(name, [], self._module_hook(name)))
         for name in MODULE_ACTING:
-            setattr(self, name, self._build_event(name, [], getattr(module, name)))
+            setattr(self, name, self._build_event(name, [], self._traced(name, getattr(module, name), module)))
         # `manual_backward(loss, retain_graph=True)`: only this event forwards keyword arguments (never profiled:
         # Lightning times backward as the strategy's, around this hook).
-        self.backward = self._build_event("backward", [], module.backward, keywords=True)
+        backward = self._traced("backward", module.backward, module)
+        self.backward = self._build_event("backward", [], backward, keywords=True)
         strategy = self._strategy
         strategy._dispatch = self  # `strategy.batch_to_device` runs this run's transfer hooks
         for name in STEP_METHODS:
@@ -98,14 +109,16 @@ class HookDispatch(HookEvents):
                 step = _then(step, strategy.post_training_step)
             if not takes_batch_idx(getattr(module, name)):
                 step = without_batch_idx(step)  # `def training_step(self, batch)`, as Lightning allows
+            step = self._traced(name, step, owner=module)
             setattr(self, name, self._build_event(name, [], step, action=strategy_action(strategy, name)))
         for name in STRATEGY_HOOKS:
             # Lightning calls the strategy's hook after the callbacks' and the module's; chained only when overridden.
-            if everything:
+            if self._profiler is not None:
                 hook = profiled(self._profiler, strategy_action(strategy, name), getattr(strategy, name))
-                setattr(self, name, _then(getattr(self, name), hook, pass_args=True))
+                setattr(self, name, _then(getattr(self, name), self._traced(name, hook, strategy), pass_args=True))
             elif _overrides(strategy, name):
-                setattr(self, name, _then(getattr(self, name), getattr(strategy, name), pass_args=True))
+                hook = self._traced(name, getattr(strategy, name))
+                setattr(self, name, _then(getattr(self, name), hook, pass_args=True))
         monitoring = [cb for cb in callbacks if getattr(cb, "_monitors_metrics", False)]
         others = [cb for cb in callbacks if not getattr(cb, "_monitors_metrics", False)]
         # Monitoring callbacks (checkpointing, early stopping) run after the module at epoch end so
@@ -118,12 +131,18 @@ class HookDispatch(HookEvents):
         self._bind_batch_transfer()
 
     def _overriding_callbacks(self, name: str, callbacks: list[Callback] | None = None) -> list[Callable]:
-        everything = self._profiler is not None
-        return [getattr(cb, name) for cb in (self._callbacks if callbacks is None else callbacks)
+        chosen, everything = self._callbacks if callbacks is None else callbacks, self._everything
+        return [self._traced(name, getattr(cb, name), cb) for cb in chosen
                 if everything or is_overridden(name, cb, Callback)]
 
     def _module_hook(self, name: str, always: bool = False) -> Callable | None:
-        return getattr(self._module, name) if always or is_overridden(name, self._module, LightningModule) else None
+        if always or is_overridden(name, self._module, LightningModule):
+            return self._traced(name, getattr(self._module, name), self._module)
+        return None
+
+    def _traced(self, name: str, fn: Callable, owner: Any = None) -> Callable:
+        """`fn` recorded by the run's hook tracer (as is without one: wrapped at bind, never checked per step)."""
+        return fn if self._tracer is None else self._tracer.wrap(name, fn, owner)
 
     def _build_event(self, name: str, callback_fns: list[Callable], module_fn: Callable | None,
                      keywords: bool = False, action: str | None = None) -> Callable:
@@ -162,6 +181,11 @@ class HookDispatch(HookEvents):
         """The run's profiler, or None when it is a `PassThroughProfiler` (the loops then wrap nothing)."""
         return self._profiler
 
+    @property
+    def calls_every_hook(self) -> bool:
+        """Whether this run calls every hook, overridden or not (profiled or traced runs, as Lightning does)."""
+        return self._everything
+
     def call_as(self, name: str, fn: Callable, *args: Any) -> Any:
         """Run user code `fn(*args)` as hook `name`: `self.log` checks against it; the previous name comes back.
 
@@ -191,7 +215,7 @@ class HookDispatch(HookEvents):
             if owner is self._datamodule and is_overridden(name, module, LightningModule):
                 rank_zero_warn(f"You have overridden `{name}` in both the LightningModule and the "
                                "LightningDataModule; the datamodule's is used.")
-            if owner is module and not is_overridden(name, module, LightningModule) and self._profiler is None:
+            if owner is module and not is_overridden(name, module, LightningModule) and not self._everything:
                 return None  # the default hooks: a plain move (profiled, Lightning's defaults run and are timed)
             return getattr(owner, name)
 
@@ -289,6 +313,8 @@ class HookDispatch(HookEvents):
             # Lightning passes `stage` by keyword to callbacks (a LambdaCallback's `**kwargs` sees it by name).
             self.call_as(name, partial(getattr(callback, name), stage=stage), trainer, module)
         self.call_as(name, getattr(module, name), stage)
+        if name == "teardown" and self._tracer is not None:
+            self._tracer.end()  # the run's last hook: print or write its trace
 
     def on_exception(self, exception: BaseException) -> None:
         """Callbacks, then the datamodule, then the strategy are told the run failed (Lightning's order)."""
@@ -297,6 +323,8 @@ class HookDispatch(HookEvents):
         if self._datamodule is not None:
             self.call_as("on_exception", self._datamodule.on_exception, exception)
         self._strategy.on_exception(exception)
+        if self._tracer is not None:
+            self._tracer.end()  # a failed run's trace shows the hooks that ran up to the failure
 
     # -- eval/train mode ---------------------------------------------------------------------------
 

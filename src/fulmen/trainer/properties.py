@@ -78,6 +78,11 @@ class TrainerProperties:
         self._callbacks = self._current.callbacks = list(callbacks)
 
     @property
+    def hook_tracer(self) -> Any:
+        """The `fulmen.debug.HookTracer` recording this Trainer's hook calls (`trace_hooks=`), or None."""
+        return self._hook_tracer
+
+    @property
     def fit_loop(self) -> Any:
         """The running (or last) fit's loop; None before `fit`."""
         return self._current.fit_loop

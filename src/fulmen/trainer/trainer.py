@@ -88,6 +88,7 @@ class Trainer(TrainerProperties):
         barebones: bool = False, plugins: _PluginInput | list[_PluginInput] | None = None, sync_batchnorm: bool = False,
         reload_dataloaders_every_n_epochs: int = 0, default_root_dir: str | os.PathLike | None = None,
         enable_autolog_hparams: bool = True, model_registry: str | None = None,
+        trace_hooks: bool | str | os.PathLike | Any = False,
     ) -> None:
         reject_unimplemented(model_registry=model_registry)
         flags = dict(locals())
@@ -120,6 +121,11 @@ class Trainer(TrainerProperties):
         self.use_distributed_sampler = use_distributed_sampler
         apply_determinism(deterministic, benchmark, self.strategy.root_device)
         self.profiler = select_profiler(profiler)  # before the hooks: they are profiled when it records
+        self._hook_tracer = None  # `fulmen.debug` is imported only when tracing is asked for
+        if trace_hooks is not False and trace_hooks is not None:
+            from fulmen.debug.hook_tracer import tracer_from_flag
+
+            self._hook_tracer = tracer_from_flag(trace_hooks)
         self._hooks = HookDispatch(self, self.strategy)
         self._optimization = Optimization(self._hooks, self._config, self._state, self.strategy)
         self._checkpointing = Checkpointing(self._state, self._hooks, self.strategy, self._optimization,
