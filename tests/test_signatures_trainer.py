@@ -222,9 +222,9 @@ def log_probes(use_dict):
         "sync_dist": lambda tmp: (lambda calls: run(tmp, {"sync_dist": True}, reduce_calls=calls) and calls)([]),
         "sync_dist_group": lambda tmp: (lambda calls: run(tmp, {"sync_dist": True, "sync_dist_group": "g"},
                                                           reduce_calls=calls) and set(calls) == {"g"})([]),
-        "add_dataloader_idx": lambda tmp: (lambda t: "x" in t.callback_metrics
-                                           and "x/dataloader_idx_0" not in t.callback_metrics)(
-            run(tmp, {"add_dataloader_idx": False}, val=True)),
+        # Two val loaders writing one unsuffixed key: Lightning's MisconfigurationException.
+        "add_dataloader_idx": lambda tmp: raises(MisconfigurationException, "add_dataloader_idx=False",
+                                                 lambda: run(tmp, {"add_dataloader_idx": False}, val=True)),
         "batch_size": lambda tmp: run(tmp, {"on_epoch": True, "on_step": False, "batch_size": None}, value=float)
         .callback_metrics["x"].item() == 0.5 and abs(run_weighted(tmp, use_dict) - 2 / 3) < 1e-6,
         "rank_zero_only": lambda tmp: (lambda calls: run(tmp, {"sync_dist": True, "rank_zero_only": True},
