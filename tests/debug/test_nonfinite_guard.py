@@ -42,7 +42,7 @@ def test_warn_reports_a_nan_logged_value_once_with_its_step_and_first_bad_gradie
     assert trainer.nonfinite_guard.mode == "warn"
     assert len(messages) == 1  # the NaN weights keep the loss NaN for every later step: still one report
     message = messages[0]
-    assert "'train_loss' = nan (for the loggers) at epoch 0, batch 3 (global step 4)" in message
+    assert "'train_loss' = nan read for the loggers at epoch 0, batch 3 (global step 4)" in message
     assert "first 'layer.weight'" in message and "Values read with it: {'train_loss': nan" in message
     # "warn" only reports: the bad step was taken, as without the guard.
     assert trainer.global_step == 8 and not torch.isfinite(module.layer.weight).all()
@@ -59,7 +59,7 @@ def test_warn_checks_the_results_validate_returns(tmp_path):
             self.log("val_loss", torch.tensor(float("inf")))
 
     trainer = _trainer(tmp_path)
-    with pytest.warns(UserWarning, match=r"'val_loss' = inf \(for the results\)") as record:
+    with pytest.warns(UserWarning, match=r"'val_loss' = inf read for the results") as record:
         results = trainer.validate(NaNValidation(), make_loader(16), verbose=False)
     assert results == [{"val_loss": float("inf")}]
     assert sum("val_loss" in str(w.message) for w in record) == 1
@@ -73,7 +73,7 @@ def test_warn_checks_the_progress_bar_values(tmp_path):
         warnings.simplefilter("always")
         trainer.fit(module, make_loader(16, batch_size=8))
         trainer.progress_bar_metrics  # what a progress bar reads
-    assert any("(for the progress bar)" in str(w.message) for w in caught)
+    assert any("read for the progress bar" in str(w.message) for w in caught)
 
 
 # -- "raise" -----------------------------------------------------------------------------------------------
@@ -105,9 +105,10 @@ def test_raise_stops_at_the_bad_step_before_it_is_taken_and_runs_on_exception(tm
 
 def test_skip_leaves_the_weights_of_a_bad_step_and_warns_once(tmp_path):
     module = NaNAt(steps={3, 5})
-    trainer, messages = _fit(tmp_path, module, on_nonfinite="skip")
+    trainer, messages = _fit(tmp_path, module, on_nonfinite="skip", logger=CSVLogger(tmp_path), log_every_n_steps=1)
     guard = trainer.nonfinite_guard
     assert guard.skipped_steps == 2
+    # One report: neither the second skip nor the loggers reading the NaN loss of a skipped step repeat it.
     assert len(messages) == 1 and "batch 3 (global step 3)" in messages[0] and "was skipped" in messages[0]
     # A skipped step counts in global_step (as a step a GradScaler skips), so max_steps etc. follow the batches.
     assert trainer.global_step == 8

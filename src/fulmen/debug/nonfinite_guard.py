@@ -16,6 +16,8 @@ every rank makes the same decision). Only after a step is found bad are the offe
   directory and training stops (`trainer.should_stop`, overriding `min_epochs`/`min_steps`). Resuming from it
   trains the offending batch again, from the same weights, optimizer state and data position.
 
+With `accumulate_grad_batches`, the check runs at the window's optimizer step: its gradients hold the whole
+window, the loss is its last batch's; "skip" drops the whole window.
 With `precision="16-mixed"` an inf/NaN gradient behind a finite loss is the GradScaler's normal calibration (it
 skips that step and lowers its scale), so the strict modes leave gradients to the scaler and check the loss only.
 Under manual optimization each `optimizer.step()` is checked: the closure's result when it returns a tensor, and
@@ -152,7 +154,8 @@ class NonFiniteGuard:
         message = f"Non-finite {local_bad} at {where}{ranks}."
         values = self._step_values()
         if values:
-            message += f" Logged values at this step: {values}."
+            message += f" Logged values at this step: {_format(values)}."
+            self._reported.update(values)  # reported here: not again when the loggers or the bar read them
         if self.mode == "raise":
             self._record(message)
             raise NonFiniteError(message + " (Trainer(on_nonfinite='raise'); use 'skip' to skip such steps or "
@@ -213,7 +216,7 @@ class NonFiniteGuard:
 
     def _report_number(self, key: str, value: float, numbers: dict[str, Any], source: str) -> None:
         trainer = self._trainer
-        message = f"Non-finite value {key!r} = {value} (for the {source}) at {self._position()}."
+        message = f"Non-finite value {key!r} = {value} read for the {source} at {self._position()}."
         if trainer is not None and trainer.training and trainer.lightning_module is not None:
             # Looked up only now that something is wrong: which gradient / weight went bad first.
             module = trainer.lightning_module
@@ -242,13 +245,13 @@ class NonFiniteGuard:
         batch_idx = loop.batches_done - 1 if loop.phase in ("batch_end", "validation") else loop.batches_done
         return f"epoch {trainer.current_epoch}, batch {batch_idx} (global step {trainer.global_step})"
 
-    def _step_values(self) -> str:
+    def _step_values(self) -> dict[str, Any]:
         """This training step's logged values, as numbers (read only once something is wrong)."""
         results = self._trainer._metrics.train_results
         callback, logged, progress_bar = results.views(on_step=True)
         values = {**logged, **progress_bar} or callback
-        return _format({key: value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
-                        for key, value in values.items()}) if values else ""
+        return {key: value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+                for key, value in values.items()}
 
     def _warn(self, message: str, kind: str) -> None:
         """Warn about `message` unless this kind was already reported (every process warns: the bad one knows more)."""
@@ -259,7 +262,7 @@ class NonFiniteGuard:
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1:
             message = f"[rank {trainer.global_rank}] {message}"
-        warnings.warn(message, NonFiniteWarning, stacklevel=2)
+        warnings.warn(message, NonFiniteWarning)
 
     def _record(self, message: str) -> None:
         self.reports.append(message)
