@@ -18,12 +18,13 @@ class NaNAt(L.LightningModule):
     """Args:
         steps: global steps whose loss is NaN (read at `training_step`).
         ranks: the global ranks that make it NaN (None: all).
-        grad_only: leave the loss finite and make the bias gradient inf instead (after backward).
+        grad_only: leave the loss finite and set one bias gradient to `grad_value` instead (after backward).
         value_only: make only the loss value NaN (a constant added), its gradients stay finite.
         out_dir: where each rank writes `nonfinite_rank<N>.json` in teardown (None: nowhere).
     """
 
-    def __init__(self, steps=(3,), ranks=None, grad_only=False, value_only=False, out_dir=None):
+    def __init__(self, steps=(3,), ranks=None, grad_only=False, value_only=False, out_dir=None,
+                 grad_value=float("inf")):
         super().__init__()
         generator = torch.Generator().manual_seed(0)
         self.layer = nn.Linear(32, 2)
@@ -31,7 +32,7 @@ class NaNAt(L.LightningModule):
             self.layer.weight.copy_(torch.randn(self.layer.weight.shape, generator=generator) * 0.2)
             self.layer.bias.zero_()
         self.steps, self.ranks, self.grad_only, self.out_dir = set(steps), ranks, grad_only, out_dir
-        self.value_only = value_only
+        self.value_only, self.grad_value = value_only, grad_value
         self.weights_before = {}
         self.weights_after = {}
 
@@ -48,7 +49,7 @@ class NaNAt(L.LightningModule):
 
     def on_after_backward(self):
         if self._bad_here() and self.grad_only:
-            self.layer.bias.grad[0] = float("inf")
+            self.layer.bias.grad[0] = self.grad_value
 
     def on_train_batch_start(self, batch, batch_idx):
         self.weights_before[self.trainer.global_step] = self.layer.weight.detach().clone()

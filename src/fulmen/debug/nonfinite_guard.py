@@ -5,8 +5,9 @@ progress bar's values, what goes to the loggers, the results `validate`/`test` r
 
 The strict modes check every optimizer step, once its closure (forward and backward) has run and before anything
 touches the gradients (`on_before_optimizer_step`, clipping, the update): the loss and every gradient of the
-optimizer, in one fused reduction and one device sync (plus one all-reduce of the flag with several processes, so
-every rank makes the same decision). Only after a step is found bad are the offending names looked up.
+optimizer are summed into one number (one foreach norm kernel) read with one device sync, after one all-reduce
+with several processes, so every rank makes the same decision. Only when that number is not finite are the
+values looked at one by one, for the offending names (and to clear a sum that merely overflowed).
 
 - "raise": `NonFiniteError` (a `FloatingPointError`); the run's `on_exception` hooks run as for any error.
 - "skip": the update is not made: the optimizer's gradients are zeroed and `optimizer.step()` returns None.
@@ -121,35 +122,42 @@ class NonFiniteGuard:
         loss = result.detach() if isinstance(result, torch.Tensor) else None
         grads = [param.grad for group in optimizer.param_groups for param in group["params"]
                  if param.grad is not None] if self._check_grads else []
-        trainer = self._trainer
-        strategy = trainer.strategy
-        parts = list(torch._foreach_norm(grads, math.inf, dtype=torch.float32)) if grads else []
+        strategy = self._trainer.strategy
+        distributed = strategy.world_size > 1
+        # One number that is finite when everything is: the sum of the gradients' L2 norms (in float32, so
+        # half-precision gradients cannot overflow it) and the loss. NaN/inf anywhere makes it non-finite; a
+        # finite sum that overflows is told apart below, only then.
+        parts = list(torch._foreach_norm(grads, 2, dtype=torch.float32)) if grads else []
         if loss is not None:
-            parts.append(loss.float().abs().max())
+            parts.append(loss if loss.dim() == 0 and loss.dtype == torch.float32 else loss.float().sum())
         if parts:
-            bad = (~torch.isfinite(torch.stack(parts)).all()).float()
-        elif strategy.world_size > 1:
-            bad = torch.zeros((), device=strategy.root_device)  # nothing here, but the ranks vote together
+            total = torch.stack(parts).sum() if len(parts) > 1 else parts[0]
+        elif distributed:
+            total = torch.zeros((), device=strategy.root_device)  # nothing here, but the ranks decide together
         else:
             return result
-        if strategy.world_size > 1:
-            bad = strategy.reduce(bad, reduce_op="sum")  # the same decision on every rank
-        if not bad.item():  # the one sync per step
+        if distributed:
+            total = strategy.reduce(total, reduce_op="sum")  # non-finite on one rank: non-finite on all
+        if math.isfinite(total.item()):  # the one sync per step
             return result
         self._act(loss, optimizer)
         return result
 
     def _act(self, loss: torch.Tensor | None, optimizer: Any) -> None:
-        trainer = self._trainer
-        strategy = trainer.strategy
+        """The quick check failed: find what is non-finite (here, and on which ranks); act if anything is."""
+        strategy = self._trainer.strategy
         local_bad = self._local_offenders(loss, optimizer)
         ranks = ""
         if strategy.world_size > 1:
             flags = strategy.all_gather(torch.tensor(float(bool(local_bad)), device=strategy.root_device))
             bad_ranks = [rank for rank, flag in enumerate(flags.reshape(-1).tolist()) if flag]
+            if not bad_ranks:
+                return  # only the sum overflowed: every value is finite
             ranks = f" on rank{'s' if len(bad_ranks) > 1 else ''} {', '.join(map(str, bad_ranks))}"
             if not local_bad:
-                local_bad = f"non-finite values{ranks} (this is rank {strategy.global_rank})"
+                local_bad = f"values{ranks} (this is rank {strategy.global_rank})"
+        elif not local_bad:
+            return  # only the sum overflowed: every value is finite
         where = self._position()
         message = f"Non-finite {local_bad} at {where}{ranks}."
         values = self._step_values()
