@@ -10,7 +10,8 @@ with several processes, so every rank makes the same decision. Only when that nu
 values looked at one by one, for the offending names (and to clear a sum that merely overflowed).
 
 - "raise": `NonFiniteError` (a `FloatingPointError`); the run's `on_exception` hooks run as for any error.
-- "skip": the update is not made: the optimizer's gradients are zeroed and `optimizer.step()` returns None.
+- "skip": the update is not made (nor `on_before_optimizer_step` and clipping): the optimizer's gradients are
+  zeroed and `optimizer.step()` returns None.
   `global_step` still counts the step, as it counts a step a GradScaler skips, so `max_steps`, validation
   intervals, step-wise LR schedulers and logging keep following the batches; `skipped_steps` counts them.
 - "stop": as "skip", then a resumable checkpoint of the state before the bad step is saved in the checkpoint
