@@ -61,6 +61,15 @@ def _benchmark(tmp_path):
         torch.backends.cudnn.benchmark = previous
 
 
+def _nonfinite_skip(tmp_path):
+    """on_nonfinite="skip": a NaN loss leaves the weights as they were."""
+    from helpers.nonfinite_modules import NaNAt
+
+    model = NaNAt(steps={0, 1})
+    trainer = fit(tmp_path, model, train=make_loader(16), on_nonfinite="skip")
+    return trainer.nonfinite_guard.skipped_steps == 2 and torch.equal(model.weights_after[1], model.weights_before[0])
+
+
 def _autolog_hparams(tmp_path):
     def hparams_written(enabled):
         logger = CSVLogger(tmp_path / str(enabled))
@@ -136,6 +145,8 @@ TRAINER = {
                                          lambda: trainer_only(model_registry="registry")),
     "trace_hooks": lambda tmp: (fit(tmp, trace_hooks=tmp / "trace.json").hook_tracer.records[-1]["hook"] == "teardown"
                                 and (tmp / "trace.json").exists()),
+    "on_nonfinite": lambda tmp: _nonfinite_skip(tmp) and raises(ValueError, "on_nonfinite='never'",
+                                                                  lambda: trainer_only(on_nonfinite="never")),
 }
 
 

@@ -12,8 +12,12 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "HookTracer": "fulmen.debug.hook_tracer",
     "MetricsExplanation": "fulmen.debug.metric_explainer",
     "explain_metrics": "fulmen.debug.metric_explainer",
+    "NonFiniteError": "fulmen.debug.nonfinite_guard",
+    "NonFiniteGuard": "fulmen.debug.nonfinite_guard",
+    "NonFiniteWarning": "fulmen.debug.nonfinite_guard",
 })
 
 if TYPE_CHECKING:
     from fulmen.debug.hook_tracer import HookTracer
     from fulmen.debug.metric_explainer import MetricsExplanation, explain_metrics
+    from fulmen.debug.nonfinite_guard import NonFiniteError, NonFiniteGuard, NonFiniteWarning

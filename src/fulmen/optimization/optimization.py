@@ -76,6 +76,7 @@ class Optimization:
         self.scheduler_configs: list[LRSchedulerConfig] = []
         self.automatic_schedulers: list[LRSchedulerConfig] = []  # what the fit loop steps by itself
         self._clip_each_step = False
+        self.step_guard: Any = None  # `Trainer(on_nonfinite=...)` in a mode that checks every step
 
     def setup(self, module: LightningModule) -> None:
         """Call `configure_optimizers` for `module`, check the result fits its optimization mode, wrap it."""
@@ -112,6 +113,8 @@ class Optimization:
         on_stepped = None if automatic else self._state.optimizer_stepped
         self.wrapped_optimizers = [
             LightningOptimizer(optimizer, self._strategy, on_stepped) for optimizer in optimizers]
+        if self.step_guard is not None:
+            self.step_guard.guard_steps(self.wrapped_optimizers)
         self._strategy.connect_optimization(self.wrapped_optimizers, hooks, self._before_step)
         if not automatic and hooks.active_profiler is not None:
             for wrapper in self.wrapped_optimizers:

@@ -52,6 +52,8 @@ class MetricsRouter:
         self._progress_bar: dict[str, torch.Tensor] = {}
         self._metric_attributes: dict[int, str] | None = None
         self.spawned_origins: list[LogOrigin] = []  # where a spawned rank 0's keys were logged (`explain_metrics`)
+        # Sees every dict of numbers read from the metric tensors, with what they are for (the non-finite guard).
+        self.check_numbers: Any = _no_check
 
     # -- the self.log front end -------------------------------------------------------------------
 
@@ -125,7 +127,9 @@ class MetricsRouter:
     def progress_bar_metrics(self) -> dict[str, float]:
         self._refresh()
         # One device sync per shown value, only when the bar (or a user) reads them.
-        return {key: _to_number(value) for key, value in self._progress_bar.items()}
+        numbers = {key: _to_number(value) for key, value in self._progress_bar.items()}
+        self.check_numbers(numbers, "progress bar")
+        return numbers
 
     def update_callback_metrics(self, metrics: dict[str, torch.Tensor], origins: Sequence[LogOrigin] = ()) -> None:
         """Add `metrics` to `callback_metrics` (what a spawned rank 0 reported back to the launching process),
@@ -242,7 +246,10 @@ class MetricsRouter:
             per_dataloader.append(logged)
         everything = {key: value for logged in per_dataloader for key, value in logged.items()}
         self.send_to_loggers(everything, step)
-        return [{key: _to_number(value) for key, value in logged.items()} for logged in per_dataloader]
+        results_out = [{key: _to_number(value) for key, value in logged.items()} for logged in per_dataloader]
+        for numbers in results_out:
+            self.check_numbers(numbers, "results")
+        return results_out
 
     def send_to_loggers(self, metrics: dict[str, torch.Tensor], step: int, add_epoch: bool = True) -> None:
         """Convert to Python numbers (a device sync, once per logging step) and hand to every logger."""
@@ -250,6 +257,7 @@ class MetricsRouter:
         if not metrics or not loggers:
             return
         numbers_out = {key: _to_number(value) for key, value in metrics.items()}
+        self.check_numbers(numbers_out, "loggers")
         if add_epoch:
             numbers_out.setdefault("epoch", self._state.current_epoch)
         for logger in loggers:
@@ -283,6 +291,10 @@ def _as_tensor(name: str, value: Any, module: Any) -> torch.Tensor:
         f"`self.log({name!r}, value)` received {type(value).__name__} ({value!r:.50}); only Python numbers and "
         "single-element tensors can be logged."
     )
+
+
+def _no_check(numbers: dict[str, Any], source: str) -> None:
+    pass
 
 
 def _to_number(value: Any) -> Any:

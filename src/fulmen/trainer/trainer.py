@@ -89,9 +89,13 @@ class Trainer(TrainerProperties):
         reload_dataloaders_every_n_epochs: int = 0, default_root_dir: str | os.PathLike | None = None,
         enable_autolog_hparams: bool = True, model_registry: str | None = None,
         trace_hooks: bool | str | os.PathLike | Any = False,
+        on_nonfinite: Literal["warn", "raise", "skip", "stop"] = "warn",
     ) -> None:
         reject_unimplemented(model_registry=model_registry)
         flags = dict(locals())
+        from fulmen.debug.nonfinite_guard import NonFiniteGuard  # deferred: `import fulmen` loads no debug tool
+
+        self.nonfinite_guard = NonFiniteGuard(on_nonfinite)  # checks the value first; attached below
         if barebones:
             flags = barebones_flags(flags)
             enable_checkpointing, logger = flags["enable_checkpointing"], flags["logger"]
@@ -130,6 +134,7 @@ class Trainer(TrainerProperties):
         self._optimization = Optimization(self._hooks, self._config, self._state, self.strategy)
         self._checkpointing = Checkpointing(self._state, self._hooks, self.strategy, self._optimization,
                                             self._config.fast_dev_run)
+        self.nonfinite_guard.attach(self)
         self._signals = GracefulStop()
         # The latest run (a fresh one per fit/validate/test/predict); before any, an empty one.
         self._current = Run(callbacks=self._callbacks)
