@@ -175,7 +175,9 @@ def test_totals_and_trainer_during_fit(tmp_path):
 
     vals = [DataLoader(vector_loader().dataset, batch_size=16), DataLoader(vector_loader(48).dataset, batch_size=8)]
     _fit(tmp_path, Reading(), TwoVal(), vals, max_epochs=2, check_val_every_n_epoch=2)
-    assert seen == [("train", True, 4, 0, 4), ("train", True, 4, 10, 4),
+    # The first epoch does not validate, so the validation data is requested at the first validation and the
+    # bar counts no validation batches before it (Lightning 2.6.6 shows the same totals).
+    assert seen == [("train", True, 4, 0, 4), ("train", True, 4, 0, 4),
                     ("val", 0, 4, "Validation DataLoader 0: "), ("val", 1, 6, "Validation DataLoader 1: ")]
 
 

@@ -77,9 +77,6 @@ def test_resumed_fit_setup_order_matches_lightning(tmp_path):
     assert as_recorded_by_lightning(traced_run(tmp_path, "fit", **flags)) == entry["calls"]
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: fulmen requests the validation data at train start even when the "
-                   "first epoch does not validate; Lightning asks at the first validation (left as is: "
-                   "tests/callbacks/test_progress_bar_custom.py::test_totals_and_trainer_during_fit relies on it)")
 def test_validation_data_requested_at_first_validation_when_first_epoch_skips_it(tmp_path):
     entry = GOLDEN["fit_every_2_no_sanity"]
     assert as_recorded_by_lightning(traced_run(tmp_path, "fit", **entry["flags"])) == entry["calls"]

@@ -122,19 +122,35 @@ class FitLoop:
             with isolate_rng():  # the sanity check must not change the data order or dropout of training
                 self._sanity_check()
         _, num_batches = self.data.train_loader()
-        if val_loop.enabled and not val_loop.loaders:
-            self.state.stage = RunningStage.VALIDATING  # Lightning requests validation data as the validating stage
-            val_loop.setup_data()
-            self.state.stage = RunningStage.TRAINING
-        if val_loop.enabled:
-            # Lightning's counts once validation data is set up, whether or not a sanity check or a
-            # validation ever runs: full batch counts, and the sanity share of them (0 when skipped).
-            steps = self.config.num_sanity_val_steps
-            self.run_state.num_sanity_val_batches = [min(steps, count) for count in val_loop.num_batches]
-            self.run_state.num_val_batches = list(val_loop.num_batches)
-        if val_loop.enabled and not any(val_loop.num_batches):
-            val_loop.enabled = False
+        # Lightning requests the validation data at train start only if the first epoch validates; otherwise
+        # at the first validation (until then the progress bar counts no validation batches).
+        every = self.config.check_val_every_n_epoch
+        if every is None or (self.state.current_epoch + 1) % every == 0:
+            self._val_data_ready()
         self._train(num_batches)
+
+    def _val_data_ready(self) -> bool:
+        """Whether there is validation data to run; requested the first time (as the validating stage, as
+        Lightning), with its counts published."""
+        if self.val_loop.enabled and not self.run_state.num_val_batches:
+            self.state.stage = RunningStage.VALIDATING
+            self._setup_val_data()
+            self.state.stage = RunningStage.TRAINING
+        return self.val_loop.enabled
+
+    def _setup_val_data(self) -> None:
+        """Request the validation data once (if not yet) and publish Lightning's counts of it, whether or not a
+        validation ever runs: full batch counts, and the sanity share of them (0 when skipped)."""
+        val_loop = self.val_loop
+        if not val_loop.enabled:
+            return
+        if not val_loop.loaders:
+            val_loop.setup_data()
+        steps = self.config.num_sanity_val_steps
+        self.run_state.num_sanity_val_batches = [min(steps, count) for count in val_loop.num_batches]
+        self.run_state.num_val_batches = list(val_loop.num_batches)
+        if not any(val_loop.num_batches):
+            val_loop.enabled = False
 
     def _sanity_check(self) -> None:
         """Run a few validation batches before training so a broken `validation_step` fails fast."""
@@ -263,10 +279,13 @@ class FitLoop:
 
     def finish_batch(self, batch_idx: int, is_last: bool, accumulating: bool, validate: bool) -> None:
         """After on_train_batch_end: validation if due, plateau schedulers, counters."""
-        if validate and self.validation_due(batch_idx, is_last):
+        due = validate and self.validation_due(batch_idx, is_last)
+        if due:
             self.state.stage = RunningStage.VALIDATING  # already during on_validation_model_zero_grad (Lightning)
             if not accumulating:
                 self.hooks.on_validation_model_zero_grad()
+            due = self._val_data_ready()  # the first validation requests the data (after the hook, as Lightning)
+        if due:
             self.phase = "validation"
             # Validation at the epoch's end runs here, inside the last batch: before on_train_epoch_end (Lightning).
             self.val_loop.run_in_fit()
