@@ -1,5 +1,5 @@
 """Command line: `python -m fulmen plot RUN_DIR [--out FILE] [--x step|epoch]` and
-`python -m fulmen convert-checkpoint SHARDED_DIR OUT.ckpt`."""
+`python -m fulmen convert-checkpoint SHARDED_DIR OUT.ckpt`, `python -m fulmen diff RUN_A RUN_B`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,17 @@ def main(argv: list[str] | None = None) -> int:
                                   help="write a sharded (FSDP) checkpoint directory as one checkpoint file")
     convert.add_argument("checkpoint_dir", help="a directory saved with FSDPStrategy(state_dict_type='sharded')")
     convert.add_argument("output", help="the checkpoint file to write, e.g. model.ckpt")
+    diff = commands.add_parser("diff", help="the first optimizer step where two runs' fingerprints differ "
+                               "(record them with Trainer(fingerprint=True)); exit 0 identical, 1 diverged, 2 error")
+    diff.add_argument("run_a", help="a run directory holding fingerprints.bin, or the file itself")
+    diff.add_argument("run_b", help="the run to compare with")
+    diff.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for loss and grad_norm (default 0)")
+    diff.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for loss and grad_norm (default 0)")
     args = parser.parse_args(argv)
+    if args.command == "diff":
+        from fulmen.debug.fingerprint_diff import main as diff_main
+
+        return diff_main(args.run_a, args.run_b, args.rtol, args.atol)
     if args.command == "convert-checkpoint":
         return _convert_checkpoint(args.checkpoint_dir, args.output)
     from fulmen.plotting import plot_run

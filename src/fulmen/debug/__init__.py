@@ -2,3 +2,10 @@
 
 Nothing here is imported by `import fulmen`; the Trainer imports a tool's module only when its flag is on.
 """
+
+from fulmen.utilities.lazy_exports import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "read_fingerprints": "fulmen.debug.fingerprint_file",  # run fingerprints: Trainer(fingerprint=True)
+    "diff_runs": "fulmen.debug.fingerprint_diff",
+})

@@ -87,6 +87,7 @@ class Trainer(TrainerProperties):
         barebones: bool = False, plugins: _PluginInput | list[_PluginInput] | None = None, sync_batchnorm: bool = False,
         reload_dataloaders_every_n_epochs: int = 0, default_root_dir: str | os.PathLike | None = None,
         enable_autolog_hparams: bool = True, model_registry: str | None = None,
+        fingerprint: bool | str | os.PathLike | None = False,
     ) -> None:
         reject_unimplemented(model_registry=model_registry)
         flags = dict(locals())
@@ -121,6 +122,11 @@ class Trainer(TrainerProperties):
         self.profiler = select_profiler(profiler)  # before the hooks: they are profiled when it records
         self._hooks = HookDispatch(self, self.strategy)
         self._optimization = Optimization(self._hooks, self._config, self._state, self.strategy)
+        self._fingerprints = None  # `fingerprint=`: per-step run fingerprints (fulmen.debug), loaded only when asked for
+        if fingerprint is not False and fingerprint is not None:
+            from fulmen.debug.fingerprint import FingerprintSetting
+
+            self._fingerprints = FingerprintSetting(fingerprint)
         self._checkpointing = Checkpointing(self._state, self._hooks, self.strategy, self._optimization,
                                             self._config.fast_dev_run)
         self._signals = GracefulStop()
@@ -339,6 +345,9 @@ class Trainer(TrainerProperties):
             run.fit_loop = FitLoop(run, state, config, hooks, self._metrics, self._optimization, self.strategy, data,
                                    loop, signal_stop,
                                    FitLoopStepper(self._optimization, hooks, self._metrics, state))
+            if self._fingerprints is not None:  # decided per fit: nothing is checked per step
+                with self._fingerprints.recording(self, run):
+                    return run.fit_loop.run()
             return run.fit_loop.run()
         run.evaluation_loop = loop
         loop.setup_data()
