@@ -134,6 +134,8 @@ TRAINER = {
     "enable_autolog_hparams": _autolog_hparams,
     "model_registry": lambda tmp: raises(NotImplementedError, "model_registry",
                                          lambda: trainer_only(model_registry="registry")),
+    "fingerprint": lambda tmp: fit(tmp, fingerprint=tmp / "fp") and (tmp / "fp" / "fingerprints.bin").stat().st_size > 0
+    and raises(TypeError, "fingerprint", lambda: trainer_only(fingerprint=3)),
 }
 
 
