@@ -33,10 +33,11 @@ from typing import Any
 import torch
 
 from fulmen.debug.fingerprint_file import FingerprintWriter, file_name
+from fulmen.precision import Precision
 
 SAMPLE_EVERY = 128
-# Rows held before a block is written; fewer for models with many parameter tensors (one norm tensor each).
-_MAX_ROWS, _MAX_NORMS = 256, 16384
+_MAX_ROWS = 256  # rows held (as tensors) before a block is written
+_FLATTEN_LIMIT = 1 << 20  # gradient elements up to which a CPU model's norm is taken over one flat copy
 _MASK = (1 << 64) - 1
 
 
@@ -86,20 +87,25 @@ class _Recorder:
         self._saved = {name: strategy.__dict__[name] for name in ("backward", "_before_step")
                        if name in strategy.__dict__}
         optimizers = trainer._optimization.optimizers
-        total_params = sum(len(group["params"]) for opt in optimizers for group in opt.param_groups)
-        self.max_rows = max(8, min(_MAX_ROWS, _MAX_NORMS // max(1, total_params)))
+        self.max_rows = _MAX_ROWS
         self.dtensors = any(hasattr(p, "device_mesh") for opt in optimizers for group in opt.param_groups
                             for p in group["params"])
-        strategy.precision_plugin._clip_norm = None  # a norm left from an earlier run is not this run's
-        strategy.backward = self._wrap_backward(strategy.backward)
+        precision = strategy.precision_plugin
+        precision._clip_norm = None  # a norm left from an earlier run is not this run's
+        strategy.backward = self._wrap_backward(strategy.backward, precision)
         strategy._before_step = self._wrap_before_step(strategy._before_step, trainer, run, optimizers)
 
-    def _wrap_backward(self, backward: Any) -> Any:
+    def _wrap_backward(self, backward: Any, precision: Any) -> Any:
         slot = self.loss_slot = [None]
-
-        def backward_seeing_loss(closure_loss: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-            slot[0] = closure_loss
-            return backward(closure_loss, *args, **kwargs)
+        if getattr(precision, "scaler", None) is None and type(precision).post_backward is Precision.post_backward:
+            # The strategy returns the loss it backpropagated, detached: recording it costs nothing more.
+            def backward_seeing_loss(closure_loss: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+                slot[0] = loss = backward(closure_loss, *args, **kwargs)
+                return loss
+        else:  # a scaler returns the scaled loss: record the loss itself
+            def backward_seeing_loss(closure_loss: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+                slot[0] = closure_loss.detach()
+                return backward(closure_loss, *args, **kwargs)
 
         return backward_seeing_loss
 
@@ -109,13 +115,14 @@ class _Recorder:
         state, loop, precision = trainer._state, run.fit_loop, self.strategy.precision_plugin
         indices = {id(optimizer): index for index, optimizer in enumerate(optimizers)}
         params: dict[int, tuple[int, list[torch.Tensor]]] = {}
-        cpu_state = torch.default_generator.get_state
+        cpu_state = _cpu_state_function()
         device = self.strategy.root_device
         cuda_seed = cuda_offset = int  # int() is 0: no CUDA generator in use
         if device.type == "cuda":
             generator = torch.cuda.default_generators[device.index if device.index is not None else 0]
             cuda_seed, cuda_offset = generator.initial_seed, generator.get_offset
-        foreach_norm, local = torch._foreach_norm, self.dtensors
+        grad_norm, self.norm_mode = _norm_function(optimizers, device, self.dtensors)
+        vector_norms = self.norm_mode == "norms"
         unsampled = (0, 0)
 
         def before_step_recording(optimizer: Any) -> None:
@@ -130,15 +137,13 @@ class _Recorder:
                 if entry is None or entry[0] != len(groups):  # e.g. a finetuning callback added a group
                     entry = params[key] = (len(groups), [p for group in groups for p in group["params"]])
                 grads = [grad for p in entry[1] if (grad := p.grad) is not None]
-                if local:
-                    grads = [grad.to_local() if hasattr(grad, "to_local") else grad for grad in grads]
-                norms = foreach_norm(grads) if grads else ()
+                norm = grad_norm(grads) if grads else None
             else:  # clipping by norm already measured it
                 precision._clip_norm = None
-                norms = (clipped,)
+                norm = _local(clipped).reshape(1) if vector_norms else _local(clipped)
             step = state.global_step
-            pending.append((step, state.current_epoch, loop.batches_done, indices.get(id(optimizer), -1),
-                            None if loss is None else loss.detach(), norms, cpu_state(), cuda_seed(), cuda_offset(),
+            pending.append((step, state.current_epoch, loop.batches_done, indices.get(id(optimizer), -1), loss,
+                            norm, cpu_state(), cuda_seed(), cuda_offset(),
                             _host_digests() if step % SAMPLE_EVERY == 0 else unsampled))
             if len(pending) >= max_rows:
                 flush()
@@ -154,7 +159,7 @@ class _Recorder:
         pending.clear()
         self.writer.write_rows({
             "step": steps, "epoch": epochs, "batch_idx": batches, "optimizer": opts,
-            "loss": _loss_values(losses), "grad_norm": _total_norms(norms, self.dtensors),
+            "loss": _loss_values(losses), "grad_norm": _total_norms(norms, self.norm_mode),
             "rng_torch": _state_digests(states),
             "rng_cuda": [_signed((seed * 0x9E3779B97F4A7C15 + offset) & _MASK) if seed or offset else 0
                          for seed, offset in zip(seeds, offsets)],
@@ -178,39 +183,84 @@ def _loss_values(losses: tuple) -> list[float]:
     return [float("nan") if loss is None else next(values) for loss in losses]
 
 
-def _total_norms(per_step: tuple, dtensors: bool) -> list[float]:
-    """Each step's total 2-norm from its per-tensor norms, combined in float64 on the CPU (deterministic)."""
-    flat = [norm for norms in per_step for norm in norms]
-    if not flat:
-        return [0.0] * len(per_step)
+def _norm_function(optimizers: list[Any], device: torch.device, dtensors: bool) -> tuple[Any, str]:
+    """How a step's gradient norm is taken, chosen once: the per-step function and what it returns, "norm" (the
+    norm, a 0-dim tensor) or "norms" (the per-tensor norms, combined per block)."""
+    parameters = [p for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]]
+    numel = sum(p.numel() for p in parameters)
+    flatten = getattr(torch._C._nn, "flatten_dense_tensors", None)
+    if (device.type == "cpu" and not dtensors and flatten is not None and len({p.dtype for p in parameters}) <= 1
+            and numel <= _FLATTEN_LIMIT):
+        # Small CPU models: one flat copy and one norm cost less than a norm per tensor (CPU has no fused kernel).
+        vector_norm = torch.linalg.vector_norm
+        return (lambda grads: vector_norm(flatten(grads))), "norm"
+    foreach_norm, stack = torch._foreach_norm, torch.stack
     if dtensors:
-        flat = [norm.full_tensor() if hasattr(norm, "full_tensor") else norm for norm in flat]
-    squares = torch.stack(flat).double().cpu().square()
-    counts = torch.tensor([len(norms) for norms in per_step])
-    owners = torch.repeat_interleave(torch.arange(len(per_step)), counts)
-    return torch.zeros(len(per_step), dtype=torch.float64).index_add_(0, owners, squares).sqrt().tolist()
+        return (lambda grads: stack(foreach_norm([_local(grad) for grad in grads]))), "norms"
+    return (lambda grads: stack(foreach_norm(grads))), "norms"  # CUDA: one fused kernel for all tensors
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor  # a DTensor's shard on this rank
+
+
+def _total_norms(entries: tuple, mode: str) -> list[float]:
+    """Each step's total 2-norm (0 when no gradient); per-tensor norms are combined in float64 on the CPU."""
+    present = [entry for entry in entries if entry is not None]
+    if not present:
+        return [0.0] * len(entries)
+    if mode == "norm":
+        totals = torch.stack(present).double().cpu().tolist()
+    else:
+        squares = torch.cat(present).double().cpu().square()
+        owners = torch.repeat_interleave(torch.arange(len(present)), torch.tensor([len(entry) for entry in present]))
+        totals = torch.zeros(len(present), dtype=torch.float64).index_add_(0, owners, squares).sqrt().tolist()
+    values = iter(totals)
+    return [0.0 if entry is None else next(values) for entry in entries]
 
 
 _MULTIPLIERS: dict[int, torch.Tensor] = {}
 
 
+def _cpu_state_function() -> Any:
+    """What each step keeps of the CPU generator's state: with torch's Mersenne Twister layout, 128 bytes as `bytes`
+    (seed, draw position, the first state words, which all change when it regenerates, and the normal-sample cache);
+    holding hundreds of 5 KB state tensors until a block is written would cost more in page faults than copying."""
+    get_state = torch.default_generator.get_state
+    if get_state().numel() != _MT_STATE_BYTES or "numpy" not in sys.modules:
+        return get_state  # another layout: the whole state tensor, digested per block
+
+    def head_and_cache() -> bytes:
+        raw = get_state().numpy().tobytes()
+        return raw[:88] + raw[5016:]
+
+    return head_and_cache
+
+
+_MT_STATE_BYTES = 5056
+# Padding bytes of torch's state struct, in the 128 kept bytes (they carry no state and may hold anything).
+_PADDING = ((88 + 28, 88 + 32), (88 + 37, 128))
+
+
 def _state_digests(states: tuple) -> list[int]:
-    """A 64-bit digest of each CPU generator state: a sum of its 8-byte words times fixed odd constants (so a
-    change of any one word always changes the digest), computed for the whole block at once."""
-    stacked = torch.stack(states)
-    size = stacked.shape[1]
-    if size == 5056:  # torch's Mersenne Twister state: zero the struct's padding bytes, which carry no state
-        stacked[:, 5044:5048] = 0
-        stacked[:, 5053:] = 0
-    if size % 8:
-        stacked = torch.nn.functional.pad(stacked, (0, 8 - size % 8))
+    """A 64-bit digest of each CPU generator state: the sum of its 8-byte words times fixed odd constants (so a
+    change of any one word always changes the digest), for the whole block in one matrix-vector product."""
+    if isinstance(states[0], bytes):
+        stacked = torch.frombuffer(bytearray(b"".join(states)), dtype=torch.uint8).view(len(states), -1)
+        for start, stop in _PADDING:
+            stacked[:, start:stop] = 0
+    else:
+        stacked = torch.stack(states)
+        size = stacked.shape[1]
+        if size % 8:
+            stacked = torch.nn.functional.pad(stacked, (0, 8 - size % 8))
     words = stacked.view(torch.int64)
     multipliers = _MULTIPLIERS.get(words.shape[1])
     if multipliers is None:
         constants = [_signed(((index + 1) * 0x9E3779B97F4A7C15 ^ 0xD1B54A32D192ED03) & _MASK | 1)
                      for index in range(words.shape[1])]
         multipliers = _MULTIPLIERS[words.shape[1]] = torch.tensor(constants, dtype=torch.int64)
-    return (words * multipliers).sum(dim=1).tolist()  # int64 arithmetic wraps: a hash modulo 2**64
+    return torch.mv(words, multipliers).tolist()  # int64 arithmetic wraps: a hash modulo 2**64
 
 
 def _host_digests() -> tuple[int, int]:
