@@ -8,6 +8,7 @@ must not change training). The time includes writing the file (a block every 256
     python bench/fingerprint.py                    # 'plain' case, 7 repeats
     python bench/fingerprint.py --case compute_bound --repeats 5
     python bench/fingerprint.py --cpu-time         # process CPU time instead of wall time (a loaded machine)
+    python bench/fingerprint.py --recording        # only the per-step recording, in one process (least noisy)
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from overhead import CASES, run_fulmen, run_plain  # noqa: E402
 
 RUNNERS = ("plain", "fulmen", "fingerprint")
+
+
+def torch_threads_one() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def run_fingerprint(width: int, steps: int, validate: bool, defaults: bool, workdir: str) -> dict:
@@ -46,6 +53,54 @@ def run_fingerprint(width: int, steps: int, validate: bool, defaults: bool, work
     return result
 
 
+def measure_recording(repeats: int) -> None:
+    """The recording's own cost: the before-step function with fingerprints, against a no-op one, called with the
+    bench model's gradients (block writes included), interleaved; the minimum over repeats. Also without the
+    gradient norm and without the CPU generator state, to show their shares."""
+    import time
+    import types
+
+    import torch
+
+    import fulmen
+    from fulmen.debug import fingerprint
+
+    from overhead import _build
+
+    net = _build(64)[0]
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    net(torch.randn(32, 32)).sum().backward()
+    constant = bytes(128)
+    variants = {"no-op": lambda _optimizer: None}
+    patches = {"fingerprint": {}, "without grad_norm": {"_norm_function": lambda *_: (lambda _: None, "norm")},
+               "without rng_torch": {"_cpu_state_function": lambda: (lambda: constant)}}
+    for name, patch in patches.items():
+        saved = {key: getattr(fingerprint, key) for key in patch}
+        for key, value in patch.items():
+            setattr(fingerprint, key, value)
+        trainer = fulmen.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                                 default_root_dir=tempfile.mkdtemp())
+        trainer._optimization.optimizers = [optimizer]
+        trainer.strategy._before_step = None
+        run = types.SimpleNamespace(ckpt_path=None, fit_loop=types.SimpleNamespace(batches_done=3))
+        trainer._state.global_step = 5  # not a step where Python's and NumPy's generators are sampled
+        fingerprint._Recorder(fingerprint.FingerprintSetting(True), trainer, run)
+        variants[name] = trainer.strategy._before_step
+        for key, value in saved.items():
+            setattr(fingerprint, key, value)
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(repeats):
+        for name, function in variants.items():
+            start = time.process_time()
+            for _ in range(2560):  # 10 blocks
+                function(optimizer)
+            best[name] = min(best[name], (time.process_time() - start) / 2560 * 1e6)
+    base = best.pop("no-op")
+    print("recording cost, µs per optimizer step (CPU time, min of", repeats, "interleaved repeats):")
+    for name, value in best.items():
+        print(f"  {name:<20}{value - base:>6.2f}")
+
+
 def _measure(runner: str, case: str, cpu_time: bool) -> dict:
     done = subprocess.run([sys.executable, __file__, "--worker", runner, "--case", case]
                           + (["--cpu-time"] if cpu_time else []), capture_output=True, text=True)
@@ -59,9 +114,14 @@ def main() -> None:
     parser.add_argument("--case", choices=sorted(CASES), default="plain")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--worker", choices=RUNNERS)
+    parser.add_argument("--recording", action="store_true", help="measure only the per-step recording, in-process")
     parser.add_argument("--cpu-time", action="store_true",
                         help="time with this process's CPU time: time-sharing on a loaded machine does not count")
     args = parser.parse_args()
+    if args.recording:
+        torch_threads_one()
+        measure_recording(args.repeats)
+        return
     if args.worker:
         if args.cpu_time:
             import time

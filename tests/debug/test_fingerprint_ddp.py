@@ -20,8 +20,8 @@ def test_each_rank_writes_its_own_file_and_diff_compares_them_all(tmp_path, caps
     monkeypatch.setenv("PL_GLOBAL_SEED", "3")  # what seed_everything(3) sets; the spawned ranks seed from it
     for run in ("a", "b"):
         L.seed_everything(3, verbose=False)
-        trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=2, fingerprint=tmp_path / run,
-                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=2,
+                            fingerprint=tmp_path / run, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False)
         trainer.fit(DDPProbe(log_sync=False), make_loader())
     rank0 = read_fingerprints(tmp_path / "a" / "fingerprints.bin")

@@ -122,7 +122,7 @@ class Trainer(TrainerProperties):
         self.profiler = select_profiler(profiler)  # before the hooks: they are profiled when it records
         self._hooks = HookDispatch(self, self.strategy)
         self._optimization = Optimization(self._hooks, self._config, self._state, self.strategy)
-        self._fingerprints = None  # `fingerprint=`: per-step run fingerprints (fulmen.debug), loaded only when asked for
+        self._fingerprints = None  # `fingerprint=`: run fingerprints (fulmen.debug), imported only when asked for
         if fingerprint is not False and fingerprint is not None:
             from fulmen.debug.fingerprint import FingerprintSetting
 
