@@ -118,9 +118,15 @@ class _Recorder:
         cpu_state = _cpu_state_function()
         device = self.strategy.root_device
         cuda_seed = cuda_offset = int  # int() is 0: no CUDA generator in use
-        if device.type == "cuda":
-            generator = torch.cuda.default_generators[device.index if device.index is not None else 0]
-            cuda_seed, cuda_offset = generator.initial_seed, generator.get_offset
+        generators = torch.cuda.default_generators if device.type == "cuda" else ()  # filled once CUDA is up
+        index = device.index if device.index is not None else 0
+        if index < len(generators):
+            try:
+                generators[index].get_offset()
+            except RuntimeError:  # a generator without a Philox offset: rng_cuda stays 0
+                pass
+            else:
+                cuda_seed, cuda_offset = generators[index].initial_seed, generators[index].get_offset
         grad_norm, self.norm_mode = _norm_function(optimizers, device, self.dtensors)
         vector_norms = self.norm_mode == "norms"
         unsampled = (0, 0)
