@@ -2,16 +2,18 @@
 norm and the random number generators' state, so `python -m fulmen diff RUN_A RUN_B` can name the first step and
 the component where two runs that should be identical diverged.
 
-Cost (per optimizer step, no `.item()`, no host-device sync): the values stay tensors and are written in blocks
-(every few hundred steps, and when fit ends or fails). What is recorded and where:
+Cost: no `.item()` and no host-device sync per step; the values stay tensors and are written in blocks (every 256
+steps, and when fit ends or fails). About 7 µs per step on `bench/overhead.py`'s CPU model, most of it the gradient
+norm (`bench/fingerprint.py`). What is recorded and where:
 
 - `loss`: the loss of the last backward before the step (automatic: `training_step`'s loss, divided by
   `accumulate_grad_batches`; manual: what was passed to `manual_backward`); NaN when no backward ran.
 - `grad_norm`: the total 2-norm of the stepped optimizer's gradients, read after the closure, unscaling,
   `on_before_optimizer_step` and clipping; when gradients were clipped by norm, clipping's own (pre-clip) norm.
-- `rng_torch`: a 64-bit digest of the CPU generator's full state (its 5 KB are copied per step and hashed per
-  block); `rng_cuda`: the CUDA generator's seed and Philox offset; `rng_python`/`rng_numpy`: digests of `random`
-  and NumPy's global state, sampled every `SAMPLE_EVERY` steps (reading them costs tens of microseconds).
+- `rng_torch`: a 64-bit digest of the CPU generator (seed, draw position, first state words and normal-sample cache:
+  128 bytes kept per step, hashed per block); `rng_cuda`: the CUDA generator's seed and Philox offset;
+  `rng_python`/`rng_numpy`: digests of `random` and NumPy's global state, sampled every `SAMPLE_EVERY` steps
+  (reading them costs tens of microseconds).
 - `step` (`trainer.global_step` before the step), `epoch`, `batch_idx`, `optimizer` (index; manual optimization
   records each `optimizer.step()`).
 
