@@ -147,6 +147,8 @@ TRAINER = {
                                 and (tmp / "trace.json").exists()),
     "on_nonfinite": lambda tmp: _nonfinite_skip(tmp) and raises(ValueError, "on_nonfinite='never'",
                                                                   lambda: trainer_only(on_nonfinite="never")),
+    "fingerprint": lambda tmp: fit(tmp, fingerprint=tmp / "fp") and (tmp / "fp" / "fingerprints.bin").stat().st_size > 0
+    and raises(TypeError, "fingerprint", lambda: trainer_only(fingerprint=3)),
 }
 
 

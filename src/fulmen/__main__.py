@@ -1,5 +1,6 @@
-"""Command line: `python -m fulmen plot RUN_DIR [--out FILE] [--x step|epoch]` and
-`python -m fulmen convert-checkpoint SHARDED_DIR OUT.ckpt`."""
+"""Command line: `python -m fulmen plot RUN_DIR [--out FILE] [--x step|epoch]`,
+`python -m fulmen convert-checkpoint SHARDED_DIR OUT.ckpt`, `python -m fulmen port PATH... [--write]` and
+`python -m fulmen diff RUN_A RUN_B`."""
 
 from __future__ import annotations
 
@@ -22,11 +23,21 @@ def main(argv: list[str] | None = None) -> int:
                                             "applies it) and list what fulmen does not support or runs differently")
     port.add_argument("paths", nargs="+", metavar="PATH", help="Python files, YAML configs or directories")
     port.add_argument("--write", action="store_true", help="apply the changes in place (default: print a diff)")
+    diff = commands.add_parser("diff", help="the first optimizer step where two runs' fingerprints differ "
+                               "(record them with Trainer(fingerprint=True)); exit 0 identical, 1 diverged, 2 error")
+    diff.add_argument("run_a", help="a run directory holding fingerprints.bin, or the file itself")
+    diff.add_argument("run_b", help="the run to compare with")
+    diff.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for loss and grad_norm (default 0)")
+    diff.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for loss and grad_norm (default 0)")
     args = parser.parse_args(argv)
     if args.command == "port":
         from fulmen.debug.port import run_port
 
         return run_port(args.paths, write=args.write)
+    if args.command == "diff":
+        from fulmen.debug.fingerprint_diff import main as diff_main
+
+        return diff_main(args.run_a, args.run_b, args.rtol, args.atol)
     if args.command == "convert-checkpoint":
         return _convert_checkpoint(args.checkpoint_dir, args.output)
     from fulmen.plotting import plot_run

@@ -31,6 +31,7 @@ class Precision:
     """
 
     precision = "32-true"  # the `Trainer(precision=...)` name this plugin implements
+    _clip_norm: Any = None  # the last pre-clip total norm of `clip_grad_by_norm` (run fingerprints reuse it)
 
     # -- module, tensors and data -------------------------------------------------------------------
 
@@ -156,7 +157,7 @@ class Precision:
         torch.nn.utils.clip_grad_value_(_with_grad(self.main_params(optimizer)), clip_value=clip_val)
 
     def clip_grad_by_norm(self, optimizer: torch.optim.Optimizer, clip_val: int | float) -> None:
-        clip_grad_norm_(_with_grad(self.main_params(optimizer)), clip_val)
+        self._clip_norm = clip_grad_norm_(_with_grad(self.main_params(optimizer)), clip_val)
 
     def unscale_gradients(self, optimizer: torch.optim.Optimizer) -> None:
         """Make gradients true-scale before they are read or clipped (no-op without a scaler)."""

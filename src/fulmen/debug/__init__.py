@@ -15,9 +15,13 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "NonFiniteError": "fulmen.debug.nonfinite_guard",
     "NonFiniteGuard": "fulmen.debug.nonfinite_guard",
     "NonFiniteWarning": "fulmen.debug.nonfinite_guard",
+    "read_fingerprints": "fulmen.debug.fingerprint_file",  # run fingerprints: Trainer(fingerprint=True)
+    "diff_runs": "fulmen.debug.fingerprint_diff",
 })
 
 if TYPE_CHECKING:
+    from fulmen.debug.fingerprint_diff import diff_runs
+    from fulmen.debug.fingerprint_file import read_fingerprints
     from fulmen.debug.hook_tracer import HookTracer
     from fulmen.debug.metric_explainer import MetricsExplanation, explain_metrics
     from fulmen.debug.nonfinite_guard import NonFiniteError, NonFiniteGuard, NonFiniteWarning

@@ -26,6 +26,7 @@ from fulmen.strategies.strategy import Strategy, reject_accelerator_object
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.apply_func import apply_to_collection
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only
+from fulmen.utilities.seed import reset_seed
 
 _REDUCE_OPS = {"sum": "SUM", "mean": "SUM", "avg": "SUM", "max": "MAX", "min": "MIN"}
 
@@ -168,7 +169,9 @@ class DDPStrategy(ParallelStrategy):
         self.setup_distributed()
 
     def setup_distributed(self) -> None:
-        """Join the process group (once per process) over `process_group_backend`."""
+        """Re-apply `seed_everything`'s seed, then join the process group (once per process) over
+        `process_group_backend`."""
+        reset_seed()  # as Lightning: every rank (a spawned one starts unseeded) draws from the seed the user set
         if dist.is_initialized():
             return
         os.environ["MASTER_ADDR"] = self.cluster_environment.main_address

@@ -90,6 +90,7 @@ class Trainer(TrainerProperties):
         enable_autolog_hparams: bool = True, model_registry: str | None = None,
         trace_hooks: bool | str | os.PathLike | Any = False,
         on_nonfinite: Literal["warn", "raise", "skip", "stop"] = "warn",
+        fingerprint: bool | str | os.PathLike | None = False,
     ) -> None:
         reject_unimplemented(model_registry=model_registry)
         flags = dict(locals())
@@ -132,6 +133,11 @@ class Trainer(TrainerProperties):
             self._hook_tracer = tracer_from_flag(trace_hooks)
         self._hooks = HookDispatch(self, self.strategy)
         self._optimization = Optimization(self._hooks, self._config, self._state, self.strategy)
+        self._fingerprints = None  # `fingerprint=`: run fingerprints (fulmen.debug), imported only when asked for
+        if fingerprint is not False and fingerprint is not None:
+            from fulmen.debug.fingerprint import FingerprintSetting
+
+            self._fingerprints = FingerprintSetting(fingerprint)
         self._checkpointing = Checkpointing(self._state, self._hooks, self.strategy, self._optimization,
                                             self._config.fast_dev_run)
         self.nonfinite_guard.attach(self)
@@ -348,6 +354,9 @@ class Trainer(TrainerProperties):
             run.fit_loop = FitLoop(run, state, config, hooks, self._metrics, self._optimization, self.strategy, data,
                                    loop, signal_stop,
                                    FitLoopStepper(self._optimization, hooks, self._metrics, state))
+            if self._fingerprints is not None:  # decided per fit: nothing is checked per step
+                with self._fingerprints.recording(self, run):
+                    return run.fit_loop.run()
             return run.fit_loop.run()
         run.evaluation_loop = loop
         loop.setup_data()

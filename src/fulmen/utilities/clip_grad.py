@@ -15,12 +15,12 @@ def _mesh_of(tensor: torch.Tensor):
     return getattr(tensor, "device_mesh", None)
 
 
-def clip_grad_norm_(parameters: list[torch.Tensor], max_norm: float, norm_type: float = 2.0) -> None:
-    """Clip the gradients of `parameters` (all with a gradient) to a total `norm_type` norm of `max_norm`."""
+def clip_grad_norm_(parameters: list[torch.Tensor], max_norm: float, norm_type: float = 2.0) -> torch.Tensor:
+    """Clip the gradients of `parameters` (all with a gradient) to a total `norm_type` norm of `max_norm`; return
+    the total norm before clipping."""
     first = _mesh_of(parameters[0].grad) if parameters else None
     if all(_mesh_of(p.grad) is first for p in parameters):  # plain tensors, or DTensors on one mesh: PyTorch's own function handles them
-        torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type=norm_type)
-        return
+        return torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type=norm_type)
     from torch.distributed.tensor.experimental import implicit_replication
 
     groups: dict[int, list[torch.Tensor]] = {}
@@ -41,3 +41,4 @@ def clip_grad_norm_(parameters: list[torch.Tensor], max_norm: float, norm_type: 
         for grads in groups.values():
             for grad in grads:
                 grad.mul_(coefficient.to(grad.device, grad.dtype))
+    return total

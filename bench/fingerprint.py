@@ -1,0 +1,157 @@
+"""Per-step cost of run fingerprints (`Trainer(fingerprint=...)`), measured in the same run as the plain loop.
+
+Three workers per repeat, each in a fresh one-thread process, in rotating order: the hand-written loop, fulmen, and
+fulmen with fingerprints on (the same model, data and seed as `bench/overhead.py`). The cost of fingerprints is the
+median over repeats of (fulmen with fingerprints - fulmen) per step; all three must end at the same loss (recording
+must not change training). The time includes writing the file (a block every 256 steps, and at the end).
+
+    python bench/fingerprint.py                    # 'plain' case, 7 repeats
+    python bench/fingerprint.py --case compute_bound --repeats 5
+    python bench/fingerprint.py --cpu-time         # process CPU time instead of wall time (a loaded machine)
+    python bench/fingerprint.py --recording        # only the per-step recording, in one process (least noisy)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from overhead import CASES, run_fulmen, run_plain  # noqa: E402
+
+RUNNERS = ("plain", "fulmen", "fingerprint")
+
+
+def torch_threads_one() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_fingerprint(width: int, steps: int, validate: bool, defaults: bool, workdir: str) -> dict:
+    import fulmen
+
+    plain_trainer = fulmen.Trainer
+
+    class FingerprintTrainer(plain_trainer):
+        def __init__(self, **flags):
+            super().__init__(fingerprint=os.path.join(workdir, "run"), **flags)
+
+    fulmen.Trainer = FingerprintTrainer
+    try:
+        result = run_fulmen(width, steps, validate, defaults, workdir)
+    finally:
+        fulmen.Trainer = plain_trainer
+    from fulmen.debug import read_fingerprints
+
+    result["rows"] = len(read_fingerprints(os.path.join(workdir, "run", "fingerprints.bin")).rows)
+    return result
+
+
+def measure_recording(repeats: int) -> None:
+    """The recording's own cost: the before-step function with fingerprints, against a no-op one, called with the
+    bench model's gradients (block writes included), interleaved; the minimum over repeats. Also without the
+    gradient norm and without the CPU generator state, to show their shares."""
+    import time
+    import types
+
+    import torch
+
+    import fulmen
+    from fulmen.debug import fingerprint
+
+    from overhead import _build
+
+    net = _build(64)[0]
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    net(torch.randn(32, 32)).sum().backward()
+    constant = bytes(128)
+    variants = {"no-op": lambda _optimizer: None}
+    patches = {"fingerprint": {}, "without grad_norm": {"_norm_function": lambda *_: (lambda _: None, "norm")},
+               "without rng_torch": {"_cpu_state_function": lambda: (lambda: constant)}}
+    for name, patch in patches.items():
+        saved = {key: getattr(fingerprint, key) for key in patch}
+        for key, value in patch.items():
+            setattr(fingerprint, key, value)
+        trainer = fulmen.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                                 default_root_dir=tempfile.mkdtemp())
+        trainer._optimization.optimizers = [optimizer]
+        trainer.strategy._before_step = None
+        run = types.SimpleNamespace(ckpt_path=None, fit_loop=types.SimpleNamespace(batches_done=3))
+        trainer._state.global_step = 5  # not a step where Python's and NumPy's generators are sampled
+        fingerprint._Recorder(fingerprint.FingerprintSetting(True), trainer, run)
+        variants[name] = trainer.strategy._before_step
+        for key, value in saved.items():
+            setattr(fingerprint, key, value)
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(repeats):
+        for name, function in variants.items():
+            start = time.process_time()
+            for _ in range(2560):  # 10 blocks
+                function(optimizer)
+            best[name] = min(best[name], (time.process_time() - start) / 2560 * 1e6)
+    base = best.pop("no-op")
+    print("recording cost, µs per optimizer step (CPU time, min of", repeats, "interleaved repeats):")
+    for name, value in best.items():
+        print(f"  {name:<20}{value - base:>6.2f}")
+
+
+def _measure(runner: str, case: str, cpu_time: bool) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--worker", runner, "--case", case]
+                          + (["--cpu-time"] if cpu_time else []), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{runner} worker for {case!r} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--case", choices=sorted(CASES), default="plain")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--worker", choices=RUNNERS)
+    parser.add_argument("--recording", action="store_true", help="measure only the per-step recording, in-process")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with this process's CPU time: time-sharing on a loaded machine does not count")
+    args = parser.parse_args()
+    if args.recording:
+        torch_threads_one()
+        measure_recording(args.repeats)
+        return
+    if args.worker:
+        if args.cpu_time:
+            import time
+
+            time.perf_counter = time.process_time  # the workers of bench/overhead.py read perf_counter
+        runner = {"plain": run_plain, "fulmen": run_fulmen, "fingerprint": run_fingerprint}[args.worker]
+        with tempfile.TemporaryDirectory() as workdir:
+            print(json.dumps(runner(*CASES[args.case], workdir)))
+        return
+    results: dict[str, list[dict]] = {runner: [] for runner in RUNNERS}
+    for repeat in range(args.repeats):
+        order = RUNNERS[repeat % 3:] + RUNNERS[:repeat % 3]
+        for runner in order:
+            results[runner].append(_measure(runner, args.case, args.cpu_time))
+    per_step = {runner: statistics.median(r["us_per_step"] for r in results[runner]) for runner in RUNNERS}
+    cost = statistics.median(f["us_per_step"] - u["us_per_step"]
+                             for f, u in zip(results["fingerprint"], results["fulmen"]))
+    ratio = statistics.median(u["us_per_step"] / p["us_per_step"] for u, p in zip(results["fulmen"], results["plain"]))
+    ratio_fp = statistics.median(f["us_per_step"] / p["us_per_step"]
+                                 for f, p in zip(results["fingerprint"], results["plain"]))
+    losses = {runner: results[runner][0]["final_loss"] for runner in RUNNERS}
+    same = len({round(loss, 6) for loss in losses.values()}) == 1
+    clock = "CPU time" if args.cpu_time else "wall time"
+    print(f"case {args.case}, {args.repeats} repeats, {clock}, {results['fingerprint'][0]['rows']} fingerprint rows "
+          "per run")
+    print(f"{'plain µs/step':>14}{'fulmen':>10}{'+fingerprint':>14}{'fingerprint cost µs/step':>26}"
+          f"{'ratio':>8}{'ratio fp':>10}  same loss")
+    print(f"{per_step['plain']:>14.1f}{per_step['fulmen']:>10.1f}{per_step['fingerprint']:>14.1f}{cost:>26.2f}"
+          f"{ratio:>8.3f}{ratio_fp:>10.3f}  {same} ({', '.join(f'{k} {v:.6f}' for k, v in losses.items())})")
+
+
+if __name__ == "__main__":
+    main()
