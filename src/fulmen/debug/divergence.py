@@ -120,6 +120,7 @@ class DivergenceDetector:
         self._comm_since: tuple[str, float] | None = None
         self._warned = False
         self._tick = 0
+        self._alarm_at = 0.0
 
     # -- hot path ----------------------------------------------------------------------------------
 
@@ -220,11 +221,17 @@ class DivergenceDetector:
             self.stop()
             return
         where = report.error_location(error)
+        if self._decided.is_set():  # a verdict exists (another rank raised or diverged): the watchdog ends us
+            self._wait_for_watchdog(limit=self.timeout + 10)
+            return
         if report.is_communication_error(error) or self.since:
             self.error = ("comm_error", report.one_line(error), where)
-            self._alarm(1)
+            try:
+                self._alarm(1)
+            except Exception:  # noqa: BLE001 - the store is gone with its host: the watchdog says so
+                pass
             self._wait_for_watchdog(limit=self.timeout + 10)
-            return  # no verdict came (store gone?): let the original error propagate
+            return  # no verdict came: let the original error propagate
         self.raised_here = True
         self.error = ("raised", report.one_line(error), where)
         try:
@@ -246,6 +253,8 @@ class DivergenceDetector:
                     self._conclude()
                     return
                 waiting = self.error is not None or (self.since and time.monotonic() - self.since > self.grace)
+                if alarm and not self._alarm_at:
+                    self._alarm_at = time.time()
                 if alarm or waiting:
                     self._publish(None)
                 if waiting:
@@ -261,10 +270,15 @@ class DivergenceDetector:
             self._alarm(1)
 
     def _alarm(self, amount: int) -> None:
+        self._alarm_at = time.time()
         self.store.add("alarm", amount)
 
     def _evaluate(self) -> None:
         records = self._records()
+        settling = time.time() - self._alarm_at < max(3.0, 6 * self.poll)
+        if settling and any(record["time"] < self._alarm_at and record["status"] != "raised"
+                            for record in records.values()):
+            return  # a rank has not answered the alarm yet: judge fresh records only (a silent one is judged later)
         decision = report.decide(records, self.rank, self.timeout, self.grace, time.time())
         if decision is None:
             return
