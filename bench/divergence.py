@@ -1,10 +1,12 @@
 """Cost of the DDP divergence detector: 2 processes (strategy="ddp", gloo on CPU), detector on (default) vs off
 (`FULMEN_DIVERGENCE_TIMEOUT=0`), alternating runs, one thread per process.
 
-Measured on rank 0: per-step time of a training loop that logs two `sync_dist=True` values per step (after warm-up),
+Measured on rank 0 as CPU time of its process (the watchdog thread included; other load on the machine excluded):
+per-step time of a training loop that logs two `sync_dist=True` values per step (after warm-up),
 and the time of one `strategy.reduce` of a scalar (2000 calls after training), on vs off.
 
     python bench/divergence.py [--repeats 3] [--steps 400]
+    python bench/divergence.py --micro     # the detector's own cost per collective, one process
 """
 
 from __future__ import annotations
@@ -37,21 +39,21 @@ def _rank_main(out: str, steps: int) -> None:
 
         def training_step(self, batch, batch_idx):
             if batch_idx == WARMUP:
-                self.clock = time.perf_counter()
+                self.clock = time.process_time()
             loss = self.net(batch).pow(2).mean()
             self.log("a", loss.detach(), sync_dist=True)
             self.log("b", loss.detach() * 2, sync_dist=True)
             return loss
 
         def on_train_end(self):
-            per_step = (time.perf_counter() - self.clock) / (steps - WARMUP - 1)
+            per_step = (time.process_time() - self.clock) / (steps - WARMUP - 1)
             strategy, value = self.trainer.strategy, torch.tensor(1.0)
             for _ in range(100):
                 strategy.reduce(value)
-            start = time.perf_counter()
+            start = time.process_time()
             for _ in range(CALLS):
                 strategy.reduce(value)
-            per_reduce = (time.perf_counter() - start) / CALLS
+            per_reduce = (time.process_time() - start) / CALLS
             if self.global_rank == 0:
                 with open(out, "w") as handle:
                     json.dump({"step_us": per_step * 1e6, "reduce_us": per_reduce * 1e6}, handle)
@@ -66,6 +68,40 @@ def _rank_main(out: str, steps: int) -> None:
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         use_distributed_sampler=False)
     trainer.fit(Logged())
+
+
+def micro(calls: int = 20000, rounds: int = 9) -> None:
+    """The detector's own cost per collective, without the noise of a second process: one gloo process, the same
+    `strategy.reduce` / `barrier` / `reduce_boolean_decision` plain and numbered (+ in-band check), alternating."""
+    import torch
+    import torch.distributed as dist
+
+    from fulmen.debug.divergence import DivergenceDetector
+    from fulmen.strategies import DDPStrategy
+    from fulmen.trainer.state import TrainerState
+
+    torch.set_num_threads(1)
+    store = dist.HashStore()
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    plain = DDPStrategy()
+    numbered = DDPStrategy()
+    detector = DivergenceDetector(dist.PrefixStore("bench/", store), 0, 1, 30.0, TrainerState())
+    detector.install(numbered)
+    value = torch.tensor(1.0)
+    calls_of = {"reduce": lambda s: s.reduce(value), "barrier": lambda s: s.barrier(),
+                "reduce_boolean_decision": lambda s: s.reduce_boolean_decision(True)}
+    for name, call in calls_of.items():
+        costs = {"plain": [], "numbered": []}
+        for _ in range(rounds):
+            for label, strategy in (("plain", plain), ("numbered", numbered)):
+                start = time.process_time()  # CPU time of this process: other load on the machine does not count
+                for _ in range(calls):
+                    call(strategy)
+                costs[label].append((time.process_time() - start) / calls * 1e6)
+        base, on = min(costs["plain"]), min(costs["numbered"])
+        print(f"{name}: plain {base:.1f} us, numbered {on:.1f} us per call (+{on - base:.1f} us, min of {rounds})")
+    detector.stop()
+    dist.destroy_process_group()
 
 
 def _measure(on: bool, steps: int) -> dict[str, float]:
@@ -101,5 +137,7 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--rank-main":
         _rank_main(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--micro":
+        micro()
     else:
         main()
