@@ -19,6 +19,15 @@ HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 TIMEOUT = 240  # the whole job, start-up included, on a loaded machine; a hang would take 30 minutes
 
 
+def line_of(text):
+    """The helper's line number holding `text` (the report names call sites by file and line)."""
+    with open(HELPER) as handle:
+        return next(number for number, line in enumerate(handle, start=1) if text in line)
+
+
+EXTRA, LOSS, RAISE = line_of('self.log("extra"'), line_of('self.log("loss"'), line_of("raise RuntimeError")
+
+
 def run(*args, launcher=None):
     command = [sys.executable, HELPER, *map(str, args)]
     if launcher == "torchrun":
@@ -58,9 +67,10 @@ def test_a_rank_that_skips_a_synced_log_is_named_with_both_call_sites_and_the_st
     report = report_of(stderr)
     assert "diverged at collective #6: they called different collectives" in report
     assert "Diverging: rank 1 (at its step 2)" in report
-    assert 'at #6: collective #6 reduce at ddp_divergence.py:36 in Astray.training_step (step 2' in rank_block(report, 0)
+    site = "at #6: collective #6 reduce at ddp_divergence.py:{} in Astray.training_step (step 2"
+    assert site.format(EXTRA) in rank_block(report, 0)
     assert 'self.log("extra", loss.detach(), sync_dist=True)' in rank_block(report, 0)
-    assert 'at #6: collective #6 reduce at ddp_divergence.py:37 in Astray.training_step (step 2' in rank_block(report, 1)
+    assert site.format(LOSS) in rank_block(report, 1)
     assert 'self.log("loss", loss.detach(), sync_dist=True)' in rank_block(report, 1).split("last agreed")[0]
     assert "fulmen: rank 1 stops: the DDP ranks diverged (report printed by rank 0)" in stderr
     assert "Connection closed" not in stderr and "Connection reset" not in stderr
@@ -73,7 +83,7 @@ def test_three_spawned_ranks_name_the_one_that_skipped():
     assert "Diverging: rank 2 (at its step 2)." in report
     for rank in (0, 1):
         assert 'self.log("extra", loss.detach(), sync_dist=True)' in rank_block(report, rank)
-    assert "ddp_divergence.py:37 in Astray.training_step (step 2" in rank_block(report, 2).split("last agreed")[0]
+    assert f"ddp_divergence.py:{LOSS} in Astray.training_step (step 2" in rank_block(report, 2).split("last agreed")[0]
     assert stderr.rstrip().splitlines()[-1].startswith("fulmen.debug.divergence.DivergenceError: The processes of "
                                                        "this run diverged")
 
@@ -93,7 +103,7 @@ def test_a_raising_rank_and_its_error_are_the_last_lines():
     assert code == 1, stderr[-4000:]
     last = stderr.rstrip().splitlines()[-4:]
     assert last[0] == "fulmen: rank 1 raised at step 2 (epoch 0, train); every process of this job stops."
-    assert last[1].strip() == "ddp_divergence.py:34 in training_step"
+    assert last[1].strip() == f"ddp_divergence.py:{RAISE} in training_step"
     assert last[-1] == "RuntimeError: boom: a bug on one rank"
     assert "Connection closed" not in stderr and "Connection reset" not in stderr
 
@@ -112,6 +122,13 @@ def test_torchrun_launched_ranks_all_stop_with_the_report():
     report = report_of(stderr.replace("[default0]:", "").replace("[default1]:", ""))
     assert "Diverging: rank 1 (at its step 2)" in report
     assert "exitcode  : 3" in stderr
+
+
+def test_a_slow_rank_is_waited_for_with_one_warning_not_killed():
+    code, stderr = run("slow", "ddp", 2, 1)
+    assert code == 0, stderr[-4000:]
+    assert "fulmen: rank 0 has waited" in stderr and "for rank 1" in stderr and "so fulmen keeps waiting" in stderr
+    assert "diverged" not in stderr
 
 
 def test_ranks_that_agree_finish_normally_with_the_detector_on():

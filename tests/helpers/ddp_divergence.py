@@ -3,12 +3,14 @@
     python ddp_divergence.py CASE STRATEGY DEVICES [TIMEOUT]
 
 CASE: "skip_log" (the last rank skips one `self.log(..., sync_dist=True)` at step 2), "fewer_batch" (the last rank
-has one training batch fewer), "raise" (the last rank raises in `training_step` at step 2) or "none" (all agree).
+has one training batch fewer), "raise" (the last rank raises in `training_step` at step 2), "slow" (the last rank
+works three timeouts longer at step 2) or "none" (all agree).
 STRATEGY: "ddp" (this script re-launched per rank, or started by torchrun) or "ddp_spawn". TIMEOUT goes to
 `DDPStrategy(divergence_timeout=...)` when given. The module lives at module level so "ddp_spawn" can pickle it.
 """
 
 import sys
+import time
 
 import torch
 from torch.utils.data import DataLoader
@@ -32,6 +34,8 @@ class Astray(L.LightningModule):
         loss = self.layer(batch).pow(2).mean()
         if self.case == "raise" and self._last_rank() and batch_idx == SKIP_STEP:
             raise RuntimeError("boom: a bug on one rank")
+        if self.case == "slow" and self._last_rank() and batch_idx == SKIP_STEP:
+            time.sleep(3 * self.trainer.strategy._divergence.timeout + 1)  # slow, not diverged: the others wait
         if not (self.case == "skip_log" and self._last_rank() and batch_idx == SKIP_STEP):
             self.log("extra", loss.detach(), sync_dist=True)
         self.log("loss", loss.detach(), sync_dist=True)

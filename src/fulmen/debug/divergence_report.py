@@ -10,8 +10,9 @@ from typing import Any
 
 _FULMEN = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _TORCH_PARTS = (os.sep + "torch" + os.sep,)
-_COMM_PARTS = (os.sep + os.path.join("torch", "distributed") + os.sep, os.sep + os.path.join("torch", "autograd") + os.sep,
-               os.sep + os.path.join("torch", "_tensor.py"))
+# A main thread inside these waits on communication fulmen did not number (DDP's gradient sync runs in backward).
+_COMM_PARTS = tuple(os.sep + os.path.join("torch", part) for part in ("distributed" + os.sep, "autograd" + os.sep,
+                                                                     "_tensor.py"))
 _COMM_WORDS = ("gloo", "nccl", "connection closed", "connection reset", "broken pipe", "processgroup", "c10d",
                "preamble", "timed out", "socket")
 
