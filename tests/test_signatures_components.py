@@ -355,6 +355,8 @@ DDP = {
         "find_unused_parameters"] is True,
     "static_graph": lambda tmp: DDPStrategy(static_graph=True)._ddp_kwargs["static_graph"] is True,
     "num_nodes": lambda tmp: DDPStrategy(num_nodes=2).world_size == 2,
+    "divergence_timeout": lambda tmp: raises(ValueError, "divergence_timeout", lambda: DDPStrategy(
+        divergence_timeout=-1)),
     "ddp_kwargs": lambda tmp: DDPStrategy(bucket_cap_mb=5)._ddp_kwargs["bucket_cap_mb"] == 5
     and raises(TypeError, "bucket_cap", lambda: DDPStrategy(bucket_cap=5)),
 }

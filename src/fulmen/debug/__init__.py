@@ -9,6 +9,7 @@ from fulmen.debug.expected_hooks import expected_hooks  # pure Python; bound her
 from fulmen.utilities.lazy_exports import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(__name__, {
+    "DivergenceError": "fulmen.debug.divergence",  # raised by a "ddp_spawn" launch whose ranks diverged
     "HookTracer": "fulmen.debug.hook_tracer",
     "MetricsExplanation": "fulmen.debug.metric_explainer",
     "explain_metrics": "fulmen.debug.metric_explainer",
@@ -20,6 +21,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 })
 
 if TYPE_CHECKING:
+    from fulmen.debug.divergence import DivergenceError
     from fulmen.debug.fingerprint_diff import diff_runs
     from fulmen.debug.fingerprint_file import read_fingerprints
     from fulmen.debug.hook_tracer import HookTracer

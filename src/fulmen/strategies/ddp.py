@@ -32,7 +32,12 @@ _REDUCE_OPS = {"sum": "SUM", "mean": "SUM", "avg": "SUM", "max": "MAX", "min": "
 
 
 class DDPStrategy(ParallelStrategy):
-    """Distributed data parallel training over `torch.distributed`."""
+    """Distributed data parallel training over `torch.distributed`.
+
+    `divergence_timeout` (fulmen): seconds a rank may wait in a collective before the ranks are compared by the
+    divergence detector; ranks that called different collectives, or one that stopped arriving, end every process
+    with a report (exit code 3). None: `$FULMEN_DIVERGENCE_TIMEOUT`, else 30; 0 turns the detector off.
+    """
 
     strategy_name = "ddp"
 
@@ -43,8 +48,14 @@ class DDPStrategy(ParallelStrategy):
                  model_averaging_period: int | None = None, process_group_backend: str | None = None,
                  timeout: timedelta | None = timedelta(minutes=30), start_method: str = "popen",
                  find_unused_parameters: bool = False, static_graph: bool = False, num_nodes: int = 1,
-                 **ddp_kwargs: Any) -> None:
+                 divergence_timeout: float | timedelta | None = None, **ddp_kwargs: Any) -> None:
         reject_accelerator_object(accelerator, type(self).__name__)
+        if divergence_timeout is not None:  # checked now, so a bad value fails before any process starts
+            from fulmen.debug.divergence import resolve_timeout
+
+            resolve_timeout(divergence_timeout)
+        # None: $FULMEN_DIVERGENCE_TIMEOUT, else 30 s; read when a run starts (`ParallelStrategy._watch_collectives`).
+        self._divergence_timeout = divergence_timeout
         _check_ddp_kwargs(ddp_kwargs)
         self._comm = _CommHookConfig(ddp_comm_state, ddp_comm_hook, ddp_comm_wrapper, model_averaging_period)
         self._model_averager: Any = None

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from fulmen.strategies.ddp import DDPStrategy
 
 _POLL_SECONDS = 0.2
+_DIVERGENCE_EXIT_CODE = 3  # fulmen.debug.divergence.EXIT_CODE (not imported: nothing here may load fulmen.debug)
 
 
 class SpawnResults(NamedTuple):
@@ -72,12 +73,20 @@ class SubprocessScriptLauncher:
 
     def _watch(self) -> None:
         """End the whole job as soon as a child fails; a rank blocked in a collective would otherwise hang."""
+        diverged_at = None
         while self.procs:
             for local_rank, proc in enumerate(self.procs, start=1):
                 code = proc.poll()
                 if code not in (None, 0):
-                    sys.stderr.write(f"\nfulmen: the process with local rank {local_rank} exited with code {code}; "
-                                     "stopping all processes of this job.\n")
+                    detector = self.strategy._divergence
+                    if code == _DIVERGENCE_EXIT_CODE and detector is not None:
+                        # The divergence detector of this rank prints the report and ends the job; wait for it.
+                        diverged_at = diverged_at or time.monotonic()
+                        if time.monotonic() - diverged_at < 15:
+                            continue
+                    summary = detector.raised_summary() if detector is not None else None
+                    sys.stderr.write(summary or f"\nfulmen: the process with local rank {local_rank} exited with "
+                                     f"code {code}; stopping all processes of this job.\n")
                     sys.stderr.flush()
                     self.kill(signal.SIGKILL)
                     os._exit(code if code > 0 else 1)
@@ -146,8 +155,16 @@ class MultiprocessingLauncher:
         os.environ["MASTER_PORT"] = str(find_free_port())
         context = mp.get_context(self.start_method)
         queue = context.SimpleQueue()
-        mp.start_processes(_spawned_entry, args=(results.package, function, args, kwargs, queue),
-                           nprocs=self.strategy.num_processes, start_method=self.start_method)
+        try:
+            mp.start_processes(_spawned_entry, args=(results.package, function, args, kwargs, queue),
+                               nprocs=self.strategy.num_processes, start_method=self.start_method)
+        except mp.ProcessExitedException as error:
+            if error.exit_code != _DIVERGENCE_EXIT_CODE:
+                raise
+            from fulmen.debug.divergence import DivergenceError
+
+            raise DivergenceError(f"The processes of this run diverged (process {error.error_index} exited with "
+                                  f"code {error.exit_code}): see the divergence report printed above.") from None
         output = torch.load(io.BytesIO(queue.get()), weights_only=False)  # our own child's bytes
         results.restore(output)
         return output["results"]

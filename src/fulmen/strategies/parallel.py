@@ -106,7 +106,24 @@ class ParallelStrategy(Strategy):
         dist.all_reduce(votes, op=dist.ReduceOp.SUM)
         return bool(votes.item() == self.world_size) if all else bool(votes.item() > 0)
 
+    def _watch_collectives(self, state: Any) -> None:
+        """With several processes, start this run's divergence detector (`fulmen.debug.divergence`): collectives
+        get numbers and call sites, and ranks that stop making the same ones end with a report, not a hang."""
+        if self._divergence is not None:  # a run that ended without teardown
+            self._divergence.stop()
+            self._divergence = None
+        if self.world_size < 2:
+            return
+        from fulmen.debug import divergence
+
+        timeout = divergence.resolve_timeout(getattr(self, "_divergence_timeout", None))
+        if timeout is not None:
+            self._divergence = divergence.start(self, state, timeout)
+
     def teardown(self) -> None:
+        if self._divergence is not None:
+            self._divergence.stop()
+            self._divergence = None
         if self.cluster_environment is not None:
             self.cluster_environment.teardown()
         super().teardown()

@@ -346,6 +346,23 @@ class Strategy(StrategyCheckpointsAndHooks):
     def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
         return decision
 
+    # -- divergence detector (multi-process strategies; a single process has nothing to watch) ---------
+
+    _divergence: Any = None  # the current run's `fulmen.debug.divergence.DivergenceDetector`, if any
+
+    def _watch_collectives(self, state: Any) -> None:
+        """Number this run's collectives so diverging ranks are reported (see `ParallelStrategy`)."""
+
+    def _end_collectives(self) -> None:
+        """This rank ended its run: with a detector, wait until every rank ended it after the same collectives."""
+        if self._divergence is not None:
+            self._divergence.finish()
+
+    def _collectives_failed(self, error: BaseException) -> None:
+        """The run failed on this rank: with a detector, report a divergence or tell the other ranks who raised."""
+        if self._divergence is not None:
+            self._divergence.on_exception(error)
+
     def teardown(self) -> None:
         """Release devices and process groups; the module stays where it is."""
         self.precision_plugin.teardown()

@@ -256,6 +256,7 @@ class Trainer(TrainerProperties):
             self._config.resolve_max_epochs()  # warns once, at the start of fit, like Lightning
         hooks.start(run)
         self.strategy.setup_environment()
+        self.strategy._watch_collectives(state)
         try:
             run.callbacks = merge_module_callbacks(
                 self._callbacks, hooks.call_as("configure_callbacks", model.configure_callbacks))
@@ -291,6 +292,7 @@ class Trainer(TrainerProperties):
                 self._signals.uninstall()
                 if requeue is not None:
                     requeue.uninstall()
+            self.strategy._end_collectives()
             self.strategy.teardown()
             if fn == TrainerFn.FITTING:
                 hooks.on_fit_end()
@@ -313,6 +315,7 @@ class Trainer(TrainerProperties):
                 signal.signal(signal.SIGINT, previous_handler)
             sys.exit(1)
         except BaseException as error:
+            self.strategy._collectives_failed(error)  # names a raising or diverged rank to every rank
             self._interrupt(error)
             state.stage = None
             killer = getattr(self.strategy.launcher, "kill", None)
