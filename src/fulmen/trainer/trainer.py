@@ -10,9 +10,9 @@ import contextlib
 import os
 import signal
 import sys
-from functools import partial
 from collections.abc import Generator
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import torch
@@ -29,6 +29,7 @@ from fulmen.strategies.select import apply_determinism, apply_plugins, plugin_en
 from fulmen.trainer.checkpointing import Checkpointing
 from fulmen.trainer.config import TrainerConfig, reject_unimplemented, select_profiler
 from fulmen.trainer.data_source import DataSource
+from fulmen.trainer.debug_flags import debug_tools
 from fulmen.trainer.flag_sources import BarebonesLogRefusal, barebones_flags, defaults_from_environment
 from fulmen.strategies.slurm_requeue import SLURMRequeue
 from fulmen.trainer.hook_dispatch import HookDispatch
@@ -94,9 +95,9 @@ class Trainer(TrainerProperties):
     ) -> None:
         reject_unimplemented(model_registry=model_registry)
         flags = dict(locals())
-        from fulmen.debug.nonfinite_guard import NonFiniteGuard  # deferred: `import fulmen` loads no debug tool
-
-        self.nonfinite_guard = NonFiniteGuard(on_nonfinite)  # checks the value first; attached below
+        # `fulmen.debug`'s tools for the debugging flags (values checked first; the guard is attached below).
+        self._hook_tracer, self.nonfinite_guard, self._fingerprints = debug_tools(trace_hooks, on_nonfinite,
+                                                                                  fingerprint)
         if barebones:
             flags = barebones_flags(flags)
             enable_checkpointing, logger = flags["enable_checkpointing"], flags["logger"]
@@ -126,18 +127,8 @@ class Trainer(TrainerProperties):
         self.use_distributed_sampler = use_distributed_sampler
         apply_determinism(deterministic, benchmark, self.strategy.root_device)
         self.profiler = select_profiler(profiler)  # before the hooks: they are profiled when it records
-        self._hook_tracer = None  # `fulmen.debug` is imported only when tracing is asked for
-        if trace_hooks is not False and trace_hooks is not None:
-            from fulmen.debug.hook_tracer import tracer_from_flag
-
-            self._hook_tracer = tracer_from_flag(trace_hooks)
         self._hooks = HookDispatch(self, self.strategy)
         self._optimization = Optimization(self._hooks, self._config, self._state, self.strategy)
-        self._fingerprints = None  # `fingerprint=`: run fingerprints (fulmen.debug), imported only when asked for
-        if fingerprint is not False and fingerprint is not None:
-            from fulmen.debug.fingerprint import FingerprintSetting
-
-            self._fingerprints = FingerprintSetting(fingerprint)
         self._checkpointing = Checkpointing(self._state, self._hooks, self.strategy, self._optimization,
                                             self._config.fast_dev_run)
         self.nonfinite_guard.attach(self)
