@@ -67,7 +67,11 @@ def _plain_rank(rank: int, steps: int, started: float, port: int) -> None:
     per_step = (time.perf_counter() - clock) / (steps - WARMUP) * 1e6
     if rank == 0:
         print(json.dumps({"first_step_s": first, "us_per_step": per_step, "final_loss": loss.item()}), flush=True)
+    # Both ranks leave together and skip interpreter teardown: gloo's threads can abort a process that tears
+    # down while its peer still talks (fulmen's own launcher does the same).
+    dist.barrier()
     dist.destroy_process_group()
+    os._exit(0)
 
 
 def run_plain(steps: int, started: float) -> None:
