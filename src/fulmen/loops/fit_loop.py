@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -18,9 +17,9 @@ import torch
 from fulmen.loops.batch_iterator import data_generators, iterate_batches, profiled_batches, set_sampler_epoch
 from fulmen.loops.resume import inside_epoch, resume_epoch
 from fulmen.loops.step_output import manual_step_output, split_training_output
+from fulmen.loops.validation_schedule import ValidationSchedule
 from fulmen.trainer.profiled_hooks import profiled, strategy_action
 from fulmen.trainer.state import RunningStage
-from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from fulmen.utilities.seed import capture_rng_states, isolate_rng
 from fulmen.utilities.warnings import PossibleUserWarning
@@ -42,7 +41,7 @@ Batches = Iterator[tuple[int, Any, bool]]
 TRAIN_NEXT = "[_TrainingEpochLoop].train_dataloader_next"
 
 
-class FitLoop:
+class FitLoop(ValidationSchedule):
     """Runs training epochs with periodic validation until a stopping condition holds.
 
     Args:
@@ -128,29 +127,6 @@ class FitLoop:
         if every is None or (self.state.current_epoch + 1) % every == 0:
             self._val_data_ready()
         self._train(num_batches)
-
-    def _val_data_ready(self) -> bool:
-        """Whether there is validation data to run; requested the first time (as the validating stage, as
-        Lightning), with its counts published."""
-        if self.val_loop.enabled and not self.run_state.num_val_batches:
-            self.state.stage = RunningStage.VALIDATING
-            self._setup_val_data()
-            self.state.stage = RunningStage.TRAINING
-        return self.val_loop.enabled
-
-    def _setup_val_data(self) -> None:
-        """Request the validation data once (if not yet) and publish Lightning's counts of it, whether or not a
-        validation ever runs: full batch counts, and the sanity share of them (0 when skipped)."""
-        val_loop = self.val_loop
-        if not val_loop.enabled:
-            return
-        if not val_loop.loaders:
-            val_loop.setup_data()
-        steps = self.config.num_sanity_val_steps
-        self.run_state.num_sanity_val_batches = [min(steps, count) for count in val_loop.num_batches]
-        self.run_state.num_val_batches = list(val_loop.num_batches)
-        if not any(val_loop.num_batches):
-            val_loop.enabled = False
 
     def _sanity_check(self) -> None:
         """Run a few validation batches before training so a broken `validation_step` fails fast."""
@@ -371,57 +347,6 @@ class FitLoop:
 
     def _manual_step(self, batch: Any, batch_idx: int, *_: Any) -> dict:
         return manual_step_output(self.hooks.training_step(batch, batch_idx))
-
-    # -- validation and data reloading ----------------------------------------------------------------
-
-    def _set_val_check_batch(self, num_batches: int | float) -> None:
-        config = self.config
-        interval = config.val_check_interval
-        if isinstance(interval, timedelta):
-            # Time-based: no batch schedule; the clock (re)starts whenever training data is set up (Lightning).
-            self.val_check_batch: int | float | None = None
-            self._val_check_seconds = interval.total_seconds()
-            self._last_val_time = time.monotonic()
-        elif isinstance(interval, int):
-            if interval > num_batches and config.check_val_every_n_epoch is not None:
-                raise ValueError(
-                    f"`val_check_interval={interval}` is more than the {num_batches} training batches per epoch, "
-                    "so validation would never run. Use an interval <= the number of batches, a float fraction, "
-                    "`check_val_every_n_epoch=None` to count batches across epochs, or `limit_val_batches=0` "
-                    "to turn validation off."
-                )
-            self.val_check_batch = interval
-        elif num_batches == float("inf"):
-            if interval != 1.0:
-                raise MisconfigurationException(
-                    f"`val_check_interval={interval}` is a fraction of the epoch, but the training dataloader has "
-                    "no length; pass an int number of batches instead."
-                )
-            self.val_check_batch = float("inf")
-        else:
-            self.val_check_batch = max(1, int(num_batches * interval))
-
-    def validation_due(self, batch_idx: int, is_last: bool) -> bool:
-        """Whether validation runs after training batch `batch_idx` (`is_last`: the epoch's last batch)."""
-        if not self.val_loop.enabled:
-            return False
-        every = self.config.check_val_every_n_epoch
-        if every is not None and (self.state.current_epoch + 1) % every != 0:
-            return False
-        if self.state.should_stop and self._can_stop_early():
-            return True  # Lightning validates once more when stopping early (e.g. EarlyStopping), if allowed
-        if self.val_check_batch is None:
-            return time.monotonic() - self._last_val_time >= self._val_check_seconds
-        if self.val_check_batch == float("inf"):
-            return is_last
-        # `check_val_every_n_epoch=None`: `val_check_interval` counts batches across epochs.
-        current = self.total_batch_idx if every is None else batch_idx
-        return (current + 1) % self.val_check_batch == 0
-
-    def _reload_due(self, epoch: int) -> bool:
-        every = self.config.reload_dataloaders_every_n_epochs
-        return bool(every) and epoch > 0 and epoch % every == 0
-
 
 @contextmanager
 def _NoTimer(_action: str) -> Iterator[None]:
