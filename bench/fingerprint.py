@@ -55,8 +55,9 @@ def run_fingerprint(width: int, steps: int, validate: bool, defaults: bool, work
 
 def measure_recording(repeats: int) -> None:
     """The recording's own cost: the before-step function with fingerprints, against a no-op one, called with the
-    bench model's gradients (block writes included), interleaved; the minimum over repeats. Also without the
-    gradient norm and without the CPU generator state, to show their shares."""
+    bench model's gradients (block writes included), interleaved; the minimum over repeats. Before each call every
+    parameter gets new gradient tensors (copies), as a backward after `zero_grad()` gives it (the no-op too). Also
+    without the gradient norm and without the CPU generator state, to show their shares."""
     import time
     import types
 
@@ -68,12 +69,16 @@ def measure_recording(repeats: int) -> None:
     from overhead import _build
 
     net = _build(64)[0]
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    parameters = list(net.parameters())
+    optimizer = torch.optim.SGD(parameters, lr=0.01, momentum=0.9)
     net(torch.randn(32, 32)).sum().backward()
+    gradients = [p.grad for p in parameters]
     constant = bytes(128)
+    no_norm = {"_norm_function": lambda *_: (lambda _: None, "norm")}
+    no_rng = {"_cpu_state_function": lambda: (lambda: constant)}
     variants = {"no-op": lambda _optimizer: None}
-    patches = {"fingerprint": {}, "without grad_norm": {"_norm_function": lambda *_: (lambda _: None, "norm")},
-               "without rng_torch": {"_cpu_state_function": lambda: (lambda: constant)}}
+    patches = {"fingerprint": {}, "without grad_norm": no_norm, "without rng_torch": no_rng,
+               "without both": {**no_norm, **no_rng}}
     for name, patch in patches.items():
         saved = {key: getattr(fingerprint, key) for key in patch}
         for key, value in patch.items():
@@ -88,15 +93,21 @@ def measure_recording(repeats: int) -> None:
         variants[name] = trainer.strategy._before_step
         for key, value in saved.items():
             setattr(fingerprint, key, value)
+    # Short chunks (one block each), rotating between the variants, the minimum per variant: a chunk is short enough
+    # to often run undisturbed on a shared machine, and every variant sees the same conditions.
     best = dict.fromkeys(variants, float("inf"))
-    for _ in range(repeats):
+    calls = 256
+    clock = time.perf_counter
+    for _ in range(repeats * 10):
         for name, function in variants.items():
-            start = time.process_time()
-            for _ in range(2560):  # 10 blocks
+            start = clock()
+            for _ in range(calls):
+                for parameter, gradient in zip(parameters, gradients):
+                    parameter.grad = gradient.clone()
                 function(optimizer)
-            best[name] = min(best[name], (time.process_time() - start) / 2560 * 1e6)
+            best[name] = min(best[name], (clock() - start) / calls * 1e6)
     base = best.pop("no-op")
-    print("recording cost, µs per optimizer step (CPU time, min of", repeats, "interleaved repeats):")
+    print(f"recording cost, µs per optimizer step (min over {repeats * 10} interleaved blocks of {calls} steps):")
     for name, value in best.items():
         print(f"  {name:<20}{value - base:>6.2f}")
 

@@ -3,7 +3,7 @@ norm and the random number generators' state, so `python -m fulmen diff RUN_A RU
 the component where two runs that should be identical diverged.
 
 Cost: no `.item()` and no host-device sync per step; the values stay tensors and are written in blocks (every 256
-steps, and when fit ends or fails). About 7 µs per step on `bench/overhead.py`'s CPU model, most of it the gradient
+steps, and when fit ends or fails). About 8 µs per step on `bench/overhead.py`'s CPU model, most of it the gradient
 norm (`bench/fingerprint.py`). What is recorded and where:
 
 - `loss`: the loss of the last backward before the step (automatic: `training_step`'s loss, divided by
