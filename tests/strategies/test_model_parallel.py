@@ -145,3 +145,10 @@ def test_device_mesh_is_read_only_and_none_elsewhere():
         module.device_mesh = object()
     with pytest.raises(RuntimeError, match="device mesh exists once the processes have joined"):
         ModelParallelStrategy().device_mesh
+
+
+@pytest.mark.parametrize("flags", [{"sync_batchnorm": True}, {"plugins": [L.plugins.TorchSyncBatchNorm()]}])
+def test_layer_sync_is_refused_with_the_fix(flags):
+    # One sync over every process would also average across tensor-parallel peers (Lightning ignores it silently).
+    with pytest.raises(ValueError, match=r"does not apply TorchSyncBatchNorm.*convert_sync_batchnorm"):
+        L.Trainer(accelerator="cpu", devices=2, strategy=ModelParallelStrategy(), logger=False, **flags)

@@ -340,12 +340,10 @@ def test_process_dataloader_override_sees_and_replaces_every_loader(tmp_path):
 def test_ddp_reduce_takes_lightnings_names_and_reduce_ops(monkeypatch):
     import torch.distributed as dist
 
-    import fulmen.strategies.ddp as ddp_module
-
     calls = []
-    monkeypatch.setattr(ddp_module.dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(ddp_module.dist, "get_world_size", lambda group=None: 2)
-    monkeypatch.setattr(ddp_module.dist, "all_reduce", lambda tensor, op=None, group=None: calls.append(op)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(dist, "all_reduce", lambda tensor, op=None, group=None: calls.append(op)
                         or tensor.mul_(2))  # as if the other rank held the same value
     strategy = DDPStrategy(parallel_devices=[torch.device("cpu")] * 2)
     assert strategy.reduce(tensor=torch.tensor(3.0), reduce_op=dist.ReduceOp.SUM) == 6.0

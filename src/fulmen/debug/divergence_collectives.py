@@ -41,24 +41,24 @@ def checked_methods(strategy: Any, bits: int) -> dict[str, Callable[..., Any]]:
     """`{name: fn(a, b, *args, **kwargs) -> (result, agreed)}` for the collectives of `strategy` that are fulmen's
     own implementations (a user's override of one keeps its behaviour and is only numbered). CPU tensors only: the
     detector uses these for CPU (gloo) runs."""
-    from fulmen.strategies.ddp import _REDUCE_OPS, DDPStrategy, _reduce_op_name
+    from fulmen.strategies.process_group import REDUCE_OPS, ProcessGroupStrategy, reduce_op_name
     from fulmen.strategies.parallel import ParallelStrategy
 
     kind = type(strategy)
     methods: dict[str, Callable[..., Any]] = {}
     world = dist.get_world_size()
 
-    if getattr(kind, "reduce", None) is DDPStrategy.reduce:
+    if getattr(kind, "reduce", None) is ProcessGroupStrategy.reduce:
         buffer = torch.zeros(_SMALL + 4, dtype=torch.float64)
         view = buffer.numpy()  # written and read through numpy: far cheaper than building tensors per call
         slices = {size: buffer[:size + 4] for size in range(1, _SMALL + 1)}
 
         def reduce(a: int, b: int, tensor: Any, group: Any = None, reduce_op: Any = "mean") -> tuple[Any, bool]:
-            op_name = _reduce_op_name(reduce_op)
-            if not isinstance(tensor, torch.Tensor) or group is not None or op_name not in _REDUCE_OPS \
+            op_name = reduce_op_name(reduce_op)
+            if not isinstance(tensor, torch.Tensor) or group is not None or op_name not in REDUCE_OPS \
                     or not 0 < tensor.numel() <= _SMALL or tensor.dtype not in _EXACT or tensor.device.type != "cpu":
-                return DDPStrategy.reduce(strategy, tensor, group, reduce_op), True
-            op = getattr(dist.ReduceOp, _REDUCE_OPS[op_name])
+                return ProcessGroupStrategy.reduce(strategy, tensor, group, reduce_op), True
+            op = getattr(dist.ReduceOp, REDUCE_OPS[op_name])
             dtype = tensor.dtype if tensor.is_floating_point() or op_name not in ("mean", "avg") else torch.float32
             size = tensor.numel()
             view[:size] = [tensor.item()] if size == 1 else tensor.detach().reshape(-1).tolist()
@@ -75,7 +75,7 @@ def checked_methods(strategy: Any, bits: int) -> dict[str, Callable[..., Any]]:
 
         methods["reduce"] = reduce
 
-    if getattr(kind, "barrier", None) is DDPStrategy.barrier:
+    if getattr(kind, "barrier", None) is ProcessGroupStrategy.barrier:
         def barrier(a: int, b: int, name: str | None = None) -> tuple[None, bool]:
             payload = torch.tensor(_check(a, b, False), dtype=torch.float64)
             dist.all_reduce(payload)
@@ -83,7 +83,7 @@ def checked_methods(strategy: Any, bits: int) -> dict[str, Callable[..., Any]]:
 
         methods["barrier"] = barrier
 
-    if getattr(kind, "broadcast", None) is DDPStrategy.broadcast:
+    if getattr(kind, "broadcast", None) is ProcessGroupStrategy.broadcast:
         def broadcast(a: int, b: int, obj: Any, src: int = 0) -> tuple[Any, bool]:
             holder = [(obj, a, b)]
             dist.broadcast_object_list(holder, src=src)

@@ -3,8 +3,8 @@
 Owns: Lightning's FSDPStrategy arguments applied through `fully_shard` (see `fsdp_wrap.py`), sharding the module
 (and materialising a meta-device one) before the optimizers are created, skipping the gradient reduction while
 accumulating, and checkpoints as full files or `torch.distributed.checkpoint` directories (`fsdp_checkpoint.py`).
-Process launch, ranks and collectives are DDPStrategy's (Lightning's FSDPStrategy is no DDPStrategy subclass,
-so the methods are shared, not inherited).
+Process launch, ranks and collectives are `ProcessGroupStrategy`'s (shared with DDPStrategy; Lightning's
+FSDPStrategy is no DDPStrategy subclass, and fulmen's is not either).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import torch
 from fulmen.checkpoint_io import CheckpointIO
 from fulmen.precision import Precision
 from fulmen.strategies import fsdp_checkpoint, fsdp_wrap
-from fulmen.strategies.cluster_environments import ClusterEnvironment, LightningEnvironment
-from fulmen.strategies.ddp import DDPStrategy, _fitting
+from fulmen.strategies.cluster_environments import ClusterEnvironment
+from fulmen.strategies.ddp import _fitting
 from fulmen.strategies.fsdp_precision import FSDPPrecision, fsdp_precision_from
 from fulmen.strategies.meta_build import MetaBuild
-from fulmen.strategies.parallel import ParallelStrategy
+from fulmen.strategies.process_group import ProcessGroupStrategy
 from fulmen.strategies.select import _FSDP_NAMES as FSDP_NAMES
 from fulmen.strategies.strategy import reject_accelerator_object
 from fulmen.trainer.state import TrainerFn
@@ -32,7 +32,7 @@ from fulmen.utilities.rank_zero import rank_zero_deprecation, rank_zero_info
 
 
 
-class FSDPStrategy(ParallelStrategy):
+class FSDPStrategy(ProcessGroupStrategy):
     """Shard parameters, gradients and optimizer state across processes with FSDP2 (`fully_shard`).
 
     `auto_wrap_policy` (a set of layer classes or a callable policy) picks submodules that are sharded as their
@@ -52,17 +52,6 @@ class FSDPStrategy(ParallelStrategy):
                  activation_checkpointing_policy: Any = None, sharding_strategy: Any = "FULL_SHARD",
                  state_dict_type: str = "full", device_mesh: Any = None, **kwargs: Any) -> None:
         reject_accelerator_object(accelerator, type(self).__name__)
-        self._devices_given = parallel_devices is not None
-        self._environment_given = cluster_environment is not None
-        self._precision_given = precision_plugin is not None
-        parallel_devices = parallel_devices or [torch.device("cpu")]
-        super().__init__(None, parallel_devices, cluster_environment or LightningEnvironment(1, len(parallel_devices)),
-                         checkpoint_io, None)
-        self.precision_plugin = precision_plugin
-        self._num_nodes = 1
-        self._process_group_backend = process_group_backend
-        self._timeout = timeout
-        self._start_method = "popen"
         self.sharding_strategy = fsdp_wrap.sharding_strategy_name(sharding_strategy)
         if activation_checkpointing is not None and activation_checkpointing_policy is not None:
             raise ValueError("Pass only `activation_checkpointing_policy` (the newer name); "
@@ -85,36 +74,8 @@ class FSDPStrategy(ParallelStrategy):
                              "`device_mesh`.")
         self._device_mesh = device_mesh
         self.kwargs = fsdp_wrap.fully_shard_kwargs(kwargs)
-        self._choose_launcher()
-        self._share_ranks_with_environment()
-
-    # Process launch, ranks and collectives work exactly as DDPStrategy's.
-    configure_from_trainer_flags = DDPStrategy.configure_from_trainer_flags
-    _share_ranks_with_environment = DDPStrategy._share_ranks_with_environment
-    set_world_ranks = DDPStrategy.set_world_ranks
-    _choose_launcher = DDPStrategy._choose_launcher
-    num_processes = DDPStrategy.num_processes
-    _ranks_from_launcher = DDPStrategy._ranks_from_launcher
-    world_size = DDPStrategy.world_size
-    local_rank = DDPStrategy.local_rank
-    node_rank = DDPStrategy.node_rank
-    global_rank = DDPStrategy.global_rank
-    process_group_backend = DDPStrategy.process_group_backend
-    setup_environment = DDPStrategy.setup_environment
-    setup_distributed = DDPStrategy.setup_distributed
-    set_layer_sync = DDPStrategy.set_layer_sync
-    reduce = DDPStrategy.reduce
-    barrier = DDPStrategy.barrier
-    broadcast = DDPStrategy.broadcast
-
-    @property
-    def num_nodes(self) -> int:
-        return self._num_nodes
-
-    @num_nodes.setter
-    def num_nodes(self, num_nodes: int) -> None:
-        self._num_nodes = num_nodes
-        self._share_ranks_with_environment()
+        super().__init__(parallel_devices, cluster_environment, checkpoint_io, precision_plugin,
+                         process_group_backend=process_group_backend, timeout=timeout)
 
     @classmethod
     def get_registered_strategies(cls) -> list[str]:

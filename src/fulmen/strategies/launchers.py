@@ -21,7 +21,7 @@ import torch
 from fulmen.strategies.cluster_environments import find_free_port
 
 if TYPE_CHECKING:
-    from fulmen.strategies.ddp import DDPStrategy
+    from fulmen.strategies.process_group import ProcessGroupStrategy
 
 _POLL_SECONDS = 0.2
 _DIVERGENCE_EXIT_CODE = 3  # fulmen.debug.divergence.EXIT_CODE (not imported: nothing here may load fulmen.debug)
@@ -44,7 +44,7 @@ class SubprocessScriptLauncher:
 
     is_interactive_compatible = False
 
-    def __init__(self, strategy: DDPStrategy) -> None:
+    def __init__(self, strategy: ProcessGroupStrategy) -> None:
         self.strategy = strategy
         self.procs: list[subprocess.Popen] = []
 
@@ -139,7 +139,7 @@ class MultiprocessingLauncher:
 
     is_interactive_compatible = False
 
-    def __init__(self, strategy: DDPStrategy, start_method: str = "spawn") -> None:
+    def __init__(self, strategy: ProcessGroupStrategy, start_method: str = "spawn") -> None:
         self.strategy = strategy
         self.start_method = start_method
 

@@ -3,8 +3,9 @@
 Owns: the process group plus a `("data_parallel", "tensor_parallel")` `DeviceMesh` handed to the LightningModule
 (`self.device_mesh`), where `configure_model` applies `parallelize_module` and `fully_shard` itself; the
 distributed sampler split by data-parallel rank only (tensor-parallel peers see the same batch); materialising
-meta-device parameters after the user's parallelisation. Process launch, ranks and collectives are DDPStrategy's,
-the step and checkpoints (full file or `torch.distributed.checkpoint` directory) FSDPStrategy's.
+meta-device parameters after the user's parallelisation. Process launch, ranks and collectives are
+`ProcessGroupStrategy`'s, the step and checkpoints (full file or `torch.distributed.checkpoint` directory)
+FSDPStrategy's.
 """
 
 from __future__ import annotations
@@ -17,17 +18,15 @@ from typing import Any
 import torch
 
 from fulmen.strategies import fsdp_wrap
-from fulmen.strategies.cluster_environments import LightningEnvironment
-from fulmen.strategies.ddp import DDPStrategy
 from fulmen.strategies.fsdp import FSDPStrategy
-from fulmen.strategies.parallel import ParallelStrategy
+from fulmen.strategies.process_group import ProcessGroupStrategy
 from fulmen.trainer.state import TrainerFn
 
 MESH_DIM_NAMES = ("data_parallel", "tensor_parallel")
 _SUPPORTED_PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-true")
 
 
-class ModelParallelStrategy(ParallelStrategy):
+class ModelParallelStrategy(ProcessGroupStrategy):
     """Tensor parallelism combined with FSDP2, applied by the user in `LightningModule.configure_model` over
     `self.device_mesh` (dimensions "data_parallel" and "tensor_parallel").
 
@@ -45,36 +44,14 @@ class ModelParallelStrategy(ParallelStrategy):
         if not isinstance(save_distributed_checkpoint, bool):
             raise TypeError(f"`ModelParallelStrategy(save_distributed_checkpoint={save_distributed_checkpoint!r})` "
                             "must be True or False.")
-        self._devices_given = self._environment_given = self._precision_given = False
-        super().__init__(None, [torch.device("cpu")], LightningEnvironment(1, 1), None, None)
-        self._num_nodes = 1
         self._data_parallel_size = data_parallel_size
         self._tensor_parallel_size = tensor_parallel_size
         self._save_distributed_checkpoint = save_distributed_checkpoint
         self._state_dict_type = "sharded" if save_distributed_checkpoint else "full"  # FSDPStrategy's checkpoints
-        self._process_group_backend = process_group_backend
-        self._timeout = timeout
-        self._start_method = "popen"  # Lightning launches this strategy's processes as scripts only
         self._device_mesh: Any = None
-        self._choose_launcher()
-        self._share_ranks_with_environment()
+        # Lightning launches this strategy's processes as scripts only ("popen").
+        super().__init__(process_group_backend=process_group_backend, timeout=timeout)
 
-    # Process launch, ranks and collectives work exactly as DDPStrategy's.
-    _share_ranks_with_environment = DDPStrategy._share_ranks_with_environment
-    set_world_ranks = DDPStrategy.set_world_ranks
-    _choose_launcher = DDPStrategy._choose_launcher
-    num_processes = DDPStrategy.num_processes
-    num_nodes = FSDPStrategy.num_nodes
-    _ranks_from_launcher = DDPStrategy._ranks_from_launcher
-    world_size = DDPStrategy.world_size
-    local_rank = DDPStrategy.local_rank
-    node_rank = DDPStrategy.node_rank
-    global_rank = DDPStrategy.global_rank
-    process_group_backend = DDPStrategy.process_group_backend
-    setup_distributed = DDPStrategy.setup_distributed
-    reduce = DDPStrategy.reduce
-    barrier = DDPStrategy.barrier
-    broadcast = DDPStrategy.broadcast
     # The step runs through an FSDP root module's call (when the user shards the LightningModule itself), and
     # checkpoints are FSDPStrategy's: `_state_dict_type` follows `save_distributed_checkpoint`.
     training_step = FSDPStrategy.training_step
@@ -97,7 +74,15 @@ class ModelParallelStrategy(ParallelStrategy):
         if name not in _SUPPORTED_PRECISIONS:
             raise ValueError(f"`ModelParallelStrategy` does not support `precision={name!r}`; choose one of "
                              f"{', '.join(_SUPPORTED_PRECISIONS)}.")
-        DDPStrategy.configure_from_trainer_flags(self, devices, num_nodes, environment, precision)
+        super().configure_from_trainer_flags(devices, num_nodes, environment, precision)
+
+    def set_layer_sync(self, layer_sync: Any) -> None:
+        """Refused: one layer sync over every process would also average across tensor-parallel peers, which see
+        the same batch (Lightning's ModelParallelStrategy ignores it without a word)."""
+        raise ValueError(f"`ModelParallelStrategy` does not apply {type(layer_sync).__name__} "
+                         "(`Trainer(sync_batchnorm=True)` or a LayerSync plugin): convert the layers yourself in "
+                         "`configure_model`, e.g. `torch.nn.SyncBatchNorm.convert_sync_batchnorm(module, "
+                         "process_group=self.device_mesh['data_parallel'].get_group())`.")
 
     @property
     def device_mesh(self) -> Any:
@@ -129,7 +114,7 @@ class ModelParallelStrategy(ParallelStrategy):
     def setup_environment(self) -> None:
         """Join the process group and build the device mesh (before the `setup` and `configure_model` hooks)."""
         shape = self._mesh_shape()  # a wrong shape fails before any process group exists
-        DDPStrategy.setup_environment(self)
+        super().setup_environment()
         if self._device_mesh is None or tuple(self._device_mesh.shape) != shape:
             from torch.distributed.device_mesh import init_device_mesh
 
