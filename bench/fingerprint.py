@@ -34,22 +34,11 @@ def torch_threads_one() -> None:
 
 
 def run_fingerprint(width: int, steps: int, validate: bool, defaults: bool, workdir: str) -> dict:
-    import fulmen
-
-    plain_trainer = fulmen.Trainer
-
-    class FingerprintTrainer(plain_trainer):
-        def __init__(self, **flags):
-            super().__init__(fingerprint=os.path.join(workdir, "run"), **flags)
-
-    fulmen.Trainer = FingerprintTrainer
-    try:
-        result = run_fulmen(width, steps, validate, defaults, workdir)
-    finally:
-        fulmen.Trainer = plain_trainer
     from fulmen.debug import read_fingerprints
 
-    result["rows"] = len(read_fingerprints(os.path.join(workdir, "run", "fingerprints.bin")).rows)
+    directory = os.path.join(workdir, "run")
+    result = run_fulmen(width, steps, validate, defaults, workdir, fingerprint=directory)
+    result["rows"] = len(read_fingerprints(os.path.join(directory, "fingerprints.bin")).rows)
     return result
 
 

@@ -36,18 +36,11 @@ def _worker(runner: str, case: str) -> dict:
             return overhead.run_plain(*overhead.CASES[case], workdir)
         tracer = None
         if runner == "traced":
-            import fulmen
             from fulmen.debug import HookTracer
 
             tracer = HookTracer()
-            untraced = fulmen.Trainer
-
-            class TracedTrainer(untraced):  # run_fulmen builds `fulmen.Trainer(...)`: this one traces
-                def __init__(self, *args, **kwargs):
-                    super().__init__(*args, trace_hooks=tracer, **kwargs)
-
-            fulmen.Trainer = TracedTrainer
-        result = overhead.run_fulmen(*overhead.CASES[case], workdir)
+        flags = {} if tracer is None else {"trace_hooks": tracer}
+        result = overhead.run_fulmen(*overhead.CASES[case], workdir, **flags)
     if tracer is not None:
         result["records_per_step"] = len(tracer.records) / overhead.CASES[case][1]
     return result

@@ -22,51 +22,13 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from overhead import CASES, WARMUP, _build, run_plain  # noqa: E402  (the same model, data and plain loop)
+from overhead import CASES, run_fulmen, run_plain  # noqa: E402  (the same model, data and both loops)
 
 MODES = ("warn", "raise", "skip", "stop")
 
 
-def run_guarded(mode: str, width: int, steps: int, validate: bool, defaults: bool, workdir: str) -> dict:
-    import torch
-    from torch.nn import functional as F
-
-    import fulmen as L
-
-    net, train_loader, val_loader = _build(width)
-
-    class Module(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            loss = F.cross_entropy(self.net(x), y)
-            self.last_loss = loss.detach()
-            if defaults:
-                self.log("loss", loss, prog_bar=True)
-            return loss
-
-        def on_train_batch_end(self, outputs, batch, batch_idx):
-            if self.trainer.global_step == WARMUP:
-                self.started = time.perf_counter()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9)
-
-    module = Module()
-    if defaults:
-        trainer = L.Trainer(max_steps=steps, max_epochs=-1, default_root_dir=workdir, num_sanity_val_steps=0,
-                            on_nonfinite=mode)
-    else:
-        trainer = L.Trainer(max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                            on_nonfinite=mode)
-    trainer.fit(module, train_loader)
-    elapsed = time.perf_counter() - module.started
-    assert trainer.global_step == steps and trainer.nonfinite_guard.skipped_steps == 0
-    return {"us_per_step": elapsed / (steps - WARMUP) * 1e6, "final_loss": module.last_loss.item()}
+def _no_step_skipped(trainer) -> None:
+    assert trainer.nonfinite_guard.skipped_steps == 0
 
 
 def _measure(runner: str, case: str, clock: str) -> dict:
@@ -92,7 +54,8 @@ def main() -> None:
             if args.worker == "plain":
                 result = run_plain(width, steps, False, defaults, workdir)
             else:
-                result = run_guarded(args.worker, width, steps, False, defaults, workdir)
+                result = run_fulmen(width, steps, False, defaults, workdir, after_fit=_no_step_skipped,
+                                    on_nonfinite=args.worker)
         print(json.dumps(result))
         return
     runners = ("plain", *MODES)

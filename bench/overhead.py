@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 CASES = {
     # name: (hidden width, steps, validate every epoch, Trainer defaults vs. a loop doing the same work)
@@ -103,7 +104,9 @@ def run_plain(width: int, steps: int, validate: bool, defaults: bool, workdir: s
 
 
 def run_fulmen(width: int, steps: int, validate: bool, defaults: bool, workdir: str,
-               profiler: object = None) -> dict:
+               after_fit: Any = None, **trainer_flags: Any) -> dict:
+    """The same training with fulmen; `trainer_flags` go to the Trainer (the benches of single features turn
+    one on), `after_fit(trainer)` may check the run."""
     import torch
     from torch.nn import functional as F
 
@@ -141,14 +144,17 @@ def run_fulmen(width: int, steps: int, validate: bool, defaults: bool, workdir: 
 
     module = Module()
     if defaults:
-        trainer = L.Trainer(max_steps=steps, max_epochs=-1, default_root_dir=workdir, num_sanity_val_steps=0)
+        trainer = L.Trainer(max_steps=steps, max_epochs=-1, default_root_dir=workdir, num_sanity_val_steps=0,
+                            **trainer_flags)
     else:
         trainer = L.Trainer(max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                            profiler=profiler)
+                            **trainer_flags)
     trainer.fit(module, train_loader, val_loader if validate else None)
     elapsed = time.perf_counter() - module.started
     assert trainer.global_step == steps
+    if after_fit is not None:
+        after_fit(trainer)
     return {"us_per_step": elapsed / (steps - WARMUP) * 1e6, "final_loss": module.last_loss.item()}
 
 
