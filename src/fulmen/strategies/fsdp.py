@@ -10,7 +10,7 @@ FSDPStrategy is no DDPStrategy subclass, and fulmen's is not either).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from datetime import timedelta
 from functools import partial
 from typing import Any, Callable
@@ -19,12 +19,13 @@ import torch
 
 from fulmen.checkpoint_io import CheckpointIO
 from fulmen.precision import Precision
-from fulmen.strategies import fsdp_checkpoint, fsdp_wrap
+from fulmen.strategies import fsdp_wrap
 from fulmen.strategies.cluster_environments import ClusterEnvironment
 from fulmen.strategies.ddp import _fitting
 from fulmen.strategies.fsdp_precision import FSDPPrecision, fsdp_precision_from
 from fulmen.strategies.meta_build import MetaBuild
 from fulmen.strategies.process_group import ProcessGroupStrategy
+from fulmen.strategies.sharded_module import ShardedModuleMethods, is_sharded
 from fulmen.strategies.select import _FSDP_NAMES as FSDP_NAMES
 from fulmen.strategies.strategy import reject_accelerator_object
 from fulmen.trainer.state import TrainerFn
@@ -32,7 +33,7 @@ from fulmen.utilities.rank_zero import rank_zero_deprecation, rank_zero_info
 
 
 
-class FSDPStrategy(ProcessGroupStrategy):
+class FSDPStrategy(ShardedModuleMethods, ProcessGroupStrategy):
     """Shard parameters, gradients and optimizer state across processes with FSDP2 (`fully_shard`).
 
     `auto_wrap_policy` (a set of layer classes or a callable policy) picks submodules that are sharded as their
@@ -126,7 +127,7 @@ class FSDPStrategy(ProcessGroupStrategy):
         fitting = trainer.state.fn == TrainerFn.FITTING
         if self._layer_sync is not None and fitting:
             self._layer_sync.apply(module)
-        if not _is_sharded(module):
+        if not is_sharded(module):
             self.precision_plugin.convert_module(module)
             self._shard(module)
         self.barrier()
@@ -160,7 +161,7 @@ class FSDPStrategy(ProcessGroupStrategy):
         shards and initialises them with `reset_parameters`) when that reproduces the build; otherwise, on every
         rank alike, in full on the root device, as Lightning (see `meta_build.py` for when)."""
         module = self.lightning_module
-        if module is None or _is_sharded(module) or not _builds_layers(module) or not MetaBuild.eligible(module):
+        if module is None or is_sharded(module) or not _builds_layers(module) or not MetaBuild.eligible(module):
             super().build_layers(build)
             return
         attempt = MetaBuild(module)
@@ -197,7 +198,7 @@ class FSDPStrategy(ProcessGroupStrategy):
     def block_backward_sync(self) -> Generator[None, None, None]:
         """Keep unreduced gradients during the block (gradient accumulation); reduce on the next backward."""
         module = self._module
-        if not _is_sharded(module):
+        if not is_sharded(module):
             yield
             return
         module.set_requires_gradient_sync(False)
@@ -205,89 +206,6 @@ class FSDPStrategy(ProcessGroupStrategy):
             yield
         finally:
             module.set_requires_gradient_sync(True)
-
-    # -- the step -----------------------------------------------------------------------------------
-
-    def training_step(self, *args: Any, **kwargs: Any) -> Any:
-        """`training_step` through the root module's call, so FSDP's root hooks run (lazy init, input casting)
-        even when the step calls only submodules."""
-        return self._through_root("training_step", self.precision_plugin.train_step_context, args, kwargs)
-
-    def validation_step(self, *args: Any, **kwargs: Any) -> Any:
-        return self._through_root("validation_step", self.precision_plugin.val_step_context, args, kwargs)
-
-    def test_step(self, *args: Any, **kwargs: Any) -> Any:
-        return self._through_root("test_step", self.precision_plugin.test_step_context, args, kwargs)
-
-    def predict_step(self, *args: Any, **kwargs: Any) -> Any:
-        return self._through_root("predict_step", self.precision_plugin.predict_step_context, args, kwargs)
-
-    def _through_root(self, name: str, context: Any, args: tuple, kwargs: dict) -> Any:
-        module = self._module
-        if not _is_sharded(module):
-            with context():
-                return getattr(module, name)(*args, **kwargs)
-        original_forward = module.forward
-        step = getattr(module, name)
-
-        def redirected(*inputs: Any, **options: Any) -> Any:
-            module.forward = original_forward  # `self(x)` inside the step is the real forward
-            return step(*inputs, **options)
-
-        with context():
-            module.forward = redirected
-            try:
-                return module(*args, **kwargs)
-            finally:
-                module.forward = original_forward
-
-    # -- checkpoints ---------------------------------------------------------------------------------
-
-    def lightning_module_state_dict(self) -> dict[str, Any]:
-        """Full: the whole state dict on rank 0 (empty elsewhere); sharded: this rank's DTensor shards."""
-        return fsdp_checkpoint.model_state(self._module, self._state_dict_type == "full")
-
-    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-        """Full: a plain optimizer state dict (parameter ids) on rank 0; sharded: this rank's shards by name."""
-        optimizer = getattr(optimizer, "_optimizer", optimizer)
-        return fsdp_checkpoint.optimizer_state(self._module, optimizer, self._state_dict_type == "full")
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any = None) -> None:
-        """Full: rank 0 writes one file through `checkpoint_io`; sharded: every rank writes its shard into a
-        directory (a temporary one renamed into place, so a failed save keeps the previous checkpoint)."""
-        if storage_options is not None:
-            raise TypeError("`FSDPStrategy.save_checkpoint(storage_options=...)` is not supported; remove it.")
-        path = self.broadcast(str(filepath))
-        if self._state_dict_type == "full":
-            if self.is_global_zero:
-                fsdp_checkpoint.prepare_full_target(path)
-                self.checkpoint_io.save_checkpoint(checkpoint, path)
-            return
-        fsdp_checkpoint.save_sharded(checkpoint, path, self)
-
-    def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> dict[str, Any]:
-        """Read a full file (every rank) or a sharded directory (each rank its shards, resharded to this world
-        size); module and optimizer states are applied by `load_model_state_dict`/`load_optimizer_state_dict`."""
-        path = self.broadcast(str(checkpoint_path))
-        if fsdp_checkpoint.is_sharded_checkpoint(path):
-            fitting = self._module.trainer.state.fn == TrainerFn.FITTING
-            return fsdp_checkpoint.load_sharded(path, self._module, self.optimizers if fitting else [],
-                                                weights_only)
-        return self.checkpoint_io.load_checkpoint(path, weights_only=weights_only)
-
-    def load_model_state_dict(self, checkpoint: Mapping[str, Any], strict: bool = True) -> None:
-        fsdp_checkpoint.load_model_state(self._module, checkpoint["state_dict"], strict)
-
-    def load_optimizer_state_dict(self, checkpoint: Mapping[str, Any]) -> None:
-        for optimizer, state in zip(self.optimizers, checkpoint["optimizer_states"]):
-            fsdp_checkpoint.load_optimizer_state(self._module, optimizer, state)
-
-    def remove_checkpoint(self, filepath: Any) -> None:
-        if self.is_global_zero:
-            if fsdp_checkpoint.is_sharded_checkpoint(filepath):
-                fsdp_checkpoint.remove_directory(filepath)
-            else:
-                self.checkpoint_io.remove_checkpoint(filepath)
 
     def teardown(self) -> None:
         module = self._module
@@ -301,9 +219,3 @@ def _builds_layers(module: Any) -> bool:
     from fulmen.core.module import LightningModule
 
     return any(is_overridden(name, module, LightningModule) for name in ("configure_model", "configure_sharded_model"))
-
-
-def _is_sharded(module: Any) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(module, FSDPModule)

@@ -5,7 +5,7 @@ Owns: the process group plus a `("data_parallel", "tensor_parallel")` `DeviceMes
 distributed sampler split by data-parallel rank only (tensor-parallel peers see the same batch); materialising
 meta-device parameters after the user's parallelisation. Process launch, ranks and collectives are
 `ProcessGroupStrategy`'s, the step and checkpoints (full file or `torch.distributed.checkpoint` directory)
-FSDPStrategy's.
+`ShardedModuleMethods`' (as FSDPStrategy's).
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from typing import Any
 import torch
 
 from fulmen.strategies import fsdp_wrap
-from fulmen.strategies.fsdp import FSDPStrategy
 from fulmen.strategies.process_group import ProcessGroupStrategy
+from fulmen.strategies.sharded_module import ShardedModuleMethods
 from fulmen.trainer.state import TrainerFn
 
 MESH_DIM_NAMES = ("data_parallel", "tensor_parallel")
 _SUPPORTED_PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-true")
 
 
-class ModelParallelStrategy(ProcessGroupStrategy):
+class ModelParallelStrategy(ShardedModuleMethods, ProcessGroupStrategy):
     """Tensor parallelism combined with FSDP2, applied by the user in `LightningModule.configure_model` over
     `self.device_mesh` (dimensions "data_parallel" and "tensor_parallel").
 
@@ -47,25 +47,10 @@ class ModelParallelStrategy(ProcessGroupStrategy):
         self._data_parallel_size = data_parallel_size
         self._tensor_parallel_size = tensor_parallel_size
         self._save_distributed_checkpoint = save_distributed_checkpoint
-        self._state_dict_type = "sharded" if save_distributed_checkpoint else "full"  # FSDPStrategy's checkpoints
+        self._state_dict_type = "sharded" if save_distributed_checkpoint else "full"  # ShardedModuleMethods' checkpoints
         self._device_mesh: Any = None
         # Lightning launches this strategy's processes as scripts only ("popen").
         super().__init__(process_group_backend=process_group_backend, timeout=timeout)
-
-    # The step runs through an FSDP root module's call (when the user shards the LightningModule itself), and
-    # checkpoints are FSDPStrategy's: `_state_dict_type` follows `save_distributed_checkpoint`.
-    training_step = FSDPStrategy.training_step
-    validation_step = FSDPStrategy.validation_step
-    test_step = FSDPStrategy.test_step
-    predict_step = FSDPStrategy.predict_step
-    _through_root = FSDPStrategy._through_root
-    lightning_module_state_dict = FSDPStrategy.lightning_module_state_dict
-    optimizer_state = FSDPStrategy.optimizer_state
-    save_checkpoint = FSDPStrategy.save_checkpoint
-    load_checkpoint = FSDPStrategy.load_checkpoint
-    load_model_state_dict = FSDPStrategy.load_model_state_dict
-    load_optimizer_state_dict = FSDPStrategy.load_optimizer_state_dict
-    remove_checkpoint = FSDPStrategy.remove_checkpoint
 
     def configure_from_trainer_flags(self, devices: list[torch.device], num_nodes: int, environment: Any,
                                      precision: Any) -> None:
