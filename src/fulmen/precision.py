@@ -190,12 +190,10 @@ class _DtypePrecision(Precision):
         return module.to(self._dtype)
 
     def convert_input(self, data: Any) -> Any:
-        dtype = self._dtype
-        return apply_to_collection(data, torch.Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
+        return floating_to(data, self._dtype)
 
     def convert_output(self, data: Any) -> Any:
-        dtype = torch.get_default_dtype()
-        return apply_to_collection(data, torch.Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
+        return floating_to(data, torch.get_default_dtype())
 
     def tensor_init_context(self) -> contextlib.AbstractContextManager:
         return _default_dtype(self._dtype)
@@ -337,6 +335,11 @@ def select_precision(value: Any, device_type: str) -> Precision:
 
 
 @contextlib.contextmanager
+def floating_to(data: Any, dtype: torch.dtype) -> Any:
+    """Every floating-point tensor of a nested collection cast to `dtype`; other tensors and values as they are."""
+    return apply_to_collection(data, torch.Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
+
+
 def _default_dtype(dtype: torch.dtype):  # noqa: ANN202
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)

@@ -14,8 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fulmen.precision import Precision, ScaledStepping, _default_dtype
-from fulmen.utilities.apply_func import apply_to_collection
+from fulmen.precision import Precision, ScaledStepping, _default_dtype, floating_to
 
 _DTYPES = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16, "bf16-true": torch.bfloat16,
            "16-mixed": torch.float16, "16-true": torch.float16}
@@ -64,12 +63,10 @@ class FSDPPrecision(ScaledStepping):
         return module
 
     def convert_input(self, data: Any) -> Any:
-        dtype = self._input_dtype
-        return apply_to_collection(data, torch.Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
+        return floating_to(data, self._input_dtype)
 
     def convert_output(self, data: Any) -> Any:
-        dtype = torch.get_default_dtype()
-        return apply_to_collection(data, torch.Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
+        return floating_to(data, torch.get_default_dtype())
 
     def tensor_init_context(self) -> contextlib.AbstractContextManager:
         return _default_dtype(self._input_dtype)
