@@ -334,12 +334,12 @@ def select_precision(value: Any, device_type: str) -> Precision:
     return MixedPrecision(name, device_type)
 
 
-@contextlib.contextmanager
 def floating_to(data: Any, dtype: torch.dtype) -> Any:
     """Every floating-point tensor of a nested collection cast to `dtype`; other tensors and values as they are."""
     return apply_to_collection(data, torch.Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
 
 
+@contextlib.contextmanager
 def _default_dtype(dtype: torch.dtype):  # noqa: ANN202
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
