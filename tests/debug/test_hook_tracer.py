@@ -68,11 +68,12 @@ def test_resumed_training_trace_equals_prediction(tmp_path, resume_from, accumul
     assert [r["hook"] for r in traced].count("on_load_checkpoint") == 2  # the module and the callback
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: fulmen restores a checkpoint after `configure_optimizers` "
-                   "(Lightning before) and shows the restored epoch from `on_fit_start` on (Lightning from the "
-                   "data requests on)")
-def test_resumed_fit_setup_order_matches_lightning(tmp_path):
-    entry = GOLDEN["resume_mid_epoch"]
+@pytest.mark.parametrize("config", ["resume_mid_epoch", "resume_epoch_end"])
+def test_resumed_fit_setup_order_matches_lightning(tmp_path, config):
+    """The module's and callbacks' `on_load_checkpoint` before `configure_optimizers`; `on_fit_start` still at epoch
+    0; the restored epoch from the training data request on (mid-epoch) or the validation data request on (a
+    checkpoint taken at an epoch's end)."""
+    entry = GOLDEN[config]
     flags = dict(entry["flags"], resume_from=tuple(entry["flags"]["resume_from"]))
     assert as_recorded_by_lightning(traced_run(tmp_path, "fit", **flags)) == entry["calls"]
 

@@ -96,6 +96,47 @@ def test_resume_restores_optimizer_scheduler_and_counters(tmp_path):
     assert resumed.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.2 * 0.1 ** 2)
 
 
+class SeesRestoredWeights(ScheduledModule):
+    """Records the weights `configure_optimizers` and `on_fit_start` see, and the counters `on_fit_start` sees."""
+
+    def configure_optimizers(self):
+        self.seen_by_configure_optimizers = self.layer.weight.detach().clone()
+        return super().configure_optimizers()
+
+    def on_fit_start(self):
+        self.seen_at_fit_start = (self.layer.weight.detach().clone(), self.trainer.current_epoch,
+                                  self.trainer.global_step)
+
+
+def test_configure_optimizers_sees_the_restored_weights_and_on_fit_start_the_counters_before_restoring(tmp_path):
+    # Lightning's order: module weights and callback states before `configure_optimizers`; loop counters,
+    # optimizer and scheduler states after `on_fit_start`.
+    trainer = _fit(tmp_path, max_epochs=1)
+    trainer.save_checkpoint(tmp_path / "one.ckpt")
+    saved = trainer.lightning_module.layer.weight.detach().clone()
+    model = SeesRestoredWeights()
+    assert not torch.equal(model.layer.weight, saved)
+    resumed = quiet_trainer(tmp_path, max_epochs=2, num_sanity_val_steps=0)
+    resumed.fit(model, make_loader(32), make_loader(32), ckpt_path=tmp_path / "one.ckpt")
+    assert torch.equal(model.seen_by_configure_optimizers, saved)
+    weight, epoch, step = model.seen_at_fit_start
+    assert torch.equal(weight, saved) and (epoch, step) == (0, 0)
+    assert (resumed.current_epoch, resumed.global_step) == (2, 8)
+
+
+def test_64_true_resumes_the_float64_weights_bit_for_bit(tmp_path):
+    # The module is float32 until `setup` converts it: weights read before then are read again after it.
+    trainer = _fit(tmp_path, max_epochs=1, precision="64-true")
+    trainer.save_checkpoint(tmp_path / "one.ckpt")
+    saved = trainer.lightning_module.layer.weight.detach().clone()
+    assert saved.dtype == torch.float64 and not torch.equal(saved, saved.float().double())
+    model = SeesRestoredWeights()
+    quiet_trainer(tmp_path, max_epochs=1, num_sanity_val_steps=0, precision="64-true").fit(
+        model, make_loader(32), make_loader(32), ckpt_path=tmp_path / "one.ckpt")
+    weight, _, _ = model.seen_at_fit_start
+    assert weight.dtype == torch.float64 and torch.equal(weight, saved)
+
+
 class _Recorder:
     calls = []
 

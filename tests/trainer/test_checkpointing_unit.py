@@ -50,10 +50,15 @@ def test_dump_and_restore_without_a_trainer(tmp_path):
 
     fresh_state = TrainerState()
     restoring, fresh_run, fresh_optimizer, fresh_scheduler = _parts(fresh_state)
-    assert restoring.restore(fresh_run, path, weights_only=None) == str(path)
-
+    restore = restoring.restore_from(fresh_run, path, weights_only=None)
+    with restore.around_setup():  # first half: weights and callback states (before `configure_optimizers`)
+        pass
     for saved, restored in zip(run.module.state_dict().values(), fresh_run.module.state_dict().values()):
         torch.testing.assert_close(restored, saved)
+    assert fresh_run.callbacks[0].count == 5
+    assert fresh_state.global_step == 0 and not fresh_optimizer.state  # counters and optimizers come with `finish`
+    assert restore.finish() == str(path)
+
     momentum = [fresh_optimizer.state[p]["momentum_buffer"] for p in fresh_run.module.parameters()]
     expected = [optimizer.state[p]["momentum_buffer"] for p in run.module.parameters()]
     for restored, saved in zip(momentum, expected):

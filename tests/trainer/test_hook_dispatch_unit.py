@@ -130,10 +130,11 @@ def test_stage_and_checkpoint_hook_owner_order():
     calls = []
     hooks, _, _ = _bound(calls, [RecordingCallback(calls, "cb")], RecordingDataModule(calls))
     hooks.setup("fit")
-    hooks.on_load_checkpoint({})
+    hooks.module_on_load_checkpoint({})
+    hooks.callbacks_on_load_checkpoint({})
     assert [(owner, name) for owner, name, _ in calls] == [
         ("datamodule", "setup"), ("cb", "setup"), ("module", "setup"),
-        # Lightning reads a checkpoint into the module first, then the datamodule, then callbacks.
+        # Lightning reads a checkpoint into the module first (then its weights are loaded), then the callbacks.
         ("module", "on_load_checkpoint"), ("datamodule", "on_load_checkpoint"), ("cb", "on_load_checkpoint")]
 
 

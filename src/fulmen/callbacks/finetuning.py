@@ -44,7 +44,6 @@ class BaseFinetuning(Callback):
         # {optimizer index: its param groups, with parameter names instead of tensors}
         self._internal_optimizer_metadata: dict[int, list[dict[str, Any]]] = {}
         self._restarting = False
-        self._rebuilt_from_checkpoint = False
 
     def state_dict(self) -> dict[str, Any]:
         return {"internal_optimizer_metadata": self._internal_optimizer_metadata}
@@ -54,20 +53,11 @@ class BaseFinetuning(Callback):
         # Checkpoints of old Lightning versions hold the metadata itself.
         self._internal_optimizer_metadata = state_dict.get("internal_optimizer_metadata", state_dict)
 
-    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
-        # fulmen loads the optimizer states right after this hook, so the saved groups must exist by then.
-        state = checkpoint.get("callbacks", {}).get(self.state_key)
-        if state:
-            self.load_state_dict(state)
-            self._restore_param_groups(trainer, pl_module)
-            self._rebuilt_from_checkpoint = True
-
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # Only for state loaded by hand (`load_state_dict`): rebuilding again after a `ckpt_path` restore would
-        # replace the learning rates just loaded from the optimizer state.
-        if self._restarting and not self._rebuilt_from_checkpoint:
+        # Restored state (`ckpt_path` or `load_state_dict`): the optimizers get the saved param groups back before
+        # their states are loaded (Lightning loads them after `on_fit_start`).
+        if self._restarting:
             self._restore_param_groups(trainer, pl_module)
-        self._restarting = self._rebuilt_from_checkpoint = False
 
     def _restore_param_groups(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._restarting = False

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from fulmen.loops.batch_iterator import data_generators, iterate_batches, profiled_batches, set_sampler_epoch
-from fulmen.loops.resume import inside_epoch, resume_epoch
+from fulmen.loops.resume import finish_epoch_end, inside_epoch, resume_epoch
 from fulmen.loops.step_output import manual_step_output, split_training_output
 from fulmen.loops.validation_schedule import ValidationSchedule
 from fulmen.trainer.profiled_hooks import profiled, strategy_action
@@ -121,6 +121,10 @@ class FitLoop(ValidationSchedule):
             with isolate_rng():  # the sanity check must not change the data order or dropout of training
                 self._sanity_check()
         _, num_batches = self.data.train_loader()
+        saved = self.run_state.resume
+        if saved is not None and saved["phase"] == "epoch_end":
+            # Lightning shows the next epoch from the validation data request on: the interrupted end runs first.
+            self.run_state.resume = finish_epoch_end(self, saved)
         # Lightning requests the validation data at train start only if the first epoch validates; otherwise
         # at the first validation (until then the progress bar counts no validation batches).
         every = self.config.check_val_every_n_epoch

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from fulmen.loops.fit_loop import Batches, FitLoop
 
 _EXHAUSTED = object()
+EPOCH_END_FINISHED = "epoch_end_finished"  # an epoch-end checkpoint whose epoch end the fit loop has finished
 
 
 def inside_epoch(saved: dict[str, Any] | None) -> bool:
@@ -32,8 +33,8 @@ def resume_epoch(loop: FitLoop, saved: dict[str, Any]) -> Batches | None:
     with the next epoch, started from the RNG of the moment of saving; None when fit is then done.
     """
     if saved["phase"] == "epoch_end":
-        _finish_epoch_end(loop, saved)
-    elif saved["batches_done"] > 0:
+        finish_epoch_end(loop, saved)
+    elif saved["phase"] != EPOCH_END_FINISHED and saved["batches_done"] > 0:
         return _continue_epoch(loop, saved)
     if loop.done():
         return None
@@ -69,11 +70,13 @@ def _continue_epoch(loop: FitLoop, saved: dict[str, Any]) -> Batches:
     return iterate_batches(profiled_batches(batches, loop.hooks.active_profiler, TRAIN_NEXT), num_batches, start=start)
 
 
-def _finish_epoch_end(loop: FitLoop, saved: dict[str, Any]) -> None:
-    """Taken in on_train_epoch_end: the hook is not run again; what follows it runs with the saved metrics and RNG."""
+def finish_epoch_end(loop: FitLoop, saved: dict[str, Any]) -> dict[str, Any]:
+    """Taken in on_train_epoch_end: the hook is not run again; what follows it runs with the saved metrics and RNG.
+    Returns the resume state from then on (phase `EPOCH_END_FINISHED`: the next epoch starts from the saved RNG)."""
     loop.phase = "epoch_end"
     loop.epoch_finished = saved["epoch_finished"]
     loop.metrics.train_epoch_end_reached()
     loop.metrics.callback_metrics.update(saved["callback_metrics"])  # what the plateau schedulers read
     restore_rng_states(saved["rng"], [])
     loop.close_epoch()
+    return {**saved, "phase": EPOCH_END_FINISHED}

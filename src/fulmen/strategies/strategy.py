@@ -143,8 +143,9 @@ class Strategy(StrategyCheckpointsAndHooks):
 
     @property
     def restore_checkpoint_after_setup(self) -> bool:
-        """Whether `ckpt_path` is restored after `setup` (always: fulmen restores once the optimizers exist)."""
-        return True
+        """Whether the module's weights and the callbacks' states are restored from `ckpt_path` after `setup` (the
+        optimizers then exist) rather than before it (`configure_optimizers` then sees the restored weights)."""
+        return False
 
     @property
     def lightning_restore_optimizer(self) -> bool:

@@ -1,6 +1,7 @@
 """The checkpoint format: build the checkpoint dict from a run, and restore a run from one.
 
-Owns: which keys a checkpoint holds (Lightning's layout) and how each part is restored.
+Owns: which keys a checkpoint holds (Lightning's layout) and which checkpoint a run restores (`ckpt_path`); how
+each part is restored, and when, is `checkpoint_restore.py`'s.
 Does not own: bytes on disk (`checkpoint_io.py`) or when checkpoints are taken (callbacks).
 """
 
@@ -11,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from fulmen.core.compiled import strip_compiled_keys
 from fulmen.core.hparams import checkpointable_hparams
-from fulmen.core.saving import left_out_key, load_weights
-from fulmen.trainer.checkpoint_checks import check_resumable, load_optimizer_states, load_scheduler_states
+from fulmen.core.saving import left_out_key
 from fulmen.optimization.placeholder import PlaceholderOptimizer
+from fulmen.trainer.checkpoint_restore import CheckpointRestore
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
@@ -169,51 +170,10 @@ class Checkpointing:
             return None
         return max(existing, key=os.path.getmtime)
 
-    def restore(self, run: Run, path: str | os.PathLike | None, weights_only: bool | None) -> str | None:
-        """Load `path` (if given) into the module and, when fitting, into optimizers, schedulers and counters."""
-        if path is None:
-            return None
-        fn, strategy = run.fn, self._strategy
-        path = os.fspath(path)
-        checkpoint = strategy.load_checkpoint(path, weights_only=weights_only)
-        if fn == TrainerFn.FITTING:
-            check_resumable(checkpoint, path)
-        strict = run.module.strict_loading
-        self._hooks.on_load_checkpoint(checkpoint)  # module, datamodule, then callbacks: Lightning's order
-        if _strategy_overrides(strategy, "load_model_state_dict"):
-            strategy.load_model_state_dict(checkpoint, strict=strict)
-        else:  # the same load, with errors that name the file and the fix
-            load_weights(run.module, checkpoint["state_dict"], strict, path,
-                         "set `model.strict_loading = False` before calling the trainer")
-        if fn == TrainerFn.FITTING:
-            optimization = self._optimization
-            optimizers = [opt for opt in optimization.optimizers if not isinstance(opt, PlaceholderOptimizer)]
-            if not strategy.lightning_restore_optimizer:
-                pass  # the strategy restores optimizer and scheduler states itself
-            elif _strategy_overrides(strategy, "load_optimizer_state_dict"):
-                strategy.load_optimizer_state_dict(checkpoint)
-                load_scheduler_states(optimization.scheduler_configs, checkpoint["lr_schedulers"], path)
-            else:
-                load_optimizer_states(optimizers, checkpoint["optimizer_states"], path)
-                load_scheduler_states(optimization.scheduler_configs, checkpoint["lr_schedulers"], path)
-            precision = strategy.precision_plugin
-            precision.load_state_dict(checkpoint.get(type(precision).__name__, {}))
-            precision.on_load_checkpoint(checkpoint)
-            datamodule = run.datamodule
-            if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
-                datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
-            loop_state = checkpoint.get("loops", {}).get("fit_loop")
-            if loop_state and "current_epoch" not in loop_state:
-                loop_state = _counters_from_lightning(checkpoint)
-            if loop_state:
-                self._state.load_state_dict(loop_state)
-                # The fit loop picks this up to continue where the checkpoint was taken.
-                run.resume = loop_state if "phase" in loop_state else None
-            for callback in run.callbacks:
-                state = checkpoint.get("callbacks", {}).get(callback.state_key)
-                if state:
-                    callback.load_state_dict(state)
-        return path
+    def restore_from(self, run: Run, path: str | os.PathLike | None, weights_only: bool | None) -> CheckpointRestore:
+        """The restore of `run` from `path` (None: nothing to restore), in Lightning's two halves."""
+        return CheckpointRestore(self._state, self._hooks, self._strategy, self._optimization, run, path,
+                                 weights_only)
 
 
 def _hpc_resume_path(run: Run, detect: bool = True) -> str | None:
@@ -223,24 +183,6 @@ def _hpc_resume_path(run: Run, detect: bool = True) -> str | None:
     if detect and not SLURMEnvironment.detect():
         return None
     return hpc_resume_path(run.module.trainer.default_root_dir)
-
-
-def _strategy_overrides(strategy: Any, name: str) -> bool:
-    from fulmen.strategies.strategy import Strategy
-
-    return getattr(type(strategy), name) is not getattr(Strategy, name)
-
-
-def _counters_from_lightning(checkpoint: dict[str, Any]) -> dict[str, int]:
-    """Epoch and step counters from a checkpoint Lightning wrote (its loops keep nested progress dicts)."""
-    fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
-    epoch_progress = fit_loop.get("epoch_progress", {}).get("current", {})
-    # `processed` already counts an epoch whose end was being handled when Lightning saved.
-    current_epoch = epoch_progress.get("processed", checkpoint.get("epoch", 0))
-    epoch_loop = fit_loop.get("epoch_loop.state_dict", {})
-    global_step = checkpoint.get("global_step", 0)
-    return {"current_epoch": int(current_epoch), "global_step": int(global_step),
-            "batches_that_stepped": int(epoch_loop.get("_batches_that_stepped", global_step))}
 
 
 def save_hparams(checkpoint: dict[str, Any], owner: Any) -> None:

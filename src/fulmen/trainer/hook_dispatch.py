@@ -355,14 +355,16 @@ class HookDispatch(HookEvents):
             self.call_as(name, self._datamodule.on_save_checkpoint, checkpoint)
         self.call_as(name, self._module.on_save_checkpoint, checkpoint)
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The module reads the checkpoint first, then the datamodule, then callbacks (Lightning's exception)."""
-        name = "on_load_checkpoint"
-        self.call_as(name, self._module.on_load_checkpoint, checkpoint)
+    def module_on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The module (then the datamodule) reads the checkpoint before its weights are loaded, and before the
+        callbacks (`callbacks_on_load_checkpoint`): Lightning's exception to callbacks-first."""
+        self.call_as("on_load_checkpoint", self._module.on_load_checkpoint, checkpoint)
         if self._datamodule is not None:
-            self.call_as(name, self._datamodule.on_load_checkpoint, checkpoint)
+            self.call_as("on_load_checkpoint", self._datamodule.on_load_checkpoint, checkpoint)
+
+    def callbacks_on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for callback in self._callbacks:
-            self.call_as(name, callback.on_load_checkpoint, self._trainer, self._module, checkpoint)
+            self.call_as("on_load_checkpoint", callback.on_load_checkpoint, self._trainer, self._module, checkpoint)
 
 
 # Methods `start` replaces per run with a profiled version (instance attributes) while a profiler is active.

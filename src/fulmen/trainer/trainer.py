@@ -264,11 +264,13 @@ class Trainer(TrainerProperties):
             # Layers made in these hooks start on the strategy's device in the precision's dtype (FSDP: on the meta
             # device when that loses nothing, then sharded).
             self.strategy.build_layers(partial(_configure_model, hooks))
-            self.strategy.setup(self)  # module to its device (and wrappers); fit: `configure_optimizers`
-            resolved = self._checkpointing.resolve(run, ckpt_path, model_given)
-            run.ckpt_path = self._checkpointing.restore(run, resolved, weights_only)
+            restore = self._checkpointing.restore_from(run, self._checkpointing.resolve(run, ckpt_path, model_given),
+                                                       weights_only)
+            with restore.around_setup():  # module weights and callback states first (FSDP: in `finish`)
+                self.strategy.setup(self)  # module to its device (and wrappers); fit: `configure_optimizers`
             if fn == TrainerFn.FITTING:
                 hooks.on_fit_start()
+            run.ckpt_path = restore.finish()  # then counters, optimizer and precision states
             if self.enable_autolog_hparams:
                 log_hyperparameters(self.loggers, model, datamodule)
             requeue = SLURMRequeue.for_trainer(self) if fn == TrainerFn.FITTING else None
