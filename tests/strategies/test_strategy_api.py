@@ -12,7 +12,7 @@ import torch
 
 import fulmen as L
 from fulmen.plugins import Precision
-from fulmen.strategies import DDPStrategy, ParallelStrategy, SingleDeviceStrategy, Strategy
+from fulmen.strategies import DDPStrategy, FSDPStrategy, ParallelStrategy, SingleDeviceStrategy, Strategy
 from helpers.tiny import TinyModule, make_loader, quiet_trainer
 
 
@@ -253,7 +253,8 @@ def test_tensor_init_context_uses_the_device_precision_and_empty_init():
 
 def test_lightning_flags_and_registry_hooks():
     strategy = SingleDeviceStrategy("cpu")
-    assert strategy.restore_checkpoint_after_setup is True
+    assert strategy.restore_checkpoint_after_setup is False  # Lightning's default: weights before setup
+    assert FSDPStrategy().restore_checkpoint_after_setup is True
     assert strategy.lightning_restore_optimizer is True
     assert strategy.handles_gradient_accumulation is False
     loader = make_loader(8)
