@@ -122,7 +122,7 @@ class FitLoop(ValidationSchedule):
                 self._sanity_check()
         _, num_batches = self.data.train_loader()
         saved = self.run_state.resume
-        if saved is not None and saved["phase"] == "epoch_end":
+        if saved is not None and saved["phase"] == "epoch_end" and num_batches:
             # Lightning shows the next epoch from the validation data request on: the interrupted end runs first.
             self.run_state.resume = finish_epoch_end(self, saved)
         # Lightning requests the validation data at train start only if the first epoch validates; otherwise

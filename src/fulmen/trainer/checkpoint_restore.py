@@ -23,6 +23,7 @@ from fulmen.core.saving import load_weights
 from fulmen.optimization.placeholder import PlaceholderOptimizer
 from fulmen.trainer.checkpoint_checks import check_resumable, load_optimizer_states, load_scheduler_states
 from fulmen.trainer.state import TrainerFn
+from fulmen.utilities.rank_zero import rank_zero_info
 
 if TYPE_CHECKING:
     from fulmen.optimization.optimization import Optimization
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 
 class CheckpointRestore:
     """One run's restore from `path` (nothing to do when it is None): `around_setup()` around the strategy's
-    `setup`, `finish()` after `on_fit_start`, which returns the path restored from."""
+    `setup`, `finish()` after `on_fit_start`. `run.ckpt_path` (`trainer.ckpt_path`) is the path from the first half
+    on, as in Lightning."""
 
     def __init__(self, state: TrainerState, hooks: HookDispatch, strategy: Strategy, optimization: Optimization,
                  run: Run, path: str | os.PathLike | None, weights_only: bool | None) -> None:
@@ -56,20 +58,23 @@ class CheckpointRestore:
         if early and dtypes != _dtypes(self._run.module):
             self._load_weights()  # `setup` converted the module: read the checkpoint's values at full precision
 
-    def finish(self) -> str | None:
-        """Restore what `around_setup` left, then the training state; the path restored from (None: none)."""
+    def finish(self) -> None:
+        """Restore what `around_setup` left, then the training state."""
         if self._path is None:
-            return None
+            return
         if self._checkpoint is None:
             self._restore_modules_and_callbacks()
         self._restore_training_state()
         self._checkpoint = None  # the run does not keep the checkpoint's tensors alive
-        return self._path
+        restored = "Restored all states" if self._run.fn == TrainerFn.FITTING else "Loaded model weights"
+        rank_zero_info(f"{restored} from the checkpoint at {self._path}")  # Lightning's words
 
     # -- the halves ------------------------------------------------------------------------------------------------
 
     def _restore_modules_and_callbacks(self) -> None:
         run, path = self._run, self._path
+        run.ckpt_path = path
+        rank_zero_info(f"Restoring states from the checkpoint path at {path}")
         checkpoint = self._checkpoint = self._strategy.load_checkpoint(path, weights_only=self._weights_only)
         if run.fn == TrainerFn.FITTING:
             check_resumable(checkpoint, path)

@@ -47,7 +47,7 @@ class Run:
         fit_loop: the running FitLoop, whose position checkpoints record (`Trainer._run_stage`).
         predict_loop: the running PredictionLoop, which prediction writers read (`Trainer._run_stage`).
         evaluation_loop: the EvaluationLoop of a `validate`/`test` call (`Trainer._run_stage`).
-        ckpt_path: the checkpoint this run restored (`Trainer._run`).
+        ckpt_path: the checkpoint this run restores (set by `trainer/checkpoint_restore.py`).
     """
 
     fn: TrainerFn | None = None

@@ -270,7 +270,7 @@ class Trainer(TrainerProperties):
                 self.strategy.setup(self)  # module to its device (and wrappers); fit: `configure_optimizers`
             if fn == TrainerFn.FITTING:
                 hooks.on_fit_start()
-            run.ckpt_path = restore.finish()  # then counters, optimizer and precision states
+            restore.finish()  # then counters, optimizer and precision states
             if self.enable_autolog_hparams:
                 log_hyperparameters(self.loggers, model, datamodule)
             requeue = SLURMRequeue.for_trainer(self) if fn == TrainerFn.FITTING else None
