@@ -45,7 +45,9 @@ def expected_hooks(stage: str, *, callbacks: int = 1, max_epochs: int | None = N
         lr_scheduler_interval: "step" or "epoch": `configure_optimizers` returns one scheduler with that interval.
         resume_from: `(epoch, batches_done)`: fit resumes from a checkpoint saved in `on_train_batch_end` after
             `batches_done` batches of `epoch` (or, with `batches_done == 0`, saved in `on_train_epoch_end` of the
-            epoch before); `on_load_checkpoint` runs and training continues there.
+            epoch before); `on_load_checkpoint` runs and training continues there. validate/test/predict load such a
+            checkpoint (`ckpt_path`). fulmen differs from Lightning 2.6 here in one place on purpose: a validation
+            due after the saved batch runs when training resumes (Lightning skips it), as in the uninterrupted run.
         module_hooks: which of the optional module hooks (`OPTIONAL_MODULE_HOOKS`) the module overrides
             (default: all); the others are not called, as in Lightning.
     """
@@ -81,6 +83,9 @@ def expected_hooks(stage: str, *, callbacks: int = 1, max_epochs: int | None = N
                  "predict": (predict_batches, limit_predict_batches)}[stage]
         name = "val" if stage == "validate" else stage
         counts = [_limited(count, given[1], name) for count in _as_list(given[0])]
+        if resume_from is not None:  # `ckpt_path`: the module, then the callbacks read it
+            calls.module("on_load_checkpoint")
+            calls.callback_hooks("on_load_checkpoint")
         calls.module(_EVAL[stage][1])
         _eval_loop(calls, optional, _EVAL[stage][0], counts)
     calls.both("teardown")
@@ -126,7 +131,9 @@ def _fit(calls: _Calls, optional: set[str], train: int, val: list[int], *, max_e
     calls.module("configure_optimizers")
     calls.both("on_fit_start")
     val_requested = False
-    if validating and sanity_steps != 0:
+    # Lightning skips the sanity check when it restarts its loops: resumed inside an epoch, or counting steps.
+    restarting = resume_from is not None and (start_batch > 0 or max_steps != -1)
+    if validating and sanity_steps != 0 and not restarting:
         calls.stage = "sanity_check"
         calls.callback_hooks("on_sanity_check_start")
         calls.module("val_dataloader")
@@ -155,6 +162,11 @@ def _fit(calls: _Calls, optional: set[str], train: int, val: list[int], *, max_e
              + _steps_per_epoch(start_batch, accumulate, automatic, complete=False))
     total_batch_idx = start_epoch * train + start_batch
     calls.both("on_train_start")
+    if start_batch and validating and validation_epoch(start_epoch):
+        last = start_batch - 1  # the batch the checkpoint was saved after: its due validation runs now (fulmen)
+        if ((total_batch_idx - 1 if every is None else last) + 1) % val_check_batch == 0:
+            stepping = not automatic or (last + 1) % accumulate == 0 or last == train - 1
+            val_requested = _validation(calls, optional, val, stepping, val_requested)
     epoch = start_epoch
     while (epochs == -1 or epoch < epochs) and not (max_steps != -1 and steps >= max_steps):
         calls.epoch = epoch
@@ -169,14 +181,7 @@ def _fit(calls: _Calls, optional: set[str], train: int, val: list[int], *, max_e
                 steps += 1
             current = total_batch_idx if every is None else batch_idx
             if validating and validation_epoch(epoch) and (current + 1) % val_check_batch == 0:
-                calls.stage = "validate"
-                if stepping:
-                    calls.module("on_validation_model_zero_grad")
-                if not val_requested:
-                    calls.module("val_dataloader")  # the first validation asks for its data (Lightning)
-                    val_requested = True
-                _eval_loop(calls, optional, "validation", val)
-                calls.stage = "train"
+                val_requested = _validation(calls, optional, val, stepping, val_requested)
             total_batch_idx += 1
             if max_steps != -1 and steps >= max_steps:
                 break
@@ -185,6 +190,18 @@ def _fit(calls: _Calls, optional: set[str], train: int, val: list[int], *, max_e
         calls.epoch = epoch
     calls.both("on_train_end")
     calls.both("on_fit_end")
+
+
+def _validation(calls: _Calls, optional: set[str], val: list[int], stepping: bool, val_requested: bool) -> bool:
+    """A validation inside fit; returns whether the validation data has been requested (it is by now)."""
+    calls.stage = "validate"
+    if stepping:
+        calls.module("on_validation_model_zero_grad")
+    if not val_requested:
+        calls.module("val_dataloader")  # the first validation asks for its data (Lightning)
+    _eval_loop(calls, optional, "validation", val)
+    calls.stage = "train"
+    return True
 
 
 def _steps_per_epoch(batches: int, accumulate: int, automatic: bool, complete: bool = True) -> int:

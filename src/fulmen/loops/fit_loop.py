@@ -117,7 +117,7 @@ class FitLoop(ValidationSchedule):
         """Sanity-check validation, then train epoch by epoch until a stopping condition holds."""
         val_loop = self.val_loop
         val_loop.enabled = self._validation_enabled()
-        if val_loop.enabled and self.config.num_sanity_val_steps > 0:
+        if val_loop.enabled and self.config.num_sanity_val_steps > 0 and not self._restarting():
             with isolate_rng():  # the sanity check must not change the data order or dropout of training
                 self._sanity_check()
         _, num_batches = self.data.train_loader()
@@ -131,6 +131,16 @@ class FitLoop(ValidationSchedule):
         if every is None or (self.state.current_epoch + 1) % every == 0:
             self._val_data_ready()
         self._train(num_batches)
+
+    def _restarting(self) -> bool:
+        """Lightning's `restarting` after a checkpoint restore, when it skips the sanity check: the checkpoint was
+        taken inside an epoch, or the fit counts steps (`max_steps` set)."""
+        if self.run_state.ckpt_path is None:
+            return False
+        saved = self.run_state.resume
+        inside = saved is not None and (saved["phase"] in ("batch_end", "validation")
+                                        or saved["phase"] == "between_batches" and saved["batches_done"] > 0)
+        return inside or self.max_steps != -1
 
     def _sanity_check(self) -> None:
         """Run a few validation batches before training so a broken `validation_step` fails fast."""
