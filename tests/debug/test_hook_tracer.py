@@ -100,6 +100,26 @@ def test_resumed_fit_with_max_steps_trains_each_remaining_epoch_once(tmp_path):
     assert traced == as_recorded_by_lightning(expected_hooks("fit", **flags))
 
 
+def test_resumed_fit_finishes_the_epoch_whose_last_batch_was_saved(tmp_path):
+    """Saved in `on_train_batch_end` of epoch 0's last batch: fulmen runs epoch 0's `on_train_epoch_end` and epoch 1's
+    `on_train_epoch_start` on resume (as the uninterrupted run); Lightning 2.6.6 calls neither and goes on with epoch
+    1's batches. Otherwise Lightning's order."""
+    entry = GOLDEN["resume_last_batch"]
+    flags = dict(entry["flags"], resume_from=tuple(entry["flags"]["resume_from"]))
+    traced = as_recorded_by_lightning(traced_run(tmp_path, "fit", **flags))
+    assert traced == as_recorded_by_lightning(expected_hooks("fit", **flags))
+    start = traced.index(["module", "on_train_start", "train", 0, None, None]) + 1
+    assert [(call[1], call[3]) for call in traced[start:start + 4]] == [
+        ("on_train_epoch_end", 0), ("on_train_epoch_end", 0), ("on_train_epoch_start", 1), ("on_train_epoch_start", 1)]
+    first_batch = ["module", "on_before_batch_transfer", "train", 1, None, None]
+    lightning = entry["calls"]
+    assert lightning[lightning.index(first_batch) - 1] == ["module", "on_train_start", "train", 1, None, None]
+    # From epoch 1's first batch on both agree, but for when the validation data is asked for (fulmen: at the first
+    # validation, as epoch 0 did not validate; Lightning: at its restart in epoch 1, which validates).
+    assert ([call for call in traced[traced.index(first_batch):] if call[1] != "val_dataloader"]
+            == lightning[lightning.index(first_batch):])
+
+
 def test_validation_data_requested_at_first_validation_when_first_epoch_skips_it(tmp_path):
     entry = GOLDEN["fit_every_2_no_sanity"]
     assert as_recorded_by_lightning(traced_run(tmp_path, "fit", **entry["flags"])) == entry["calls"]

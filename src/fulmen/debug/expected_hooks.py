@@ -77,7 +77,7 @@ def expected_hooks(stage: str, *, callbacks: int = 1, max_epochs: int | None = N
                      sanity_steps=2 if num_sanity_val_steps is None else num_sanity_val_steps)
         train = _limited(train_batches, limit_train_batches, "train")
         val = [_limited(count, limit_val_batches, "val") for count in _as_list(val_batches)]
-        _fit(calls, optional, train, val, **flags)
+        _fit(calls, optional, train, val, val_enabled=bool(val) and limit_val_batches != 0, **flags)
     else:
         given = {"validate": (val_batches, limit_val_batches), "test": (test_batches, limit_test_batches),
                  "predict": (predict_batches, limit_predict_batches)}[stage]
@@ -86,8 +86,10 @@ def expected_hooks(stage: str, *, callbacks: int = 1, max_epochs: int | None = N
         if resume_from is not None:  # `ckpt_path`: the module, then the callbacks read it
             calls.module("on_load_checkpoint")
             calls.callback_hooks("on_load_checkpoint")
-        calls.module(_EVAL[stage][1])
-        _eval_loop(calls, optional, _EVAL[stage][0], counts)
+        if given[1] != 0:  # `limit_*_batches=0`: no data is requested (Lightning)
+            calls.module(_EVAL[stage][1])
+            if any(counts):  # data without a batch runs no loop
+                _eval_loop(calls, optional, _EVAL[stage][0], counts)
     calls.both("teardown")
     return calls.records
 
@@ -120,10 +122,11 @@ class _Calls:
         self.module(hook)
 
 
-def _fit(calls: _Calls, optional: set[str], train: int, val: list[int], *, max_epochs: int | None, max_steps: int,
+def _fit(calls: _Calls, optional: set[str], train: int, val: list[int], *, val_enabled: bool,
+         max_epochs: int | None, max_steps: int,
          val_check_interval: int | float | None, check_val_every_n_epoch: int | None, accumulate: int,
          automatic: bool, scheduler: str | None, resume_from: tuple[int, int] | None, sanity_steps: int) -> None:
-    validating = any(val)
+    validating = val_enabled  # validation data and `limit_val_batches != 0` (its loaders may still have no batch)
     start_epoch, start_batch = resume_from or (0, 0)
     if resume_from is not None:
         calls.module("on_load_checkpoint")  # Lightning restores the module, then the callbacks, before the optimizers
@@ -138,7 +141,8 @@ def _fit(calls: _Calls, optional: set[str], train: int, val: list[int], *, max_e
         calls.callback_hooks("on_sanity_check_start")
         calls.module("val_dataloader")
         sanity = [count if sanity_steps == -1 else min(sanity_steps, count) for count in val]
-        _eval_loop(calls, optional, "validation", sanity)
+        if any(sanity):
+            _eval_loop(calls, optional, "validation", sanity)
         calls.callback_hooks("on_sanity_check_end")
         calls.stage, val_requested = "train", True
     # Lightning's counters after restoring: the loop's epoch shows from the training data request on when
@@ -147,6 +151,9 @@ def _fit(calls: _Calls, optional: set[str], train: int, val: list[int], *, max_e
     calls.module("train_dataloader")
     calls.epoch = start_epoch
     epochs = 1000 if max_epochs is None and max_steps == -1 else (-1 if max_epochs is None else max_epochs)
+    if train == 0 or epochs == 0 or max_steps == 0:  # nothing to train: no training hook runs (Lightning)
+        calls.both("on_fit_end")
+        return
     every = check_val_every_n_epoch
 
     def validation_epoch(epoch: int) -> bool:
@@ -199,7 +206,8 @@ def _validation(calls: _Calls, optional: set[str], val: list[int], stepping: boo
         calls.module("on_validation_model_zero_grad")
     if not val_requested:
         calls.module("val_dataloader")  # the first validation asks for its data (Lightning)
-    _eval_loop(calls, optional, "validation", val)
+    if any(val):  # data without a batch runs no loop
+        _eval_loop(calls, optional, "validation", val)
     calls.stage = "train"
     return True
 

@@ -45,6 +45,7 @@ class EvaluationLoop:
         self.num_batches: list[int | float] = []
         self.combined: CombinedLoader | None = None
         self.enabled = False
+        self.no_batches = False  # its data has no batch: a due validation only calls on_validation_model_zero_grad
 
     @property
     def max_batches(self) -> list[int | float]:
@@ -58,6 +59,10 @@ class EvaluationLoop:
 
     def setup_data(self) -> None:
         """Request the dataloaders (once per run, or again when reloading) and count their batches."""
+        limit = self.config.limit_test_batches if self.stage == RunningStage.TESTING else self.config.limit_val_batches
+        if limit == 0:  # Lightning requests no data then
+            self.loaders, self.num_batches, self.combined, self.logged_steps = [], [], None, []
+            return
         self.loaders = self.data.request(self.stage)
         self.num_batches = [self.data.num_batches(self.stage, loader) for loader in self.loaders]
         # A CombinedLoader in a non-sequential mode: steps get its combined batches, as from one dataloader.
@@ -84,6 +89,8 @@ class EvaluationLoop:
         return [CombinedBatches(combined)], [combined_length(combined)]
 
     def run(self, num_batches: list[int | float], sanity_checking: bool = False) -> list[dict[str, float]]:
+        if not sum(num_batches):
+            return []  # no batch in any dataloader: Lightning skips the loop, hooks included
         hooks, metrics = self.hooks, self.metrics
         precision = self.strategy.precision_plugin
         testing = self.stage == "test"

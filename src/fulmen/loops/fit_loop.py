@@ -128,7 +128,8 @@ class FitLoop(ValidationSchedule):
         # Lightning requests the validation data at train start only if the first epoch validates; otherwise
         # at the first validation (until then the progress bar counts no validation batches).
         every = self.config.check_val_every_n_epoch
-        if every is None or (self.state.current_epoch + 1) % every == 0:
+        trains = num_batches != 0 and not (self.done() and not inside_epoch(self.run_state.resume))
+        if trains and (every is None or (self.state.current_epoch + 1) % every == 0):
             self._val_data_ready()
         self._train(num_batches)
 
@@ -275,6 +276,8 @@ class FitLoop(ValidationSchedule):
             if not accumulating:
                 self.hooks.on_validation_model_zero_grad()
             due = self._val_data_ready()  # the first validation requests the data (after the hook, as Lightning)
+            if not due:  # its data has no batch: nothing runs
+                self.state.stage = RunningStage.TRAINING
         if due:
             self.phase = "validation"
             # Validation at the epoch's end runs here, inside the last batch: before on_train_epoch_end (Lightning).

@@ -71,7 +71,11 @@ class PredictionLoop:
         """Request the predict dataloaders, run every batch, return the predictions (None if not kept)."""
         hooks = self.hooks
         self._requested = False
+        if self.config.limit_predict_batches == 0:
+            return None  # Lightning requests no data and calls no predict hook then
         loaders, num_batches, several, recorders = self._setup_data()
+        if not sum(num_batches):
+            return None  # nothing to predict: no hook runs (Lightning)
         precision = self.strategy.precision_plugin
         from fulmen.callbacks.prediction_writer import BasePredictionWriter
 

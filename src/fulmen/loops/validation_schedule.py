@@ -39,7 +39,7 @@ class ValidationSchedule:
         self.run_state.num_sanity_val_batches = [min(steps, count) for count in val_loop.num_batches]
         self.run_state.num_val_batches = list(val_loop.num_batches)
         if not any(val_loop.num_batches):
-            val_loop.enabled = False
+            val_loop.enabled, val_loop.no_batches = False, True
 
     def _set_val_check_batch(self, num_batches: int | float) -> None:
         config = self.config
@@ -69,8 +69,9 @@ class ValidationSchedule:
             self.val_check_batch = max(1, int(num_batches * interval))
 
     def validation_due(self, batch_idx: int, is_last: bool) -> bool:
-        """Whether validation runs after training batch `batch_idx` (`is_last`: the epoch's last batch)."""
-        if not self.val_loop.enabled:
+        """Whether validation is due after training batch `batch_idx` (`is_last`: the epoch's last batch); with
+        data of no batch it is still due (Lightning calls `on_validation_model_zero_grad`, then runs nothing)."""
+        if not self.val_loop.enabled and not self.val_loop.no_batches:
             return False
         every = self.config.check_val_every_n_epoch
         if every is not None and (self.state.current_epoch + 1) % every != 0:

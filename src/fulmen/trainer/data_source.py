@@ -157,11 +157,10 @@ class DataSource:
         name = info.dataloader_hook
         if self._strategy.world_size > 1 and self._empty_here_only(loader):
             return 0
-        if length == 0:
-            raise MisconfigurationException(
-                f"The `{name}` yields no batches: its dataset is empty, or `drop_last=True` with fewer samples "
-                f"than `batch_size`. Give it data, or set `{flag}=0` to skip this stage."
-            )
+        if length == 0:  # Lightning's words; the stage then runs no batch (`{flag}=0` says so without a warning)
+            rank_zero_warn(f"Total length of `{type(loader).__name__}` across ranks is zero. Please make sure this "
+                           f"was your intention (`{name}` yields no batches; `{flag}=0` skips the stage quietly).")
+            return 0
         if isinstance(limit, int):
             return min(length, limit)
         if length == float("inf"):
