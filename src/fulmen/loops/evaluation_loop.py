@@ -46,6 +46,7 @@ class EvaluationLoop:
         self.combined: CombinedLoader | None = None
         self.enabled = False
         self.no_batches = False  # its data has no batch: a due validation only calls on_validation_model_zero_grad
+        self.last_reload_epoch: int | None = None  # in fit, the epoch its data was last requested (reloading)
 
     @property
     def max_batches(self) -> list[int | float]:

@@ -127,9 +127,8 @@ class FitLoop(ValidationSchedule):
             self.run_state.resume = finish_epoch_end(self, saved)
         # Lightning requests the validation data at train start only if the first epoch validates; otherwise
         # at the first validation (until then the progress bar counts no validation batches).
-        every = self.config.check_val_every_n_epoch
         trains = num_batches != 0 and not (self.done() and not inside_epoch(self.run_state.resume))
-        if trains and (every is None or (self.state.current_epoch + 1) % every == 0):
+        if trains and self._validates(self.state.current_epoch) and not self.run_state.num_val_batches:
             self._val_data_ready()
         self._train(num_batches)
 
@@ -148,6 +147,8 @@ class FitLoop(ValidationSchedule):
         self.state.stage = RunningStage.SANITY_CHECKING
         self.hooks.on_sanity_check_start()
         self.val_loop.setup_data()
+        if self._validates(self.state.current_epoch):  # Lightning counts a reload only for an epoch that validates
+            self.val_loop.last_reload_epoch = self.state.current_epoch
         steps = self.config.num_sanity_val_steps
         self.run_state.num_sanity_val_batches = [min(steps, count) for count in self.val_loop.num_batches]
         self.val_loop.run(self.run_state.num_sanity_val_batches, sanity_checking=True)

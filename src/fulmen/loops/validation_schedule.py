@@ -19,22 +19,33 @@ class ValidationSchedule:
     `total_batch_idx` and the time of the last validation)."""
 
     def _val_data_ready(self) -> bool:
-        """Whether there is validation data to run; requested the first time (as the validating stage, as
-        Lightning), with its counts published."""
-        if self.val_loop.enabled and not self.run_state.num_val_batches:
+        """Whether there is validation data to run; requested the first time, and again when
+        `reload_dataloaders_every_n_epochs` says so (as the validating stage, as Lightning), with its counts
+        published."""
+        reload = self._val_reload_due()
+        if self.val_loop.enabled and (not self.run_state.num_val_batches or reload):
             self.state.stage = RunningStage.VALIDATING
-            self._setup_val_data()
+            self._setup_val_data(reload)
             self.state.stage = RunningStage.TRAINING
         return self.val_loop.enabled
 
-    def _setup_val_data(self) -> None:
-        """Request the validation data once (if not yet) and publish Lightning's counts of it, whether or not a
-        validation ever runs: full batch counts, and the sanity share of them (0 when skipped)."""
+    def _val_reload_due(self) -> bool:
+        every, last = self.config.reload_dataloaders_every_n_epochs, self.val_loop.last_reload_epoch
+        return bool(every and self.val_loop.loaders and (last is None or self.state.current_epoch - last >= every))
+
+    def _validates(self, epoch: int) -> bool:
+        every = self.config.check_val_every_n_epoch
+        return every is None or (epoch + 1) % every == 0
+
+    def _setup_val_data(self, reload: bool = False) -> None:
+        """Request the validation data (if not yet, or again to reload) and publish Lightning's counts of it,
+        whether or not a validation ever runs: full batch counts, and the sanity share of them (0 when skipped)."""
         val_loop = self.val_loop
         if not val_loop.enabled:
             return
-        if not val_loop.loaders:
+        if not val_loop.loaders or reload:
             val_loop.setup_data()
+            val_loop.last_reload_epoch = self.state.current_epoch
         steps = self.config.num_sanity_val_steps
         self.run_state.num_sanity_val_batches = [min(steps, count) for count in val_loop.num_batches]
         self.run_state.num_val_batches = list(val_loop.num_batches)
@@ -74,7 +85,7 @@ class ValidationSchedule:
         if not self.val_loop.enabled and not self.val_loop.no_batches:
             return False
         every = self.config.check_val_every_n_epoch
-        if every is not None and (self.state.current_epoch + 1) % every != 0:
+        if not self._validates(self.state.current_epoch):
             return False
         if self.state.should_stop and self._can_stop_early():
             return True  # Lightning validates once more when stopping early (e.g. EarlyStopping), if allowed
