@@ -266,4 +266,13 @@ if __name__ == "__main__":
     parser.add_argument("--devices", type=int, default=2)
     args = parser.parse_args()
     torch.manual_seed(0)
-    globals()[args.scenario](args.out_dir, args.devices)
+    import torch.distributed as dist
+
+    try:
+        globals()[args.scenario](args.out_dir, args.devices)
+    finally:
+        # Leave the process group before the interpreter exits (also on the SIGTERM scenario's exit): gloo's
+        # threads torn down at exit can abort a busy machine's process ("terminate called without an active
+        # exception"), failing a run that succeeded.
+        if dist.is_initialized():
+            dist.destroy_process_group()

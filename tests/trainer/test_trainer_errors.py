@@ -145,9 +145,11 @@ def test_dataloaders_and_datamodule_together_is_refused(tmp_path, entry):
     assert module.calls == {}
 
 
-def test_train_dataloader_over_an_empty_dataset(tmp_path):
-    with pytest.raises(MisconfigurationException, match="limit_train_batches=0"):
-        _fit(tmp_path, TinyModule(), make_loader(0))
+def test_train_dataloader_over_an_empty_dataset_warns_and_trains_nothing(tmp_path):
+    module = TinyModule()
+    with pytest.warns(UserWarning, match="Total length of `DataLoader` across ranks is zero"):
+        _fit(tmp_path, module, make_loader(0))
+    assert module.calls["training_step"] == 0  # as Lightning: a warning, not an error
 
 
 # -- invalid Trainer flags ------------------------------------------------------------------------------

@@ -191,7 +191,8 @@ class FitLoop(ValidationSchedule):
         # A checkpoint taken inside an epoch resumes that epoch even if the run was about to stop.
         if num_batches == 0 or (self.done() and not inside_epoch(saved)):
             if num_batches == 0:
-                rank_zero_info("`Trainer.fit` stopped: no training batches (`limit_train_batches=0`).")
+                why = "`limit_train_batches=0`" if self.config.limit_train_batches == 0 else "the dataloader is empty"
+                rank_zero_info(f"`Trainer.fit` stopped: no training batches ({why}).")
             return
         self._set_val_check_batch(num_batches)
 
