@@ -46,8 +46,11 @@ def expected_hooks(stage: str, *, callbacks: int = 1, max_epochs: int | None = N
         resume_from: `(epoch, batches_done)`: fit resumes from a checkpoint saved in `on_train_batch_end` after
             `batches_done` batches of `epoch` (or, with `batches_done == 0`, saved in `on_train_epoch_end` of the
             epoch before); `on_load_checkpoint` runs and training continues there. validate/test/predict load such a
-            checkpoint (`ckpt_path`). fulmen differs from Lightning 2.6 here in one place on purpose: a validation
-            due after the saved batch runs when training resumes (Lightning skips it), as in the uninterrupted run.
+            checkpoint (`ckpt_path`). Here fulmen differs from Lightning 2.6 on purpose, continuing as the
+            uninterrupted run: a validation due after the saved batch runs (Lightning skips it); a checkpoint saved
+            at an epoch's last batch finishes that epoch (Lightning skips its `on_train_epoch_end` and the next
+            `on_train_epoch_start`); with `max_steps`, an epoch-end checkpoint neither repeats that epoch's end nor
+            loses an epoch.
         module_hooks: which of the optional module hooks (`OPTIONAL_MODULE_HOOKS`) the module overrides
             (default: all); the others are not called, as in Lightning.
     """
