@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from fulmen.debug import divergence_report as report
-from fulmen.debug.divergence_watchdog import _HISTORY, _VERDICT, EXIT_CODE, Watchdog  # noqa: F401
+from fulmen.debug.divergence_watchdog import _HISTORY, _VERDICT, EXIT_CODE, Watchdog, _wait_for_keys  # noqa: F401
 
 ENV_VAR = "FULMEN_DIVERGENCE_TIMEOUT"
 DEFAULT_TIMEOUT = 30.0
@@ -202,6 +202,20 @@ class DivergenceDetector(Watchdog):
             pause = min(self.poll, 2 * pause)
         self.since = 0.0
         self.finished = True
+        self._leave()
+
+    def _leave(self) -> None:
+        """After the run's end: stop the watchdog, and let rank 0, whose process hosts the store, leave it last. A
+        process that exits while a thread of its own, or a peer, is inside a store call can abort ("terminate called
+        without an active exception") after a run that succeeded."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2 * self.poll + 1)
+        if self.rank != 0:
+            self.store.set(f"left{self.rank}", "1")
+        else:
+            _wait_for_keys(self.store, [f"left{rank}" for rank in range(1, self.world_size)],
+                           limit=max(5.0, self.grace), poll=self.poll / 2)
 
     def stop(self) -> None:
         """Restore the strategy's methods and end the watchdog (teardown)."""
