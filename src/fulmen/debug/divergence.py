@@ -212,7 +212,10 @@ class DivergenceDetector(Watchdog):
         if self._thread.is_alive():
             self._thread.join(timeout=2 * self.poll + 1)
         if self.rank != 0:
-            self.store.set(f"left{self.rank}", "1")
+            try:
+                self.store.set(f"left{self.rank}", "1")
+            except Exception:  # noqa: BLE001 - rank 0 (the store's host) is gone already: nothing to tell it
+                pass
         else:
             _wait_for_keys(self.store, [f"left{rank}" for rank in range(1, self.world_size)],
                            limit=max(5.0, self.grace), poll=self.poll / 2)

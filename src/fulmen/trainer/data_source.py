@@ -157,7 +157,7 @@ class DataSource:
         name = info.dataloader_hook
         if self._strategy.world_size > 1 and self._empty_here_only(loader):
             return 0
-        if length == 0:  # Lightning's words; the stage then runs no batch (`{flag}=0` says so without a warning)
+        if length == 0:  # Lightning warns (these words) and runs no batch; `limit_*_batches=0` skips without a word
             rank_zero_warn(f"Total length of `{type(loader).__name__}` across ranks is zero. Please make sure this "
                            f"was your intention (`{name}` yields no batches; `{flag}=0` skips the stage quietly).")
             return 0
