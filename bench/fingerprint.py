@@ -17,12 +17,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from overhead import CASES, run_fulmen, run_plain  # noqa: E402
+from overhead import CASES, measure_worker, run_fulmen, run_plain  # noqa: E402
 
 RUNNERS = ("plain", "fulmen", "fingerprint")
 
@@ -102,11 +101,7 @@ def measure_recording(repeats: int) -> None:
 
 
 def _measure(runner: str, case: str, cpu_time: bool) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--worker", runner, "--case", case]
-                          + (["--cpu-time"] if cpu_time else []), capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{runner} worker for {case!r} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return measure_worker(__file__, runner, case, *(["--cpu-time"] if cpu_time else []))
 
 
 def main() -> None:

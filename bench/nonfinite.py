@@ -16,13 +16,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from overhead import CASES, run_fulmen, run_plain  # noqa: E402  (the same model, data and both loops)
+from overhead import CASES, measure_worker, run_fulmen, run_plain  # noqa: E402  (the same model, data and both loops)
 
 MODES = ("warn", "raise", "skip", "stop")
 
@@ -32,11 +31,7 @@ def _no_step_skipped(trainer) -> None:
 
 
 def _measure(runner: str, case: str, clock: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--worker", runner, "--case", case, "--clock", clock],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{runner} worker for {case!r} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return measure_worker(__file__, runner, case, "--clock", clock)
 
 
 def main() -> None:

@@ -158,12 +158,17 @@ def run_fulmen(width: int, steps: int, validate: bool, defaults: bool, workdir: 
     return {"us_per_step": elapsed / (steps - WARMUP) * 1e6, "final_loss": module.last_loss.item()}
 
 
-def _measure(runner: str, case: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--worker", runner, "--case", case],
+def measure_worker(script: str, runner: str, case: str, *options: str) -> dict:
+    """Run `script --worker RUNNER --case CASE [options]` in a fresh process; its last stdout line (JSON)."""
+    done = subprocess.run([sys.executable, script, "--worker", runner, "--case", case, *options],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{runner} worker for {case!r} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _measure(runner: str, case: str) -> dict:
+    return measure_worker(__file__, runner, case)
 
 
 def main() -> None:

@@ -6,14 +6,13 @@ Each case runs `helpers/ddp_divergence.py` in its own session (strategy="ddp" re
 """
 
 import os
-import signal
 import subprocess
 import sys
 from datetime import timedelta
 
 import pytest
 
-from helpers.ddp_modules import free_port, script_env
+from helpers.ddp_modules import free_port, run_in_session, script_env
 
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers", "ddp_divergence.py")
 TIMEOUT = 240  # the whole job, start-up included, on a loaded machine; a hang would take 30 minutes
@@ -33,17 +32,8 @@ def run(*args, launcher=None):
     if launcher == "torchrun":
         command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={args[2]}",
                    "--master_addr=127.0.0.1", f"--master_port={free_port()}", HELPER, *map(str, args)]
-    proc = subprocess.Popen(command, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=TIMEOUT)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
-    return proc.returncode, stderr
+    returncode, _, stderr = run_in_session(command, TIMEOUT)
+    return returncode, stderr
 
 
 def report_of(stderr):

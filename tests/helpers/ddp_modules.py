@@ -8,7 +8,9 @@ Classes live at module level so "ddp_spawn" can pickle them.
 
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -266,6 +268,27 @@ def reference_fit(max_epochs, accumulate_grad_batches=1, world_size=WORLD_SIZE, 
                 optimizer.step()
                 optimizer.zero_grad()
     return {f"layer.{name}": value.detach().clone() for name, value in layer.state_dict().items()}
+
+
+def run_in_session(command, timeout):
+    """Run `command` (environment: `script_env()`) in a session of its own to the end; whatever it started is killed
+    afterwards, also on a timeout. Returns (returncode, stdout, stderr)."""
+    proc = subprocess.Popen(command, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        kill_session(proc)
+    return proc.returncode, stdout, stderr
+
+
+def kill_session(proc):
+    """Kill `proc`'s session (the ranks a launcher started share it) and reap `proc`."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
 
 
 def script_env():

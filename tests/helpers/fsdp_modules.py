@@ -7,8 +7,6 @@ batches of 4 get positions r, r+2, ... of the same permutation one process gets,
 
 import os
 import resource
-import signal
-import subprocess
 import sys
 
 import torch
@@ -250,17 +248,12 @@ SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fsdp_script.p
 
 
 def run_script(out_dir, *args, timeout=240, returncode=0):
-    proc = subprocess.Popen([sys.executable, SCRIPT, str(out_dir), *args], env=_script_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        _, stderr = proc.communicate(timeout=timeout)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
-    assert proc.returncode == returncode, stderr[-4000:]
+        from helpers.ddp_modules import run_in_session
+    except ImportError:  # imported by fsdp_script.py, which has helpers/ itself on its path
+        from ddp_modules import run_in_session
+    code, _, stderr = run_in_session([sys.executable, SCRIPT, str(out_dir), *args], timeout)
+    assert code == returncode, stderr[-4000:]
 
 
 def result(out_dir, name):
@@ -271,11 +264,3 @@ def assert_state_close(state, expected, atol=1e-5):
     assert sorted(state) == sorted(expected)
     for key, value in expected.items():
         torch.testing.assert_close(state[key].float(), value, atol=atol, rtol=1e-4, msg=key)
-
-
-def _script_env():
-    try:
-        from helpers.ddp_modules import script_env
-    except ImportError:  # imported by fsdp_script.py, which has helpers/ itself on its path
-        from ddp_modules import script_env
-    return script_env()

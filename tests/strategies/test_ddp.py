@@ -15,10 +15,12 @@ import torch
 
 from helpers.ddp_modules import (
     NUM_SAMPLES,
+    kill_session,
     load_reports,
     rank_shards,
     reference_fit,
     report_weights,
+    run_in_session,
     script_command,
     script_env,
 )
@@ -30,21 +32,7 @@ TIMEOUT = 60
 
 def run_script(out_dir, *args, timeout=TIMEOUT):
     """Run the script to the end in its own session; whatever it leaves running is killed afterwards."""
-    proc = subprocess.Popen(script_command(out_dir, *args), env=script_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    finally:
-        _kill_group(proc)
-    return proc.returncode, stdout, stderr
-
-
-def _kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
+    return run_in_session(script_command(out_dir, *args), timeout)
 
 
 def is_alive(pid):
@@ -299,5 +287,5 @@ def test_sigterm_to_the_launching_process_ends_the_children(tmp_path):
         proc.wait(timeout=30)
         assert wait_until_ended(pids) == []
     finally:
-        _kill_group(proc)
+        kill_session(proc)
         proc.stderr.close()

@@ -5,15 +5,13 @@ loop over the same global batches, or from the rule each feature states (torch's
 
 import json
 import os
-import signal
-import subprocess
 import sys
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from helpers.ddp_modules import IndexedDataset, make_batchnorm_net, rank_shards, reference_fit, script_env
+from helpers.ddp_modules import IndexedDataset, make_batchnorm_net, rank_shards, reference_fit, run_in_session
 
 pytestmark = pytest.mark.distributed
 
@@ -24,17 +22,8 @@ SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("ddp_features")
-    proc = subprocess.Popen([sys.executable, SCRIPT, str(out_dir)], env=script_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=180)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
-    assert proc.returncode == 0, stderr[-4000:]
+    returncode, _, stderr = run_in_session([sys.executable, SCRIPT, str(out_dir)], 180)
+    assert returncode == 0, stderr[-4000:]
     return out_dir
 
 

@@ -4,8 +4,6 @@
 (`helpers/fsdp_modules.reference_fit`) to float tolerance, and sharded/full checkpoints must round-trip."""
 
 import os
-import signal
-import subprocess
 import sys
 
 import pytest
@@ -13,23 +11,15 @@ import torch
 
 import fulmen as L
 from fulmen.strategies import ModelParallelStrategy
-from helpers.fsdp_modules import FSDPNet, _script_env, assert_state_close, make_loader, reference_fit, result
+from helpers.ddp_modules import run_in_session
+from helpers.fsdp_modules import FSDPNet, assert_state_close, make_loader, reference_fit, result
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers", "mp_script.py")
 
 
 def run_mp_script(out_dir, *args, timeout=300):
-    proc = subprocess.Popen([sys.executable, SCRIPT, str(out_dir), *args], env=_script_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=timeout)
-    finally:
-        try:  # the ranks the launcher started share the session: none outlives the test
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
-    assert proc.returncode == 0, stderr[-4000:]
+    returncode, _, stderr = run_in_session([sys.executable, SCRIPT, str(out_dir), *args], timeout)
+    assert returncode == 0, stderr[-4000:]
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,13 @@
 """Processes started by torchrun: fulmen reads ranks from the environment and launches nothing itself."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from helpers.ddp_modules import SCRIPT, free_port, load_reports, reference_fit, report_weights, script_env
+from helpers.ddp_modules import SCRIPT, free_port, kill_session, load_reports, reference_fit, report_weights, script_env
 
 pytestmark = pytest.mark.distributed
 
@@ -33,11 +31,7 @@ def finish(procs):
             outputs.append(proc.communicate(timeout=TIMEOUT))
     finally:
         for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            proc.wait()
+            kill_session(proc)
     for proc, (_, stderr) in zip(procs, outputs):
         assert proc.returncode == 0, stderr[-4000:]
 
