@@ -8,7 +8,8 @@ must not change training). The time includes writing the file (a block every 256
     python bench/fingerprint.py                    # 'plain' case, 7 repeats
     python bench/fingerprint.py --case compute_bound --repeats 5
     python bench/fingerprint.py --cpu-time         # process CPU time instead of wall time (a loaded machine)
-    python bench/fingerprint.py --recording        # only the per-step recording, in one process (least noisy)
+    python bench/fingerprint.py --in-loop          # the recorder's own time inside fulmen's loop (the real cost)
+    python bench/fingerprint.py --recording        # the recorder called in a tight loop (a lower bound)
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def measure_recording(repeats: int) -> None:
     optimizer = torch.optim.SGD(parameters, lr=0.01, momentum=0.9)
     net(torch.randn(32, 32)).sum().backward()
     gradients = [p.grad for p in parameters]
-    constant = bytes(128)
+    constant = torch.default_generator.get_state()
     no_norm = {"_norm_function": lambda *_: (lambda _: None, "norm")}
     no_rng = {"_cpu_state_function": lambda: (lambda: constant)}
     variants = {"no-op": lambda _optimizer: None}
@@ -100,6 +101,55 @@ def measure_recording(repeats: int) -> None:
         print(f"  {name:<20}{value - base:>6.2f}")
 
 
+def measure_in_loop(repeats: int, case: str) -> None:
+    """The recorder's own time per optimizer step inside fulmen's training loop: its before-step function is timed
+    around everything it does except the step hooks it wraps (block writes included, so the mean carries them).
+    A tight loop (`--recording`) keeps the recorder's code and data hot in the CPU caches and branch predictors;
+    between a real forward, backward and optimizer step they are cold, and the same work takes about twice as long.
+    The backward wrapper (one assignment) is not included."""
+    import time
+
+    from fulmen.debug import fingerprint
+
+    width, steps, validate, defaults = CASES[case]
+    wrap_before_step = fingerprint._Recorder._wrap_before_step
+    times: list[float] = []
+    clock = time.perf_counter
+
+    def timed_wrap(self, before_step, *args):  # noqa: ANN001, ANN202 - mirrors the private method
+        inside = [0.0]
+
+        def timed_hooks(optimizer):  # noqa: ANN001, ANN202
+            start = clock()
+            if before_step is not None:
+                before_step(optimizer)
+            inside[0] = clock() - start
+
+        recording = wrap_before_step(self, timed_hooks, *args)
+
+        def timed_recording(optimizer):  # noqa: ANN001, ANN202
+            start = clock()
+            recording(optimizer)
+            times.append(clock() - start - inside[0])
+
+        return timed_recording
+
+    fingerprint._Recorder._wrap_before_step = timed_wrap
+    means, medians = [], []
+    for _ in range(repeats):
+        times.clear()
+        with tempfile.TemporaryDirectory() as workdir:
+            run_fulmen(width, steps, validate, defaults, workdir, fingerprint=os.path.join(workdir, "run"))
+        measured = times[len(times) // 10:]  # past the first blocks (warm-up)
+        means.append(statistics.fmean(measured) * 1e6)
+        medians.append(statistics.median(measured) * 1e6)
+    fingerprint._Recorder._wrap_before_step = wrap_before_step
+    print(f"recorder time inside the loop, case {case}, µs per optimizer step ({repeats} runs of {steps} steps; "
+          "median over runs):")
+    print(f"  mean (block writes included) {statistics.median(means):6.2f}   median step "
+          f"{statistics.median(medians):6.2f}")
+
+
 def _measure(runner: str, case: str, cpu_time: bool) -> dict:
     return measure_worker(__file__, runner, case, *(["--cpu-time"] if cpu_time else []))
 
@@ -110,12 +160,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--worker", choices=RUNNERS)
     parser.add_argument("--recording", action="store_true", help="measure only the per-step recording, in-process")
+    parser.add_argument("--in-loop", action="store_true", help="time the recorder inside fulmen's loop, in-process")
     parser.add_argument("--cpu-time", action="store_true",
                         help="time with this process's CPU time: time-sharing on a loaded machine does not count")
     args = parser.parse_args()
     if args.recording:
         torch_threads_one()
         measure_recording(args.repeats)
+        return
+    if args.in_loop:
+        torch_threads_one()
+        measure_in_loop(args.repeats, args.case)
         return
     if args.worker:
         if args.cpu_time:

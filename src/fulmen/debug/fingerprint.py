@@ -3,15 +3,16 @@ norm and the random number generators' state, so `python -m fulmen diff RUN_A RU
 the component where two runs that should be identical diverged.
 
 Cost: no `.item()` and no host-device sync per step; the values stay tensors and are written in blocks (every 256
-steps, and when fit ends or fails). About 8 µs per step on `bench/overhead.py`'s CPU model, most of it the gradient
-norm (`bench/fingerprint.py`). What is recorded and where:
+steps, and when fit ends or fails). On `bench/overhead.py`'s small CPU model about 16 µs per step inside the loop,
+most of it the gradient norm (`bench/fingerprint.py --in-loop`; docs/debugging.md has the figures). What is
+recorded and where:
 
 - `loss`: the loss of the last backward before the step (automatic: `training_step`'s loss, divided by
   `accumulate_grad_batches`; manual: what was passed to `manual_backward`); NaN when no backward ran.
 - `grad_norm`: the total 2-norm of the stepped optimizer's gradients, read after the closure, unscaling,
   `on_before_optimizer_step` and clipping; when gradients were clipped by norm, clipping's own (pre-clip) norm.
-- `rng_torch`: a 64-bit digest of the CPU generator (seed, draw position, first state words and normal-sample cache:
-  128 bytes kept per step, hashed per block); `rng_cuda`: the CUDA generator's seed and Philox offset;
+- `rng_torch`: a 64-bit digest of the CPU generator (seed, draw position, first state words and normal-sample cache;
+  its state is kept per step and hashed per block); `rng_cuda`: the CUDA generator's seed and Philox offset;
   `rng_python`/`rng_numpy`: digests of `random` and NumPy's global state, sampled every `SAMPLE_EVERY` steps
   (reading them costs tens of microseconds).
 - `step` (`trainer.global_step` before the step), `epoch`, `batch_idx`, `optimizer` (index; manual optimization
@@ -231,37 +232,30 @@ _MULTIPLIERS: dict[int, torch.Tensor] = {}
 
 
 def _cpu_state_function() -> Any:
-    """What each step keeps of the CPU generator's state: with torch's Mersenne Twister layout, 128 bytes as `bytes`
-    (seed, draw position, the first state words, which all change when it regenerates, and the normal-sample cache);
-    holding hundreds of 5 KB state tensors until a block is written would cost more in page faults than copying."""
-    get_state = torch.default_generator.get_state
-    if get_state().numel() != _MT_STATE_BYTES or "numpy" not in sys.modules:
-        return get_state  # another layout: the whole state tensor, digested per block
-
-    def head_and_cache() -> bytes:
-        raw = get_state().numpy().tobytes()
-        return raw[:88] + raw[5016:]
-
-    return head_and_cache
+    """What each step keeps of the CPU generator: its state tensor (digested per block)."""
+    return torch.default_generator.get_state
 
 
 _MT_STATE_BYTES = 5056
-# Padding bytes of torch's state struct, in the 128 kept bytes (they carry no state and may hold anything).
+# Torch's Mersenne Twister state: what is digested is 128 bytes of it - seed, draw position, the first state words
+# (which all change when it regenerates) and the normal-sample cache - without the padding bytes of its struct
+# (they carry no state and may hold anything).
+_MT_HEAD, _MT_CACHE = 88, 5016
 _PADDING = ((88 + 28, 88 + 32), (88 + 37, 128))
 
 
 def _state_digests(states: tuple) -> list[int]:
-    """A 64-bit digest of each CPU generator state: the sum of its 8-byte words times fixed odd constants (so a
-    change of any one word always changes the digest), for the whole block in one matrix-vector product."""
-    if isinstance(states[0], bytes):
-        stacked = torch.frombuffer(bytearray(b"".join(states)), dtype=torch.uint8).view(len(states), -1)
+    """A 64-bit digest of each CPU generator state (the tensors `get_state()` returned, one per step): the sum of its
+    8-byte words times fixed odd constants (so a change of any one word always changes the digest), for the whole
+    block in one matrix-vector product. Keeping the state tensors per step costs less inside the loop than copying
+    out the digested bytes (`bench/fingerprint.py --in-loop`)."""
+    stacked = torch.stack(states)
+    if stacked.shape[1] == _MT_STATE_BYTES:
+        stacked = torch.cat((stacked[:, :_MT_HEAD], stacked[:, _MT_CACHE:]), 1)
         for start, stop in _PADDING:
             stacked[:, start:stop] = 0
-    else:
-        stacked = torch.stack(states)
-        size = stacked.shape[1]
-        if size % 8:
-            stacked = torch.nn.functional.pad(stacked, (0, 8 - size % 8))
+    elif stacked.shape[1] % 8:  # another layout: all of it
+        stacked = torch.nn.functional.pad(stacked, (0, 8 - stacked.shape[1] % 8))
     words = stacked.view(torch.int64)
     multipliers = _MULTIPLIERS.get(words.shape[1])
     if multipliers is None:
