@@ -136,3 +136,42 @@ def test_bad_arguments_name_the_fix():
         Timer(duration=30)
     with pytest.raises(ValueError, match="'foo' is not a stage"):
         Timer().time_elapsed("foo")
+
+
+# -- Trainer(max_time=...) is a Timer callback, as in Lightning ---------------------------------------------------
+
+
+def test_max_time_adds_a_step_timer_before_the_default_callbacks(tmp_path):
+    trainer = L.Trainer(default_root_dir=tmp_path, logger=False, max_time={"minutes": 5},
+                        callbacks=[L.callbacks.EarlyStopping("loss")])
+    names = [type(callback).__name__ for callback in trainer.callbacks]
+    assert names == ["EarlyStopping", "Timer", "TQDMProgressBar", "ModelSummary", "ModelCheckpoint"]
+    timer = trainer.callbacks[1]
+    assert timer.time_remaining() == 300.0
+
+
+def test_max_time_budget_is_checkpointed_and_counts_on_after_resume(tmp_path, clock):
+    trainer = quiet_trainer(tmp_path, max_epochs=5, max_time={"seconds": 25}, callbacks=[Tick(clock)])
+    trainer.fit(Linear(), loader(), loader())
+    assert (trainer.global_step, trainer.current_epoch) == (3, 1)  # 30 s >= 25 s after the third batch
+    trainer.save_checkpoint(tmp_path / "timed.ckpt")
+    state = torch.load(tmp_path / "timed.ckpt", weights_only=False)["callbacks"]
+    assert state["Timer"]["time_elapsed"]["train"] == 34.0
+    resumed = quiet_trainer(tmp_path, max_epochs=10, max_time={"seconds": 65}, callbacks=[Tick(clock)])
+    resumed.fit(Linear(), loader(), loader(), ckpt_path=tmp_path / "timed.ckpt")
+    assert resumed.global_step == 7  # 34 s restored + 4 batches of 10 s >= 65 s
+
+
+def test_a_timer_callback_takes_precedence_over_max_time(tmp_path, clock, caplog):
+    timer = Timer(duration={"seconds": 15}, verbose=False)
+    trainer = quiet_trainer(tmp_path, max_epochs=5, max_time={"seconds": 0}, callbacks=[Tick(clock), timer])
+    assert "Ignoring `Trainer(max_time=...)`, callbacks list already contains a Timer." in caplog.text
+    assert sum(isinstance(callback, Timer) for callback in trainer.callbacks) == 1
+    trainer.fit(Linear(), loader(), loader())
+    assert trainer.global_step == 2  # the callback's 15 s, not max_time's 0 s
+
+
+def test_a_timer_callback_lifts_the_default_epoch_limit(tmp_path):
+    trainer = quiet_trainer(tmp_path, callbacks=[Timer(duration={"seconds": 0})])
+    trainer.fit(Linear(), loader())
+    assert trainer.max_epochs == -1 and trainer.global_step == 0

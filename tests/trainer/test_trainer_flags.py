@@ -63,6 +63,9 @@ def test_fast_dev_run_runs_n_batches_once_and_writes_no_files(tmp_path, flag, ba
     trainer.test(module, make_loader(64), verbose=False)
     assert module.calls["test_step"] == batches
     assert list(tmp_path.iterdir()) == []
+    # As in Lightning the default ModelCheckpoint is there, and saves nothing.
+    assert type(trainer.checkpoint_callback).__name__ == "ModelCheckpoint"
+    assert trainer.checkpoint_callback.best_model_path == ""
 
 
 def test_fast_dev_run_ignores_max_epochs(tmp_path):

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from fulmen.callbacks.callback import Callback
 from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_info
 
 
 def build_trainer_callbacks(user_callbacks: Any, enable_progress_bar: bool, enable_model_summary: bool,
-                            enable_checkpointing: bool, refuse_checkpoints: bool = False) -> list[Callback]:
-    """The Trainer's callbacks: the user's list plus a progress bar and model summary unless disabled."""
+                            enable_checkpointing: bool, refuse_checkpoints: bool = False,
+                            max_time: timedelta | None = None) -> list[Callback]:
+    """The Trainer's callbacks, in Lightning's order: the user's list, a `Timer` for `max_time`, a progress bar and a
+    model summary unless disabled, then the checkpoint callbacks (tuner callbacks go first)."""
     if user_callbacks is None:
         callbacks: list[Callback] = []
     elif isinstance(user_callbacks, Callback):
@@ -37,6 +41,10 @@ def build_trainer_callbacks(user_callbacks: Any, enable_progress_bar: bool, enab
             "`Trainer(enable_checkpointing=False)` was passed together with a `ModelCheckpoint` callback; remove the "
             "callback, or drop `enable_checkpointing=False`."
         )
+    if max_time is not None:
+        _add_timer(callbacks, max_time)
+    if enable_progress_bar and not has_bar:
+        callbacks.append(TQDMProgressBar())
     if enable_model_summary and not any(isinstance(cb, ModelSummary) for cb in callbacks):
         # A RichProgressBar brings its rich summary table, as in Lightning.
         from fulmen.callbacks.progress.rich_progress import RichProgressBar
@@ -44,14 +52,30 @@ def build_trainer_callbacks(user_callbacks: Any, enable_progress_bar: bool, enab
 
         rich_bar = any(isinstance(cb, RichProgressBar) for cb in callbacks)
         callbacks.append(RichModelSummary() if rich_bar else ModelSummary())
-    if enable_progress_bar and not has_bar:
-        callbacks.append(TQDMProgressBar())
     if enable_checkpointing:
         checkpoint_type = _checkpoint_type()
         # Any checkpoint callback (an OnExceptionCheckpoint too) replaces the default, as in Lightning.
         if checkpoint_type is not None and not any(getattr(cb, "_is_checkpoint", False) for cb in callbacks):
             callbacks.append(checkpoint_type())
     return _checkpoints_last(callbacks)
+
+
+def _add_timer(callbacks: list[Callback], max_time: timedelta) -> None:
+    # As in Lightning, `max_time` is a Timer callback checking after every batch: its elapsed time is saved in
+    # checkpoints and counts on after a resume, and every rank stops at the step rank 0's clock decides.
+    from fulmen.callbacks.timer import Timer
+
+    if any(isinstance(cb, Timer) for cb in callbacks):
+        rank_zero_info("Ignoring `Trainer(max_time=...)`, callbacks list already contains a Timer.")
+        return
+    callbacks.append(Timer(duration=max_time, interval="step"))
+
+
+def has_timer(callbacks: list[Callback]) -> bool:
+    """Whether a `Timer` ends the fit (then an unset `max_epochs` means no epoch limit, as in Lightning)."""
+    from fulmen.callbacks.timer import Timer
+
+    return any(isinstance(cb, Timer) for cb in callbacks)
 
 
 def merge_module_callbacks(trainer_callbacks: list[Callback], module_callbacks: Any) -> list[Callback]:
@@ -74,6 +98,12 @@ def _checkpoint_type() -> type | None:
 
 
 def _checkpoints_last(callbacks: list[Callback]) -> list[Callback]:
-    # Checkpoint callbacks go last so they save after every other callback has updated its state.
-    checkpoints = [cb for cb in callbacks if getattr(cb, "_is_checkpoint", False)]
-    return [cb for cb in callbacks if not getattr(cb, "_is_checkpoint", False)] + checkpoints
+    # Checkpoint callbacks go last so they save after every other callback has updated its state; the tuner's
+    # callbacks go first (they run trial fits before anything else sees the run), as in Lightning.
+    from fulmen.callbacks.batch_size_finder import BatchSizeFinder
+    from fulmen.callbacks.lr_finder import LearningRateFinder
+
+    tuners = [cb for cb in callbacks if isinstance(cb, (BatchSizeFinder, LearningRateFinder))]
+    checkpoints = [cb for cb in callbacks if getattr(cb, "_is_checkpoint", False) and cb not in tuners]
+    others = [cb for cb in callbacks if not any(cb is kept for kept in tuners + checkpoints)]
+    return tuners + others + checkpoints

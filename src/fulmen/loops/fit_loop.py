@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from fulmen.callbacks.callback_list import has_timer
 from fulmen.loops.batch_iterator import data_generators, iterate_batches, profiled_batches, set_sampler_epoch
 from fulmen.loops.resume import finish_epoch_end, inside_epoch, resume_epoch
 from fulmen.loops.step_output import manual_step_output, split_training_output
@@ -61,7 +62,7 @@ class FitLoop(ValidationSchedule):
         self.hooks, self.metrics, self.optimization = hooks, metrics, optimization
         self.strategy, self.data, self.val_loop = strategy, data, val_loop
         self.signal_stop, self.step_schedulers = signal_stop, step_schedulers
-        self.max_epochs = config.resolved_max_epochs()
+        self.max_epochs = config.resolved_max_epochs(has_timer(run.callbacks))
         # With only `min_steps`, Lightning still finishes the first epoch before honouring `should_stop`.
         self.min_epochs = config.min_epochs if config.min_epochs is not None else (1 if config.min_steps else 0)
         self.max_steps = config.max_steps
@@ -183,10 +184,6 @@ class FitLoop(ValidationSchedule):
             self._backward = profiled(profiler, strategy_action(self.strategy, "backward"), optimization.backward)
         precision = self.strategy.precision_plugin
         signal_stop = self.signal_stop
-        max_time = self.config.max_time
-        deadline = None if max_time is None else time.monotonic() + max_time.total_seconds()
-        if deadline is not None and time.monotonic() >= deadline:
-            state.should_stop = True  # a time budget already spent (e.g. max_time=0) trains nothing
         saved = self.run_state.resume
         # A checkpoint taken inside an epoch resumes that epoch even if the run was about to stop.
         if num_batches == 0 or (self.done() and not inside_epoch(saved)):
@@ -224,9 +221,6 @@ class FitLoop(ValidationSchedule):
                     self.phase, self.batches_done = "batch_end", batch_idx + 1
                     hooks.on_train_batch_end(outputs, batch, batch_idx)
                     metrics.train_step_done(state.batches_that_stepped, accumulating)
-                    if deadline is not None and time.monotonic() >= deadline:
-                        rank_zero_info("`Trainer.fit` stopped: `max_time` reached.")
-                        state.should_stop = True
                     self.finish_batch(batch_idx, is_last, accumulating, validate=True)
                     if not accumulating and signal_stop.agreed():
                         signal_stop.save_and_stop()

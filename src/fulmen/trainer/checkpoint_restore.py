@@ -23,6 +23,7 @@ from fulmen.core.saving import load_weights
 from fulmen.optimization.placeholder import PlaceholderOptimizer
 from fulmen.trainer.checkpoint_checks import check_resumable, load_optimizer_states, load_scheduler_states
 from fulmen.trainer.state import TrainerFn
+from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info
 
 if TYPE_CHECKING:
@@ -39,9 +40,10 @@ class CheckpointRestore:
     on, as in Lightning."""
 
     def __init__(self, state: TrainerState, hooks: HookDispatch, strategy: Strategy, optimization: Optimization,
-                 run: Run, path: str | os.PathLike | None, weights_only: bool | None) -> None:
+                 run: Run, path: str | os.PathLike | None, weights_only: bool | None,
+                 max_epochs: int | None = None) -> None:
         self._state, self._hooks, self._strategy, self._optimization = state, hooks, strategy, optimization
-        self._run = run
+        self._run, self._max_epochs = run, max_epochs
         self._path = None if path is None else os.fspath(path)
         self._weights_only = weights_only
         self._checkpoint: dict[str, Any] | None = None
@@ -112,6 +114,11 @@ class CheckpointRestore:
             self._state.load_state_dict(loop_state)
             # The fit loop picks this up to continue where the checkpoint was taken.
             run.resume = loop_state if "phase" in loop_state else None
+        epoch, max_epochs = self._state.current_epoch, self._max_epochs
+        if max_epochs is not None and max_epochs != -1 and epoch > max_epochs:
+            raise MisconfigurationException(  # Lightning's words, then the fix
+                f"You restored a checkpoint with current_epoch={epoch}, but you have set Trainer(max_epochs="
+                f"{max_epochs}). Set `max_epochs` to at least {epoch} (or -1), or resume from an earlier checkpoint.")
         optimization = self._optimization
         if not strategy.lightning_restore_optimizer:
             return  # the strategy restores optimizer and scheduler states itself

@@ -170,10 +170,12 @@ class Checkpointing:
             return None
         return max(existing, key=os.path.getmtime)
 
-    def restore_from(self, run: Run, path: str | os.PathLike | None, weights_only: bool | None) -> CheckpointRestore:
-        """The restore of `run` from `path` (None: nothing to restore), in Lightning's two halves."""
+    def restore_from(self, run: Run, path: str | os.PathLike | None, weights_only: bool | None,
+                     max_epochs: int | None = None) -> CheckpointRestore:
+        """The restore of `run` from `path` (None: nothing to restore), in Lightning's two halves; a fit's
+        `max_epochs` (-1 or None: no limit) must not be below the checkpoint's epoch."""
         return CheckpointRestore(self._state, self._hooks, self._strategy, self._optimization, run, path,
-                                 weights_only)
+                                 weights_only, max_epochs)
 
 
 def _hpc_resume_path(run: Run, detect: bool = True) -> str | None:

@@ -126,7 +126,7 @@ class TrainerConfig:
             num = self.fast_dev_run
             self.limit_train_batches = self.limit_val_batches = num
             self.limit_test_batches = self.limit_predict_batches = num
-            self.max_steps, self.max_epochs, self.max_time = num, 1, None
+            self.max_steps, self.max_epochs = num, 1
             self.num_sanity_val_steps = 0
             self.val_check_interval, self.check_val_every_n_epoch = 1.0, 1
             rank_zero_info(f"Running in `fast_dev_run` mode: the loops run {num} batch(es); "
@@ -136,23 +136,23 @@ class TrainerConfig:
             # under fast_dev_run.
             self.limit_train_batches = self.limit_val_batches = self.overfit_batches
 
-    def resolve_max_epochs(self) -> None:
-        """At the start of `fit`, an unset `max_epochs` takes its default for good (as `trainer.max_epochs` shows)."""
+    def resolve_max_epochs(self, timer: bool) -> None:
+        """At the start of `fit`, an unset `max_epochs` takes its default for good (as `trainer.max_epochs` shows);
+        `timer`: whether a `Timer` callback (`max_time`'s or the user's) ends the fit."""
         if self.max_epochs is None:
-            self.max_epochs = self.resolved_max_epochs()
+            self.max_epochs = self.resolved_max_epochs(timer)
             if self.max_epochs == 1000:
                 rank_zero_warn("`max_epochs` was not set, so training stops after 1000 epochs. Set `max_epochs=-1` to "
                                "train without an epoch limit, or set `max_epochs` or `max_steps`.",
                                category=PossibleUserWarning)
 
-    def resolved_max_epochs(self) -> int:
-        """`max_epochs` with Lightning's default: 1000 when no step or time limit is set, else unlimited."""
+    def resolved_max_epochs(self, timer: bool) -> int:
+        """`max_epochs` with Lightning's default: 1000 when neither a step limit nor a `Timer` callback (`timer`)
+        ends the fit, else unlimited."""
         if self.max_epochs is not None:
             return self.max_epochs
         # Lightning caps an unset max_epochs at 1000 only when nothing else would end the fit.
-        if self.max_steps == -1 and self.max_time is None:
-            return 1000
-        return -1
+        return 1000 if self.max_steps == -1 and not timer else -1
 
 
 _FLAG_NAMES = frozenset(field.name for field in fields(TrainerConfig))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fulmen.callbacks.callback_list import has_timer
 from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.utilities.rank_zero import rank_zero_info
 
@@ -297,7 +298,7 @@ class TrainerProperties:
         Read in `configure_optimizers` (e.g. to size a OneCycleLR), it requests the training dataloader early.
         """
         config = self._config
-        max_epochs = config.resolved_max_epochs()
+        max_epochs = config.resolved_max_epochs(has_timer(self.callbacks))
         if max_epochs == -1:
             return float("inf") if config.max_steps == -1 else config.max_steps
         if self._current.train_loader is None and self._state.fn == TrainerFn.FITTING:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from fulmen.callbacks.callback_list import build_trainer_callbacks, merge_module_callbacks
+from fulmen.callbacks.callback_list import build_trainer_callbacks, has_timer, merge_module_callbacks
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
 from fulmen.loops.evaluation_loop import EvaluationLoop
@@ -117,7 +117,8 @@ class Trainer(TrainerProperties):
         quiet = bool(self._config.fast_dev_run)
         self._callbacks = build_trainer_callbacks(
             callbacks, enable_progress_bar is not False, enable_model_summary is not False,
-            enable_checkpointing is not False and not quiet, refuse_checkpoints=enable_checkpointing is False,
+            enable_checkpointing is not False, refuse_checkpoints=enable_checkpointing is False,
+            max_time=self._config.max_time,
         )
         self._state = TrainerState()
         loggers = [] if quiet else build_loggers(logger, self._config.default_root_dir)
@@ -244,7 +245,7 @@ class Trainer(TrainerProperties):
         self._metrics.start_run(run)
         stage_name = fn.value
         if fn == TrainerFn.FITTING:
-            self._config.resolve_max_epochs()  # warns once, at the start of fit, like Lightning
+            self._config.resolve_max_epochs(has_timer(self.callbacks))  # warns once, at the start of fit, as Lightning
         hooks.start(run)
         self.strategy.setup_environment()
         self.strategy._watch_collectives(state)
@@ -265,7 +266,7 @@ class Trainer(TrainerProperties):
             # device when that loses nothing, then sharded).
             self.strategy.build_layers(partial(_configure_model, hooks))
             restore = self._checkpointing.restore_from(run, self._checkpointing.resolve(run, ckpt_path, model_given),
-                                                       weights_only)
+                                                       weights_only, self._config.max_epochs)
             with restore.around_setup():  # module weights and callback states first (FSDP: in `finish`)
                 self.strategy.setup(self)  # module to its device (and wrappers); fit: `configure_optimizers`
             if fn == TrainerFn.FITTING:
