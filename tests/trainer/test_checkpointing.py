@@ -74,6 +74,18 @@ def test_save_checkpoint_after_fit_stores_the_incremented_epoch(tmp_path):
     assert (checkpoint["epoch"], checkpoint["global_step"]) == (2, 8)
 
 
+def test_resuming_with_max_epochs_below_the_checkpoints_epoch_raises(tmp_path):
+    trainer = _fit(tmp_path, max_epochs=3)
+    trainer.save_checkpoint(tmp_path / "epoch3.ckpt")
+    module = ScheduledModule()
+    with pytest.raises(L.utilities.exceptions.MisconfigurationException,
+                       match=r"current_epoch=3, but you have set Trainer\(max_epochs=2\)\. Set `max_epochs` to at least 3"):
+        quiet_trainer(tmp_path, max_epochs=2).fit(module, make_loader(32), ckpt_path=tmp_path / "epoch3.ckpt")
+    resumed = quiet_trainer(tmp_path, max_epochs=3)  # equal: nothing left to train
+    resumed.fit(module, make_loader(32), ckpt_path=tmp_path / "epoch3.ckpt")
+    assert (resumed.current_epoch, resumed.global_step) == (3, 12)
+
+
 def test_weights_only_checkpoint_has_no_training_state(tmp_path):
     trainer = _fit(tmp_path)
     trainer.save_checkpoint(tmp_path / "weights.ckpt", weights_only=True)
