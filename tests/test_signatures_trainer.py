@@ -213,7 +213,7 @@ def _metric_attribute(tmp_path, use_dict):
         return trainer
 
     assert "x" in go("store").callback_metrics
-    return raises(MisconfigurationException, "not an attribute", lambda: go(None))
+    return raises(MisconfigurationException, "Could not find the `LightningModule` attribute", lambda: go(None))
 
 
 def log_probes(use_dict):

@@ -21,3 +21,20 @@ def test_defaults_follow_the_users_callbacks_in_lightnings_order(tmp_path):
 def test_a_rich_bar_brings_the_rich_summary(tmp_path):
     trainer = L.Trainer(default_root_dir=tmp_path, logger=False, callbacks=[RichProgressBar()])
     assert names(trainer) == ["RichProgressBar", "RichModelSummary", "ModelCheckpoint"]
+
+
+def test_a_callback_logs_with_self_log_and_self_log_dict(tmp_path):
+    from helpers.tiny import TinyModule, make_loader, quiet_trainer
+
+    class Logging(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.log("batch_idx", float(batch_idx), on_step=False, on_epoch=True, reduce_fx="max")
+
+        def on_validation_epoch_end(self, trainer, pl_module):
+            self.log_dict({"a": 1.0, "b": 2.0}, prog_bar=True)
+
+    trainer = quiet_trainer(tmp_path, max_epochs=1, callbacks=[Logging()])
+    trainer.fit(TinyModule(), make_loader(32), make_loader(16))
+    metrics = {key: value.item() for key, value in trainer.callback_metrics.items()}
+    assert metrics == {"batch_idx": 3.0, "a": 1.0, "b": 2.0}
+    assert trainer.progress_bar_metrics == {"a": 1.0, "b": 2.0}

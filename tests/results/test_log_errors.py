@@ -27,7 +27,7 @@ def _log_x(module):
                                   "teardown"])
 def test_log_in_forbidden_hook_names_the_hook(tmp_path, hook):
     module = module_logging_in(hook, _log_x)
-    with pytest.raises(MisconfigurationException, match=rf"`self\.log\('x'.*`{hook}`.*Log from"):
+    with pytest.raises(MisconfigurationException, match=rf"You can't `self\.log\(\)` inside `{hook}`.*'x'.*Log from"):
         _fit(tmp_path, module)
 
 
@@ -76,12 +76,13 @@ def test_log_in_on_test_start_is_allowed(tmp_path):
     assert trainer.callback_metrics["h"].item() == 5.0
 
 
-@pytest.mark.parametrize("value, message", [
-    ("text", r"'x'.*str"),
-    (None, r"'x'.*NoneType"),
-    ([1.0], r"'x'.*list"),
-    (torch.ones(3), r"'x'.*shape \(3,\).*\.mean\(\)"),
-    ({"a": 1.0}, r"'x'.*self\.log_dict"),
+@pytest.mark.parametrize("value, message", [  # Lightning's words first ("`self.log(x, text)` was called"), then the fix
+    ("text", r"`self\.log\(x, text\)` was called, but `str` values cannot be logged: only Python numbers"),
+    (None, r"`self\.log\(x, None\)` was called, but `NoneType` values"),
+    ([1.0], r"`self\.log\(x, \[1\.0\]\)` was called, but `list` values"),
+    (torch.ones(3), r"`self\.log\(x, tensor.*\)` was called, but the tensor must have a single element .*shape is "
+                    r"\(3,\).*\.mean\(\)"),
+    ({"a": 1.0}, r"`self\.log\(x, \{'a': 1\.0\}\)` was called, but dict values .*self\.log_dict"),
 ])
 def test_log_unloggable_value_raises_value_error(tmp_path, value, message):
     module = module_logging_in("training_step", lambda m: m.log("x", value))
@@ -91,7 +92,21 @@ def test_log_unloggable_value_raises_value_error(tmp_path, value, message):
 
 def test_log_key_with_dataloader_idx_suffix_raises(tmp_path):
     module = module_logging_in("training_step", lambda m: m.log("acc/dataloader_idx_0", 1.0))
-    with pytest.raises(MisconfigurationException, match="acc/dataloader_idx_0.*must not contain"):
+    with pytest.raises(MisconfigurationException, match="key `acc/dataloader_idx_0` but it should not contain.*"
+                                                         "add_dataloader_idx=False"):
+        _fit(tmp_path, module)
+
+
+def test_a_key_with_the_suffix_is_logged_as_it_is_with_add_dataloader_idx_false(tmp_path):
+    module = module_logging_in("training_step", lambda m: m.log("acc/dataloader_idx_0", 1.0,
+                                                                add_dataloader_idx=False))
+    assert _fit(tmp_path, module).callback_metrics["acc/dataloader_idx_0"].item() == 1.0
+
+
+def test_log_neither_on_step_nor_on_epoch_raises(tmp_path):
+    module = module_logging_in("training_step", lambda m: m.log("x", 1.0, on_step=False, on_epoch=False))
+    with pytest.raises(MisconfigurationException, match=r"`self\.log\(on_step=False, on_epoch=False\)` is not useful: "
+                                                         r"'x' would go nowhere\. Set on_step=True"):
         _fit(tmp_path, module)
 
 
@@ -180,7 +195,9 @@ class _LogsAMetric(TinyModule):
 def test_logged_metric_must_be_a_module_attribute(tmp_path):
     # Lightning 2.6.6 raises a MisconfigurationException here too ("Could not find the `LightningModule` attribute").
     pytest.importorskip("torchmetrics")
-    with pytest.raises(MisconfigurationException, match="not an attribute of the LightningModule; assign the metric"):
+    with pytest.raises(MisconfigurationException, match="Could not find the `LightningModule` attribute for the "
+                                                         "`torchmetrics.Metric` logged as 'mean_loss'. You can fix this "
+                                                         "by setting an attribute"):
         _fit(tmp_path, _LogsAMetric(attribute=False))
 
 

@@ -19,7 +19,7 @@ class _ValueModule(TinyModule):
     def training_step(self, batch, batch_idx):
         value = float(batch_idx) + 1.0
         for name, reduce_fx in (("mean", torch.mean), ("sum", torch.sum), ("max", torch.max), ("min", torch.min),
-                                ("avg", "avg")):
+                                ("avg", "avg"), ("builtin_max", max), ("builtin_min", min), ("builtin_sum", sum)):
             self.log(name, value, on_step=False, on_epoch=True, reduce_fx=reduce_fx)
         return super().training_step(batch, batch_idx)
 
@@ -29,7 +29,8 @@ def test_torch_reduce_functions_with_uneven_last_batch(tmp_path):
     trainer.fit(_ValueModule(), make_loader(20, batch_size=8))
     values = {key: value.item() for key, value in trainer.callback_metrics.items()}
     # mean is weighted by batch size: (1*8 + 2*8 + 3*4) / 20
-    assert values == pytest.approx({"mean": 1.8, "avg": 1.8, "sum": 6.0, "max": 3.0, "min": 1.0})
+    assert values == pytest.approx({"mean": 1.8, "avg": 1.8, "sum": 6.0, "max": 3.0, "min": 1.0, "builtin_max": 3.0,
+                                    "builtin_min": 1.0, "builtin_sum": 6.0})  # Python's max/min/sum as Lightning
 
 
 def test_epoch_mean_of_loss_is_weighted_by_batch_size(tmp_path):
@@ -233,3 +234,18 @@ def test_synced_epoch_mean_counts_every_ranks_samples(tmp_path, spawn_env, spawn
     assert trainer.callback_metrics["rank_weighted"].item() == pytest.approx(0.75)
     assert trainer.callback_metrics["rank_mean_epoch"].item() == pytest.approx(0.5)
     assert trainer.callback_metrics["rank_max"].item() == pytest.approx(1.0)
+
+
+def test_after_a_run_the_metric_dicts_keep_the_users_changes(tmp_path):
+    # Lightning refreshes them from the results only while a loop is active.
+    class Module(TinyModule):
+        def training_step(self, batch, batch_idx):
+            self.log("t", 1.0, prog_bar=True)
+            return super().training_step(batch, batch_idx)
+
+    trainer = log_trainer(tmp_path)
+    trainer.fit(Module(), make_loader(16))
+    trainer.callback_metrics.pop("t")
+    trainer.logged_metrics["t"] = torch.tensor(99.0)
+    assert "t" not in trainer.callback_metrics and trainer.logged_metrics["t"].item() == 99.0
+    assert trainer.progress_bar_metrics == {"t": 1.0}

@@ -57,3 +57,24 @@ def test_flag_views_refuse_assignment_instead_of_ignoring_it(name):
     with pytest.raises(AttributeError, match=f"trainer.{name}` is read-only"):
         setattr(trainer, name, 7)
     assert getattr(trainer, name) == before
+
+
+@pytest.mark.parametrize(("flags", "line"), [
+    (dict(limit_train_batches=1), "`Trainer(limit_train_batches=1)` was configured so 1 batch per epoch will be used."),
+    (dict(limit_val_batches=1.0), "`Trainer(limit_val_batches=1.0)` was configured so 100% of the batches will be used."),
+    (dict(val_check_interval=1), "`Trainer(val_check_interval=1)` was configured so validation will run after every "
+                                 "batch."),
+    (dict(val_check_interval=1.0), "`Trainer(val_check_interval=1.0)` was configured so validation will run at the "
+                                   "end of the training epoch."),
+    (dict(overfit_batches=1), "`Trainer(overfit_batches=1)` was configured so 1 batch will be used."),
+])
+def test_a_limit_of_exactly_one_is_explained_as_lightning_does(tmp_path, caplog, flags, line):
+    L.Trainer(default_root_dir=tmp_path, logger=False, **flags)
+    assert line in caplog.text
+
+
+def test_no_limit_line_for_flags_fast_dev_run_or_overfit_batches_replace(tmp_path, caplog):
+    L.Trainer(default_root_dir=tmp_path, logger=False, fast_dev_run=True, limit_test_batches=1)
+    L.Trainer(default_root_dir=tmp_path, logger=False, overfit_batches=2, limit_train_batches=1)
+    L.Trainer(default_root_dir=tmp_path, logger=False, limit_train_batches=2, limit_val_batches=None)
+    assert "was configured so" not in caplog.text

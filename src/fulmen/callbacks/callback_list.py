@@ -78,6 +78,14 @@ def has_timer(callbacks: list[Callback]) -> bool:
     return any(isinstance(cb, Timer) for cb in callbacks)
 
 
+def attach_module_logging(callbacks: list[Callback], module: Any) -> None:
+    """Give every callback the module's `log` and `log_dict` for the run, so a callback hook can call `self.log`
+    (Lightning does the same at the start of each run)."""
+    for callback in callbacks:
+        callback.log = module.log
+        callback.log_dict = module.log_dict
+
+
 def merge_module_callbacks(trainer_callbacks: list[Callback], module_callbacks: Any) -> list[Callback]:
     """Add the callbacks from `configure_callbacks()`, replacing trainer callbacks of the same type."""
     if not module_callbacks:

@@ -56,9 +56,9 @@ def resolve_log_options(hook: str | None, name: str, on_step: bool | None, on_ep
     options = _ALLOWED.get(hook)  # type: ignore[arg-type]
     if options is None:
         if hook in _FORBIDDEN:
-            raise MisconfigurationException(
-                f"`self.log({name!r}, ...)` was called inside `{hook}`, where logging is not supported. "
-                "Log from a step or epoch hook instead, or write to the logger directly via `self.logger.experiment`."
+            raise MisconfigurationException(  # Lightning's words first
+                f"You can't `self.log()` inside `{hook}`, where logging is not supported (logging {name!r}). Log from "
+                "a step or epoch hook instead, or write to the logger directly via `self.logger.experiment`."
             )
         raise MisconfigurationException(
             f"`self.log({name!r}, ...)` was called outside any hook the Trainer runs (current hook: {hook!r}). "
@@ -67,13 +67,19 @@ def resolve_log_options(hook: str | None, name: str, on_step: bool | None, on_ep
     on_step = options.default_on_step if on_step is None else on_step
     on_epoch = options.default_on_epoch if on_epoch is None else on_epoch
     if on_step not in options.allowed_on_step:
-        raise MisconfigurationException(
-            f"`self.log({name!r}, on_step={on_step})` is not allowed in `{hook}`: that hook runs once per epoch. "
-            f"Use on_step={options.allowed_on_step[0]}."
+        raise MisconfigurationException(  # Lightning's words first
+            f"You can't `self.log(on_step={on_step})` inside `{hook}`, must be one of {options.allowed_on_step} "
+            f"(logging {name!r}): that hook runs once per epoch. Use on_step={options.allowed_on_step[0]}."
         )
     if on_epoch not in options.allowed_on_epoch:
         raise MisconfigurationException(
-            f"`self.log({name!r}, on_epoch={on_epoch})` is not allowed in `{hook}`. Use on_epoch=True."
+            f"You can't `self.log(on_epoch={on_epoch})` inside `{hook}`, must be one of {options.allowed_on_epoch} "
+            f"(logging {name!r}). Use on_epoch=True."
+        )
+    if not on_step and not on_epoch:
+        raise MisconfigurationException(
+            f"`self.log(on_step=False, on_epoch=False)` is not useful: {name!r} would go nowhere. Set on_step=True "
+            "(a value per step) or on_epoch=True (reduced over the epoch)."
         )
     return on_step, on_epoch
 

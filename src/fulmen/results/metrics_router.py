@@ -19,7 +19,7 @@ from fulmen.results.log_origin import LogOrigin
 from fulmen.results.logging_rules import resolve_log_options
 from fulmen.results.result_collection import ResultCollection, reduce_name
 from fulmen.trainer.run import Run
-from fulmen.trainer.state import logging_due
+from fulmen.trainer.state import TrainerStatus, logging_due
 from fulmen.utilities.exceptions import MisconfigurationException
 
 if TYPE_CHECKING:
@@ -70,10 +70,11 @@ class MetricsRouter:
                 "Log from a training, validation or test step or epoch hook."
             )
         on_step, on_epoch = resolve_log_options(hook, name, on_step, on_epoch)
-        if "/dataloader_idx_" in name:
+        if add_dataloader_idx and "/dataloader_idx_" in name:
             raise MisconfigurationException(
-                f"`self.log({name!r}, ...)`: the key must not contain '/dataloader_idx_'; fulmen appends it "
-                "itself when there are several dataloaders."
+                f"You called `self.log` with the key `{name}` but it should not contain information about "
+                "`dataloader_idx` when `add_dataloader_idx=True`: the index is appended when there are several "
+                "dataloaders. Drop it from the key, or pass `add_dataloader_idx=False`."
             )
         if not _is_torchmetric(value):
             value = _as_tensor(name, value, module)
@@ -104,10 +105,11 @@ class MetricsRouter:
                                        if isinstance(child, torchmetrics.Metric)}
         if id(metric) not in self._metric_attributes:
             known = list(self._metric_attributes.values())
-            hint = (f"pass `self.log({name!r}, ..., metric_attribute=NAME)` with NAME one of {known}" if known
-                    else "assign the metric to an attribute of your LightningModule (e.g. `self.accuracy = ...`)")
-            raise MisconfigurationException(
-                f"`self.log({name!r}, metric)`: the torchmetrics.Metric is not an attribute of the LightningModule; "
+            hint = (f"You can fix this by calling `self.log({name}, ..., metric_attribute=name)` where `name` is one "
+                    f"of {known}" if known else "You can fix this by setting an attribute for the metric in your "
+                    "`LightningModule` (e.g. `self.accuracy = ...`)")
+            raise MisconfigurationException(  # Lightning's words
+                f"Could not find the `LightningModule` attribute for the `torchmetrics.Metric` logged as {name!r}. "
                 f"{hint}."
             )
 
@@ -142,8 +144,10 @@ class MetricsRouter:
         return [*self.train_results.origins.values(), *self.eval_results.origins.values()]
 
     def _refresh(self) -> None:
+        # Only while a run is going (Lightning: while a loop is active): after it, the dicts are the user's to
+        # change - a popped or overwritten key stays so.
         results = self.active
-        if results is not None:
+        if results is not None and self._state.status == TrainerStatus.RUNNING:
             self._fold(results, epoch=results.epoch_end_reached)
 
     def _fold(self, results: ResultCollection, epoch: bool) -> None:
@@ -261,7 +265,7 @@ class MetricsRouter:
         if add_epoch:
             numbers_out.setdefault("epoch", self._state.current_epoch)
         for logger in loggers:
-            logger.log_metrics(numbers_out, step=step)
+            logger.log_metrics(metrics=numbers_out, step=step)  # by keyword, as Lightning calls it
             logger.save()
 
 
@@ -274,9 +278,9 @@ def _is_torchmetric(value: Any) -> bool:
 def _as_tensor(name: str, value: Any, module: Any) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(
-                f"`self.log({name!r}, value)` received a tensor of shape {tuple(value.shape)}; only single-element "
-                f"tensors can be logged. Reduce it first, e.g. `self.log({name!r}, value.mean())`."
+            raise ValueError(  # Lightning's words first
+                f"`self.log({name}, {value})` was called, but the tensor must have a single element (its shape is "
+                f"{tuple(value.shape)}). Reduce it first, e.g. `self.log({name!r}, value.mean())`."
             )
         if value.ndim:
             value = value.reshape(())
@@ -286,10 +290,11 @@ def _as_tensor(name: str, value: Any, module: Any) -> torch.Tensor:
     if isinstance(value, numbers.Number):
         return torch.tensor(float(value), device=module.device)
     if isinstance(value, dict):
-        raise ValueError(f"`self.log({name!r}, value)` received a dict; use `self.log_dict(value)` for several values.")
+        raise ValueError(f"`self.log({name}, {value})` was called, but dict values cannot be logged: use "
+                         "`self.log_dict(value)` for several values.")
     raise ValueError(
-        f"`self.log({name!r}, value)` received {type(value).__name__} ({value!r:.50}); only Python numbers and "
-        "single-element tensors can be logged."
+        f"`self.log({name}, {value!s:.50})` was called, but `{type(value).__name__}` values cannot be logged: only "
+        "Python numbers, single-element tensors and torchmetrics Metrics can."
     )
 
 

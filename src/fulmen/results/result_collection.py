@@ -17,19 +17,23 @@ from fulmen.utilities.data import extract_batch_size
 from fulmen.utilities.exceptions import MisconfigurationException
 
 _REDUCE_NAMES = {"mean": "mean", "avg": "mean", "sum": "sum", "max": "max", "min": "min"}
-_REDUCE_FUNCTIONS = {torch.mean: "mean", torch.sum: "sum", torch.max: "max", torch.min: "min"}
+# Python's own `sum`, `max` and `min` count as their torch functions, as in Lightning.
+_REDUCE_FUNCTIONS = {torch.mean: "mean", torch.sum: "sum", torch.max: "max", torch.min: "min", sum: "sum",
+                     max: "max", min: "min"}
 
 
 def reduce_name(reduce_fx: Any) -> str:
-    """Normalize `reduce_fx` (a name or a torch function) to "mean", "sum", "max" or "min"."""
+    """Normalize `reduce_fx` (a name, a torch function or Python's `sum`/`max`/`min`) to "mean", "sum", "max" or
+    "min"."""
     if isinstance(reduce_fx, str):
         name = _REDUCE_NAMES.get(reduce_fx.lower())
     else:
         name = _REDUCE_FUNCTIONS.get(reduce_fx)
     if name is None:
-        raise MisconfigurationException(
-            f"`self.log(..., reduce_fx={reduce_fx!r})` is not supported; use 'mean', 'sum', 'max' or 'min' "
-            "(or torch.mean, torch.sum, torch.max, torch.min)."
+        raise MisconfigurationException(  # Lightning's words first (tests match them), then the fix
+            f"Only `self.log(..., reduce_fx={{min,max,mean,sum}})` are supported. Found: {reduce_fx!r}. Use 'mean', "
+            "'sum', 'max' or 'min' (or torch.mean, torch.sum, torch.max, torch.min); for a custom reduction log a "
+            "`torchmetrics.Metric` instead."
         )
     return name
 
@@ -175,9 +179,9 @@ class ResultCollection:
                     "`add_dataloader_idx=False`."
                 )
             raise MisconfigurationException(
-                f"`self.log({name!r}, ...)` was called twice in `{hook}` with different arguments "
-                f"(on_step, on_epoch, prog_bar, logger, reduce_fx, sync_dist, enable_graph = {entry.signature[:7]} "
-                f"then {signature[:7]}). Log each key with one set of arguments per hook."
+                f"You called `self.log({name}, ...)` twice in `{hook}` with different arguments, which is not "
+                f"allowed (on_step, on_epoch, prog_bar, logger, reduce_fx, sync_dist, enable_graph = "
+                f"{entry.signature[:7]} then {signature[:7]}). Log each key with one set of arguments per hook."
             )
         if not isinstance(value, torch.Tensor):
             entry.update_metric(value)

@@ -73,6 +73,7 @@ class TrainerConfig:
             raise MisconfigurationException(
                 f"fast_dev_run={self.fast_dev_run!r} is not valid: pass True, False, or a number of batches >= 0."
             )
+        _announce_ones(self)
         accumulate = self.accumulate_grad_batches
         if not isinstance(accumulate, int) or isinstance(accumulate, bool) or accumulate < 1:
             raise MisconfigurationException(f"`accumulate_grad_batches` must be an int >= 1; received {accumulate!r}.")
@@ -209,6 +210,31 @@ def _check_count(name: str, value: Any, allow_minus_one: bool = False) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
         extra = " or -1 (no limit)" if allow_minus_one else ""
         raise MisconfigurationException(f"`{name}` must be a non-negative integer{extra}; received {value!r}.")
+
+
+def _announce_ones(config: TrainerConfig) -> None:
+    """Lightning's info line for each limit passed as exactly 1 or 1.0: the int is one batch, the float all of them
+    (an easy mix-up). Same flags and conditions as Lightning: none under fast_dev_run but `overfit_batches`, and
+    no train/val limits when `overfit_batches` replaces them."""
+    names = ["overfit_batches"]
+    if not config.fast_dev_run:
+        overfit = config.overfit_batches
+        if not (isinstance(overfit, (int, float)) and overfit > 0):
+            names += ["limit_train_batches", "limit_val_batches"]
+        names += ["limit_test_batches", "limit_predict_batches", "val_check_interval"]
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != 1:
+            continue
+        whole = isinstance(value, float)
+        if name == "limit_train_batches":
+            what = "100% of the batches per epoch will be used" if whole else "1 batch per epoch will be used"
+        elif name == "val_check_interval":
+            what = "validation will run at the end of the training epoch" if whole else \
+                "validation will run after every batch"
+        else:
+            what = "100% of the batches will be used" if whole else "1 batch will be used"
+        rank_zero_info(f"`Trainer({name}={value})` was configured so {what}.")
 
 
 def _parse_limit(name: str, value: int | float | None) -> int | float:

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from fulmen.callbacks.callback_list import build_trainer_callbacks, has_timer, merge_module_callbacks
+from fulmen.callbacks.callback_list import (attach_module_logging, build_trainer_callbacks, has_timer,
+                                           merge_module_callbacks)
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
 from fulmen.loops.evaluation_loop import EvaluationLoop
@@ -252,6 +253,7 @@ class Trainer(TrainerProperties):
         try:
             run.callbacks = merge_module_callbacks(
                 self._callbacks, hooks.call_as("configure_callbacks", model.configure_callbacks))
+            attach_module_logging(run.callbacks, model)
             self.strategy.connect(model)
             hooks.bind()
             check_run(run, hooks, self._config, self._data)
