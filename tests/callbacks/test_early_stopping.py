@@ -81,7 +81,8 @@ def test_stopping(tmp_path, case):
 def test_stopping_reason(tmp_path):
     callback = EarlyStopping("val_loss", patience=3)
     fit(tmp_path, [1.0, NAN, 0.5], [callback])
-    assert "not finite" in callback.stopping_reason_message
+    assert callback.stopping_reason_message == ("Monitored metric val_loss = nan is not finite. Previous best value "
+                                                "was 1.000. Signaling Trainer to stop.")
     assert callback.stopping_reason is EarlyStoppingReason.NON_FINITE_METRIC
 
 
@@ -102,13 +103,22 @@ REASONS = {
 }
 
 
+MESSAGES = {
+    "patience": "Monitored metric val_loss did not improve in the last 2 records. Best score: 1.000. Signaling Trainer "
+                "to stop.",
+    "stopping_threshold": "Stopping threshold reached: val_loss = 0.5 < 1.0. Signaling Trainer to stop.",
+    "divergence": "Divergence threshold reached: val_loss = 20.0 < 10.0. Signaling Trainer to stop.",
+    "not_stopped": None,
+}
+
+
 @pytest.mark.parametrize("case", sorted(REASONS))
 def test_stopping_reason_per_criterion_survives_state_dict(tmp_path, case):
     values, options, reason, stopped_epoch = REASONS[case]
     callback = EarlyStopping("val_loss", **options)
     fit(tmp_path, values, [callback])
     assert (callback.stopping_reason, callback.stopped_epoch) == (reason, stopped_epoch)
-    assert (callback.stopping_reason_message is None) == (reason is EarlyStoppingReason.NOT_STOPPED)
+    assert callback.stopping_reason_message == MESSAGES[case]  # Lightning 2.6.6's text (it is saved in checkpoints)
     state = callback.state_dict()
     assert state["stopping_reason"] == reason.value  # an int in the checkpoint, as Lightning writes it
     restored = EarlyStopping("val_loss")
@@ -182,7 +192,8 @@ def test_a_mode_added_to_mode_dict_drives_the_callback(tmp_path):
     callback = AbsoluteEarlyStopping("val_loss", mode="min_abs", patience=1)
     trainer, _ = fit(tmp_path, [-3.0, 2.0, -1.0, 4.0, 5.0, 6.0], [callback])
     assert (trainer.current_epoch, callback.stopped_epoch, float(callback.best_score)) == (4, 3, -1.0)
-    with pytest.raises(MisconfigurationException, match="'min', 'max', 'min_abs'"):
+    with pytest.raises(MisconfigurationException, match="`mode` can be min, max, min_abs, got absolute: pass "
+                                                         "`EarlyStopping\\(mode=...\\)` one of 'min', 'max', 'min_abs'"):
         AbsoluteEarlyStopping("val_loss", mode="absolute")
 
 

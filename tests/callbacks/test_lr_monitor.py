@@ -160,7 +160,9 @@ def test_single_named_param_group(tmp_path):
 
 
 def test_duplicate_param_group_names_raise(tmp_path):
-    with pytest.raises(MisconfigurationException, match="'a'.*unique 'name'"):
+    with pytest.raises(MisconfigurationException, match="A single `Optimizer` cannot have multiple parameter groups with "
+                                                         "identical `name` values. lr-SGD has duplicated parameter group "
+                                                         "names {'a'}: give each param group a unique 'name'"):
         _run(tmp_path, _param_groups(("a", "a")), epochs=1, batches=1)
 
 
@@ -216,7 +218,8 @@ def test_learning_rate_is_in_callback_metrics(tmp_path):
 
 def test_no_logger_raises_at_fit(tmp_path):
     trainer = log_trainer(tmp_path, callbacks=[LearningRateMonitor()], limit_train_batches=1)
-    with pytest.raises(MisconfigurationException, match="`LearningRateMonitor` needs a logger"):
+    with pytest.raises(MisconfigurationException, match="Cannot use `LearningRateMonitor` callback with `Trainer` that "
+                                                         "has no logger. Remove `logger=False`"):
         trainer.fit(_TwoLayerModule(_sgd), make_loader())
 
 
@@ -251,3 +254,30 @@ def test_last_momentum_and_weight_decay_values(tmp_path, flags, momentum, weight
     assert monitor.last_momentum_values == dict(zip([f"{n}-momentum" for n in NAMES], momentum or [None] * 3))
     assert monitor.last_weight_decay_values == dict(zip([f"{n}-weight_decay" for n in NAMES],
                                                         weight_decay or [None] * 3))
+
+
+def test_a_param_group_added_during_fit_carries_the_history_over_to_pg1(tmp_path):
+    # Lightning 2.6.6 on the same run: {'lr-SGD/pg1': [0.1, 0.05, 0.025], 'lr-SGD/pg2': [0.1, 0.05]}.
+    import fulmen as L
+
+    class AddGroup(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                trainer.optimizers[0].add_param_group({"params": list(pl_module.head.parameters()), "lr": 0.1})
+
+    def configure(module):
+        optimizer = torch.optim.SGD(module.layer.parameters(), lr=0.1)
+        return [optimizer], [torch.optim.lr_scheduler.StepLR(optimizer, 1, 0.5)]
+
+    monitor = LearningRateMonitor()
+    trainer = log_trainer(tmp_path, logger=RecordingLogger(), callbacks=[AddGroup(), monitor], max_epochs=3,
+                          limit_train_batches=2)
+    trainer.fit(_TwoLayerModule(configure), make_loader())
+    assert monitor.lrs == {"lr-SGD/pg1": pytest.approx([0.1, 0.05, 0.025]), "lr-SGD/pg2": pytest.approx([0.1, 0.05])}
+
+
+def test_log_momentum_without_momentum_warns_as_lightning(tmp_path):
+    with pytest.warns(RuntimeWarning, match="You have set log_momentum=True, but some optimizers do not have momentum. "
+                                            "This will log a value 0 for the momentum."):
+        _run(tmp_path, lambda module: torch.optim.Adagrad(module.parameters(), lr=0.1), epochs=1, batches=1,
+             log_momentum=True)

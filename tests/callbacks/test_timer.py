@@ -130,7 +130,7 @@ def test_time_elapsed_is_live_while_a_stage_runs(clock):
 def test_bad_arguments_name_the_fix():
     with pytest.raises(MisconfigurationException, match="DD:HH:MM:SS"):
         Timer(duration="1:2:3")
-    with pytest.raises(MisconfigurationException, match="interval='batch'.*\"step\" or \"epoch\""):
+    with pytest.raises(MisconfigurationException, match=r"`Timer\(interval=batch\)`. Possible choices are: step, epoch"):
         Timer(interval="batch")
     with pytest.raises(TypeError, match="str, a timedelta or a dict"):
         Timer(duration=30)

@@ -244,6 +244,14 @@ def test_check_val_every_n_epoch_none_counts_interval_across_epochs(tmp_path):
     assert _val_steps(recorder) == [5, 10]
 
 
+def test_val_check_interval_beyond_the_epoch_raises_unless_validation_is_off(tmp_path):
+    with pytest.raises(ValueError, match=r"`val_check_interval` \(5\) must be less than or equal to the number of the "
+                                         r"training batches \(4\).*`limit_val_batches=0`"):
+        _fit(tmp_path, n_train=32, n_val=16, max_epochs=1, val_check_interval=5)
+    trainer, module = _fit(tmp_path, n_train=32, n_val=16, max_epochs=1, val_check_interval=5, limit_val_batches=0)
+    assert trainer.global_step == 4 and module.calls["validation_step"] == 0  # as Lightning: no error
+
+
 def test_no_validation_without_val_data(tmp_path):
     recorder = RecordingCallback()
     _, module = _fit(tmp_path, max_epochs=2, callbacks=[recorder])

@@ -33,7 +33,8 @@ def test_fast_dev_run_with_a_model_checkpoint_callback_is_accepted(tmp_path):
 
 @pytest.mark.parametrize("interval", [0.5, 1.0])
 def test_float_val_check_interval_without_epoch_cadence_is_refused(tmp_path, interval):
-    with pytest.raises(MisconfigurationException, match=rf"val_check_interval={interval}.*check_val_every_n_epoch"):
+    with pytest.raises(MisconfigurationException, match=rf"`val_check_interval` should be an integer or a time-based "
+                                                         rf"duration .* when `check_val_every_n_epoch=None`: {interval} is"):
         L.Trainer(default_root_dir=tmp_path, val_check_interval=interval, check_val_every_n_epoch=None)
 
 

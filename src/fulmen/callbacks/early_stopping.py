@@ -45,8 +45,8 @@ class EarlyStopping(Callback):
                  stopping_threshold: float | None = None, divergence_threshold: float | None = None,
                  check_on_train_epoch_end: bool | None = None, log_rank_zero_only: bool = False) -> None:
         if mode not in self.mode_dict:
-            raise MisconfigurationException(f"`EarlyStopping(mode={mode!r})` is invalid; use one of "
-                                            f"{', '.join(map(repr, self.mode_dict))}.")
+            raise MisconfigurationException(f"`mode` can be {', '.join(self.mode_dict)}, got {mode}: pass "
+                                            f"`EarlyStopping(mode=...)` one of {', '.join(map(repr, self.mode_dict))}.")
         self.monitor = monitor
         self.mode = mode
         self.patience = patience
@@ -114,26 +114,27 @@ class EarlyStopping(Callback):
         better = self.monitor_op
         if self.check_finite and not torch.isfinite(current):
             self.stopping_reason = EarlyStoppingReason.NON_FINITE_METRIC
-            return True, (f"Monitored metric {self.monitor} = {current.item()} is not finite; previous best was "
-                          f"{self.best_score.item():.3f}. Stopping.")
+            return True, (f"Monitored metric {self.monitor} = {current.item()} is not finite. Previous best value was "
+                          f"{self.best_score.item():.3f}. Signaling Trainer to stop.")
         if self.stopping_threshold is not None and better(current, torch.tensor(self.stopping_threshold)):
             self.stopping_reason = EarlyStoppingReason.STOPPING_THRESHOLD
             return True, (f"Stopping threshold reached: {self.monitor} = {current.item()} {self.order_dict[self.mode]} "
-                          f"{self.stopping_threshold}. Stopping.")
+                          f"{self.stopping_threshold}. Signaling Trainer to stop.")
         if self.divergence_threshold is not None and better(-current, torch.tensor(-self.divergence_threshold)):
             self.stopping_reason = EarlyStoppingReason.DIVERGENCE_THRESHOLD
             return True, (f"Divergence threshold reached: {self.monitor} = {current.item()} "
-                          f"{self.order_dict[self.mode]} {self.divergence_threshold}. Stopping.")
+                          f"{self.order_dict[self.mode]} {self.divergence_threshold}. Signaling Trainer to stop.")
         if better(current - self.min_delta, self.best_score):
             previous = self.best_score
             self.best_score, self.wait_count = current, 0
-            change = "" if not torch.isfinite(previous) else f" by {abs(previous - current).item():.3f}"
+            change = ("" if not torch.isfinite(previous)
+                      else f" by {abs(previous - current).item():.3f} >= min_delta = {abs(self.min_delta)}")
             return False, f"Metric {self.monitor} improved{change}. New best score: {current.item():.3f}"
         self.wait_count += 1
         if self.wait_count >= self.patience:
             self.stopping_reason = EarlyStoppingReason.PATIENCE_EXHAUSTED
             return True, (f"Monitored metric {self.monitor} did not improve in the last {self.wait_count} records. "
-                          f"Best score: {self.best_score.item():.3f}. Stopping.")
+                          f"Best score: {self.best_score.item():.3f}. Signaling Trainer to stop.")
         return False, None
 
     def state_dict(self) -> dict[str, Any]:

@@ -42,13 +42,14 @@ class LearningRateMonitor(Callback):
 
     def on_train_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
         if not trainer.loggers:
-            raise MisconfigurationException(
-                "`LearningRateMonitor` needs a logger: remove `logger=False` from the Trainer or drop the callback."
+            raise MisconfigurationException(  # Lightning's words, then the fix
+                "Cannot use `LearningRateMonitor` callback with `Trainer` that has no logger. Remove `logger=False` "
+                "from the Trainer, or drop the callback."
             )
         if self.log_momentum and not all(
                 "momentum" in opt.defaults or "betas" in opt.defaults for opt in trainer.optimizers):
-            rank_zero_warn("`log_momentum=True`, but some optimizers have no momentum; 0 is logged for them.",
-                           category=RuntimeWarning)
+            rank_zero_warn("You have set log_momentum=True, but some optimizers do not have momentum. This will log "
+                           "a value 0 for the momentum.", category=RuntimeWarning)
         names = [name for _, group_names, _ in _named_optimizers(trainer) for name in group_names]
         self.lrs = {name: [] for name in names}
         self.last_momentum_values = {f"{name}-momentum": None for name in names}
@@ -66,13 +67,16 @@ class LearningRateMonitor(Callback):
 
     def _log(self, trainer: Trainer, interval: str) -> None:
         stats: dict[str, float] = {}
-        for optimizer, names, scheduler_interval in _named_optimizers(trainer):
+        named = _named_optimizers(trainer)
+        for _, names, _ in named:
+            self._carry_over_history(names)
+        for optimizer, names, scheduler_interval in named:
             if scheduler_interval is not None and interval not in (scheduler_interval, "any"):
                 continue
             uses_betas = "betas" in optimizer.defaults
             for group, name in zip(optimizer.param_groups, names):
                 stats[name] = group["lr"]
-                self.lrs.setdefault(name, []).append(group["lr"])
+                self.lrs[name].append(group["lr"])
                 if self.log_momentum:
                     key = f"{name}-momentum"
                     stats[key] = self.last_momentum_values[key] = (group["betas"][0] if uses_betas
@@ -86,6 +90,17 @@ class LearningRateMonitor(Callback):
         trainer.callback_metrics.update({name: torch.tensor(value, device=device) for name, value in stats.items()})
         for logger in trainer.loggers:
             logger.log_metrics(stats, step=trainer.state.batches_that_stepped)
+
+
+    def _carry_over_history(self, names: list[str]) -> None:
+        # An optimizer that gained a param group during fit (e.g. a finetuning callback) renames its key "lr-SGD" to
+        # "lr-SGD/pg1"; as in Lightning, the history recorded so far moves to the new name.
+        for name in names:
+            old = name.replace("/pg1", "")
+            if "/pg1" in name and old in self.lrs:
+                self.lrs[name] = self.lrs.pop(old)
+            else:
+                self.lrs.setdefault(name, [])
 
 
 def _named_optimizers(trainer: Trainer) -> list[tuple[Any, list[str], str | None]]:
@@ -105,9 +120,10 @@ def _named_optimizers(trainer: Trainer) -> list[tuple[Any, list[str], str | None
         group_names = [group.get("name", f"pg{i}") for i, group in enumerate(groups, start=1)]
         duplicated = {name for name in group_names if group_names.count(name) > 1}
         if duplicated:
-            raise MisconfigurationException(
-                f"Param groups of {type(optimizer).__name__} share the names {sorted(duplicated)}; give each param "
-                "group a unique 'name' so their learning rates can be told apart."
+            raise MisconfigurationException(  # Lightning's words, then the fix
+                "A single `Optimizer` cannot have multiple parameter groups with identical `name` values. "
+                f"{base} has duplicated parameter group names {duplicated}: give each param group a unique 'name' so "
+                "their learning rates can be told apart."
             )
         if len(groups) > 1:
             return [f"{base}/{name}" for name in group_names]

@@ -64,8 +64,8 @@ class Timer(Callback):
         super().__init__()
         self._duration = _parse_duration(duration)
         if interval not in {member.value for member in Interval}:
-            raise MisconfigurationException(
-                f"`Timer(interval={interval!r})` is not supported; choose \"step\" or \"epoch\"."
+            raise MisconfigurationException(  # Lightning's words
+                f"Unsupported parameter value `Timer(interval={interval})`. Possible choices are: step, epoch."
             )
         self._interval = Interval(interval)
         self._verbose = verbose

@@ -61,12 +61,13 @@ class ValidationSchedule:
             self._val_check_seconds = interval.total_seconds()
             self._last_val_time = time.monotonic()
         elif isinstance(interval, int):
-            if interval > num_batches and config.check_val_every_n_epoch is not None:
-                raise ValueError(
-                    f"`val_check_interval={interval}` is more than the {num_batches} training batches per epoch, "
-                    "so validation would never run. Use an interval <= the number of batches, a float fraction, "
-                    "`check_val_every_n_epoch=None` to count batches across epochs, or `limit_val_batches=0` "
-                    "to turn validation off."
+            # As Lightning: not an error when validation is off anyway (`limit_val_batches=0`).
+            if interval > num_batches and config.check_val_every_n_epoch is not None and config.limit_val_batches > 0:
+                raise ValueError(  # Lightning's words, then the fix
+                    f"`val_check_interval` ({interval}) must be less than or equal to the number of the training "
+                    f"batches ({num_batches}): validation would never run. Use an interval <= the number of "
+                    "batches or a float fraction; set `check_val_every_n_epoch=None` to count batches across "
+                    "epochs, or `limit_val_batches=0` to turn validation off."
                 )
             self.val_check_batch = interval
         elif num_batches == float("inf"):

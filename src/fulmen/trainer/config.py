@@ -90,10 +90,11 @@ class TrainerConfig:
                 f"`check_val_every_n_epoch` must be an int >= 1 or None; received {every!r}."
             )
         if isinstance(self.val_check_interval, float) and every is None:
-            raise MisconfigurationException(
-                f"`val_check_interval={self.val_check_interval}` is a fraction of an epoch, but "
-                "`check_val_every_n_epoch=None` counts training batches across epochs. Pass an int `val_check_interval` (a number of batches), "
-                "or set `check_val_every_n_epoch`."
+            raise MisconfigurationException(  # Lightning's words, then why and the fix
+                "`val_check_interval` should be an integer or a time-based duration (str 'DD:HH:MM:SS', "
+                "datetime.timedelta, or dict kwargs for timedelta) when `check_val_every_n_epoch=None`: "
+                f"{self.val_check_interval} is a fraction of an epoch, but `check_val_every_n_epoch=None` counts "
+                "training batches across epochs. Pass an int (a number of batches), or set `check_val_every_n_epoch`."
             )
         if isinstance(self.val_check_interval, (str, dict, timedelta)):
             # Time-based: validate once this much wall-clock time passed since the last validation.
@@ -143,9 +144,8 @@ class TrainerConfig:
         if self.max_epochs is None:
             self.max_epochs = self.resolved_max_epochs(timer)
             if self.max_epochs == 1000:
-                rank_zero_warn("`max_epochs` was not set, so training stops after 1000 epochs. Set `max_epochs=-1` to "
-                               "train without an epoch limit, or set `max_epochs` or `max_steps`.",
-                               category=PossibleUserWarning)
+                rank_zero_warn("`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit, "
+                               "set `max_epochs=-1`.", category=PossibleUserWarning)  # Lightning's words
 
     def resolved_max_epochs(self, timer: bool) -> int:
         """`max_epochs` with Lightning's default: 1000 when neither a step limit nor a `Timer` callback (`timer`)
