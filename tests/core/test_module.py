@@ -23,6 +23,18 @@ def test_trainer_property_raises_when_unattached():
         LinearModule().trainer
 
 
+def test_a_nested_lightning_module_shares_the_trainer():
+    outer = LinearModule()
+    outer.inner = nn.Sequential(LinearModule())  # below a plain module: not reached (as in Lightning)
+    outer.child = LinearModule()
+    outer.child.grandchild = LinearModule()
+    trainer = L.Trainer(logger=False)
+    outer.trainer = trainer
+    assert outer.child.trainer is trainer and outer.child.grandchild.trainer is trainer
+    with pytest.raises(RuntimeError, match="not attached to a `Trainer`"):
+        outer.inner[0].trainer
+
+
 def test_trainer_property_after_fit_is_the_trainer(tmp_path):
     model = LinearModule()
     trainer = quiet_trainer(tmp_path)

@@ -77,8 +77,9 @@ def test_unsupported_return_shows_its_type_and_the_accepted_shapes(tmp_path, bui
     assert "list/tuple of optimizers" in message and "two lists" in message and "'optimizer' key" in message
 
 
-def test_two_lists_with_a_string_scheduler_shows_the_accepted_shapes(tmp_path):
-    with pytest.raises(MisconfigurationException, match="str.*two lists"):
+def test_two_lists_with_a_string_scheduler_names_what_a_scheduler_needs(tmp_path):
+    with pytest.raises(TypeError, match="The provided lr scheduler `str` is invalid. It should have `state_dict` and "
+                                        "`load_state_dict` methods"):
         _fit(tmp_path, Configurable(lambda m: ([_sgd(m)], "notascheduler")))
 
 
@@ -93,7 +94,8 @@ def test_optimizer_entry_that_is_not_an_optimizer(tmp_path):
 
 
 def test_several_optimizers_under_automatic_optimization_point_to_manual_optimization(tmp_path):
-    with pytest.raises(RuntimeError, match=r"returned 2 optimizers.*manual optimization"):
+    with pytest.raises(RuntimeError, match=r"only supported with manual optimization: `configure_optimizers` returned "
+                                           r"2\. Set `self.automatic_optimization = False`"):
         _fit(tmp_path, Configurable(lambda m: (_sgd(m), torch.optim.Adam(m.parameters()))))
 
 
@@ -112,7 +114,8 @@ def _with_config(with_scheduler=True, **config):
 
 
 def test_lr_scheduler_config_without_scheduler_key(tmp_path):
-    with pytest.raises(MisconfigurationException, match=r"\{'interval': 'step'\} has no 'scheduler' key"):
+    with pytest.raises(MisconfigurationException, match=r'must have the key "scheduler".*\{\'interval\': \'step\'\} has '
+                                                         r"none"):
         _fit(tmp_path, Configurable(_with_config(with_scheduler=False, interval="step")))
 
 
@@ -123,7 +126,8 @@ def test_unknown_lr_scheduler_config_key_warns_and_fit_runs(tmp_path):
 
 
 def test_interval_other_than_step_or_epoch(tmp_path):
-    with pytest.raises(MisconfigurationException, match=r"'batch'.*'epoch' or 'step'"):
+    with pytest.raises(MisconfigurationException, match=r'The "interval" key in lr scheduler dict must be "step" or '
+                                                         r'"epoch" but is "batch"'):
         _fit(tmp_path, Configurable(_with_config(interval="batch")))
 
 
@@ -223,7 +227,8 @@ def _hand_rolled(config=None):
 
 
 def test_custom_scheduler_needs_an_lr_scheduler_step_override(tmp_path):
-    with pytest.raises(MisconfigurationException, match=r"`HandRolledScheduler`.*override `LightningModule.lr_sch"):
+    with pytest.raises(MisconfigurationException, match=r"`HandRolledScheduler` doesn't follow PyTorch's LRScheduler "
+                                                         r"API. You should override the `LightningModule.lr_sch"):
         _fit(tmp_path, Configurable(_hand_rolled()))
 
 
@@ -369,3 +374,68 @@ def test_wrapped_optimizer_shares_everything_with_the_real_one(tmp_path):
     assert wrapped.optimizer is raw
     assert wrapped.param_groups is raw.param_groups and wrapped.state is raw.state
     assert wrapped.param_groups[0]["momentum"] == 0.9
+
+
+# -- checks Lightning makes across optimizers and schedulers ------------------------------------------------------
+
+
+class Stepless:
+    """A scheduler the user drives with a method of its own: checkpoint methods, no `step`."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def halve(self):
+        for group in self.optimizer.param_groups:
+            group["lr"] /= 2
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_two_lists_take_a_scheduler_without_step_under_manual_optimization(tmp_path):
+    def build(module):
+        optimizer = _sgd(module)
+        return [optimizer], [Stepless(optimizer)]
+
+    trainer = _fit(tmp_path, Configurable(build, manual=True))
+    assert type(trainer.lr_scheduler_configs[0].scheduler) is Stepless
+
+
+def test_a_scheduler_on_an_optimizer_not_returned_raises(tmp_path):
+    def build(module):
+        other = _sgd(module)
+        return [_sgd(module)], [StepLR(other, 1)]
+
+    with pytest.raises(MisconfigurationException, match="Some schedulers are attached with an optimizer that wasn't "
+                                                         "returned from `configure_optimizers`: `StepLR` steps a `SGD`"):
+        _fit(tmp_path, Configurable(build))
+
+
+def test_one_cycle_stepped_per_epoch_warns(tmp_path):
+    def build(interval):
+        def configure(module):
+            optimizer = _sgd(module)
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=100)
+            config = {"scheduler": scheduler} if interval is None else {"scheduler": scheduler, "interval": interval}
+            return {"optimizer": optimizer, "lr_scheduler": config}
+
+        return configure
+
+    with pytest.warns(RuntimeWarning, match="A `OneCycleLR` scheduler is using 'interval': 'epoch'. Are you sure you "
+                                            "didn't mean 'interval': 'step'?"):
+        _fit(tmp_path, Configurable(build(None)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*OneCycleLR")
+        _fit(tmp_path, Configurable(build("step")))
+
+
+def test_a_top_level_monitor_applies_to_a_plateau_scheduler_only(tmp_path):
+    def build(module):
+        optimizer = _sgd(module)
+        return {"optimizer": optimizer, "lr_scheduler": StepLR(optimizer, 1), "monitor": "train_loss"}
+
+    assert _fit(tmp_path, Configurable(build)).lr_scheduler_configs[0].monitor is None  # as Lightning

@@ -95,7 +95,7 @@ def test_training_step_with_optimizer_idx_fails_before_training_starts(tmp_path)
 
 def test_placeholder_optimizer_has_no_param_groups(tmp_path):
     module = Configurable(lambda m: None)
-    with pytest.warns(UserWarning, match="returned None"):
+    with pytest.warns(UserWarning, match="returned `None`, this fit will run with no optimizer"):
         trainer = _fit(tmp_path, module)
     placeholder = trainer.optimizers[0]
     assert placeholder.param_groups == []

@@ -96,7 +96,7 @@ def test_manual_optimization_leaves_schedulers_to_the_user():
 
 def test_no_optimizer_gets_the_placeholder():
     module = RecordingModule(output=lambda module: None)
-    with pytest.warns(UserWarning, match="returned None"):
+    with pytest.warns(UserWarning, match="`LightningModule.configure_optimizers` returned `None`, this fit will run with no optimizer"):
         optimization, _, _ = _build(module)
     assert [type(opt) for opt in optimization.optimizers] == [PlaceholderOptimizer]
 
@@ -113,6 +113,16 @@ def test_manual_step_through_the_wrapper_counts_global_step():
     assert not torch.equal(before, module.layer.weight)
     raw = optimization.optimizers[0]
     assert module.events[-2:] == [("on_before_optimizer_step", raw)] * 2
+
+
+def test_a_closure_that_is_not_callable_is_refused_and_the_wrapper_prints_as_lightnings():
+    module = RecordingModule(automatic=False)
+    _build(module)
+    optimizer = module.optimizers()
+    with pytest.raises(MisconfigurationException, match="When `optimizer.step\\(closure\\)` is called, the closure "
+                                                         "should be callable; received int"):
+        optimizer.step(closure=1)
+    assert str(optimizer).startswith("LightningSGD (\nParameter Group 0\n")  # torch's text under the wrapper's name
 
 
 def test_automatic_step_runs_the_closure_then_the_hook_then_clipping_and_leaves_counting_to_the_loop():

@@ -63,8 +63,10 @@ def _grad_norm(module):
 
 
 @pytest.mark.parametrize("flags, match", [
-    ({"accumulate_grad_batches": 2}, r"accumulate_grad_batches=2.*manual optimization"),
-    ({"gradient_clip_val": 0.5}, r"gradient_clip_val=0.5.*manual optimization.*clip_gradients"),
+    ({"accumulate_grad_batches": 2}, r"Automatic gradient accumulation is not supported for manual optimization\. "
+                                     r"Remove `Trainer\(accumulate_grad_batches=2\)`"),
+    ({"gradient_clip_val": 0.5}, r"Automatic gradient clipping is not supported for manual optimization\. Remove "
+                                 r"`Trainer\(gradient_clip_val=0.5\)`.*clip_gradients"),
 ], ids=["accumulate", "clip"])
 def test_manual_optimization_refuses_automatic_only_flags(tmp_path, flags, match):
     with pytest.raises(MisconfigurationException, match=match):
@@ -82,7 +84,8 @@ def test_manual_backward_under_automatic_optimization(tmp_path):
             self.manual_backward(loss)
             return loss
 
-    with pytest.raises(MisconfigurationException, match=r"manual_backward.*automatic_optimization = False"):
+    with pytest.raises(MisconfigurationException, match=r"to use manual_backward, please disable automatic optimization: "
+                                                         r"set model property `automatic_optimization` as False"):
         _fit(tmp_path, BackwardTwice())
 
 
@@ -126,9 +129,10 @@ def test_unknown_gradient_clip_algorithm_at_trainer_init(tmp_path):
 
 
 @pytest.mark.parametrize("output, match", [
-    (lambda loss: {"los": loss}, r"without a 'loss' key \(keys: \['los'\]\)"),
-    (lambda loss: "loss", r"returned str; return the loss tensor"),
-    (lambda loss: 3, r"returned int; return the loss tensor"),
+    (lambda loss: {"los": loss}, r"when `training_step` returns a dict, the 'loss' key needs to be present; the "
+                                 r"dict's keys are \['los'\]"),
+    (lambda loss: "loss", r"must return a Tensor, a dict, or None \(where the step will be skipped\); it returned str"),
+    (lambda loss: 3, r"must return a Tensor, a dict, or None \(where the step will be skipped\); it returned int"),
 ], ids=["dict_without_loss", "string", "int"])
 def test_training_step_output_that_is_not_a_loss(tmp_path, output, match):
     with pytest.raises(MisconfigurationException, match=match):

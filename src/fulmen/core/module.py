@@ -152,8 +152,9 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
         """Run backward with the hooks and precision scaling; use instead of `loss.backward()` in manual mode."""
         if self.automatic_optimization:
             raise MisconfigurationException(
-                "`manual_backward` is for manual optimization; with automatic optimization return the loss from "
-                "`training_step` instead, or set `self.automatic_optimization = False`.")
+                "to use manual_backward, please disable automatic optimization: set model property "
+                "`automatic_optimization` as False (or, with automatic optimization, return the loss from "
+                "`training_step` instead).")
         self.trainer.strategy.backward(loss, None, *args, **kwargs)
 
     # -- logging ----------------------------------------------------------------------------------
@@ -326,6 +327,10 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
 
     @trainer.setter
     def trainer(self, trainer: Trainer | None) -> None:
+        # As Lightning, LightningModules nested in this one share its Trainer (`self.inner.current_epoch` works).
+        for child in self.children():
+            if isinstance(child, LightningModule):
+                child.trainer = trainer
         object.__setattr__(self, "_trainer", trainer)
 
     @property

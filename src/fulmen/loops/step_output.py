@@ -22,7 +22,7 @@ def _checked_loss(loss: Any) -> torch.Tensor:
             f"`training_step` returned a loss of type {type(loss).__name__}; return a tensor computed from the "
             "model's output (not a Python number or `loss.item()`), so backward can reach the parameters.")
     if not loss.requires_grad:
-        raise MisconfigurationException(
+        raise RuntimeError(  # the type torch's backward raises here in Lightning, with the cause and the fix
             "`training_step` returned a loss that does not require grad, so backward cannot train anything: it "
             "was detached (`.detach()`, `.item()`, `torch.no_grad()`), or no parameter it depends on requires grad "
             "(all frozen). Return the loss computed from the model's output, with grad.")
@@ -41,15 +41,15 @@ def split_training_output(output: Any) -> tuple[torch.Tensor | None, dict[str, A
         return _checked_loss(output), {}
     if isinstance(output, Mapping):
         if "loss" not in output:
-            raise MisconfigurationException(
-                f"`training_step` returned a dict without a 'loss' key (keys: {sorted(output)}); with automatic "
-                "optimization the dict must hold the loss under 'loss'."
+            raise MisconfigurationException(  # Lightning's words, then what was returned
+                "In automatic_optimization, when `training_step` returns a dict, the 'loss' key needs to be present; "
+                f"the dict's keys are {sorted(output)}."
             )
         # Like Lightning, only the loss is detached for `on_train_batch_end`; other entries pass as returned.
         return _checked_loss(output["loss"]), {key: value for key, value in output.items() if key != "loss"}
     raise MisconfigurationException(
-        f"`training_step` returned {type(output).__name__}; return the loss tensor, a dict with a 'loss' key, "
-        "or None to skip the batch."
+        "In automatic optimization, `training_step` must return a Tensor, a dict, or None (where the step will be "
+        f"skipped); it returned {type(output).__name__}. Return the loss tensor, or a dict with it under 'loss'."
     )
 
 
@@ -62,6 +62,6 @@ def manual_step_output(output: Any) -> dict[str, Any]:
     if isinstance(output, Mapping):
         return apply_to_collection(dict(output), torch.Tensor, torch.Tensor.detach)
     raise MisconfigurationException(
-        f"`training_step` returned {type(output).__name__}; with manual optimization return None, a tensor, "
-        "or a dict."
+        "In manual optimization, `training_step` must either return a Tensor or have no return (a dict is taken "
+        f"too); it returned {type(output).__name__}."
     )

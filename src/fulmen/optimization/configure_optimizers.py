@@ -43,7 +43,7 @@ def parse_optimizers(output: Any, automatic: bool = True) -> tuple[list[Optimize
     them (a plateau monitor) is required, as in Lightning.
     """
     if output is None:
-        rank_zero_warn("`configure_optimizers` returned None; fit runs without an optimizer.")
+        rank_zero_warn("`LightningModule.configure_optimizers` returned `None`, this fit will run with no optimizer")
         return [], [], None
     if isinstance(output, Optimizer):
         return [output], [], None
@@ -58,14 +58,16 @@ def parse_optimizers(output: Any, automatic: bool = True) -> tuple[list[Optimize
             return _parse_dicts(list(output), automatic)
         if len(output) == 2 and isinstance(output[0], (list, tuple)) and all(isinstance(o, Optimizer) for o in output[0]):
             optimizers = list(output[0])
+            # Any scheduler object is taken here (one stepped by the user, or by `lr_scheduler_step`);
+            # `check_scheduler_api` says what a scheduler must have.
             schedulers = output[1] if isinstance(output[1], (list, tuple)) else [output[1]]
-            if all(isinstance(item, Mapping) or callable(getattr(item, "step", None)) for item in schedulers):
-                return optimizers, [_scheduler_config(item, None, automatic) for item in schedulers], None
+            return optimizers, [_scheduler_config(item, None, automatic) for item in schedulers], None
     raise _bad_output(output)
 
 
 def _bad_output(output: Any) -> MisconfigurationException:
-    return MisconfigurationException(f"`configure_optimizers` returned {_describe(output)}; expected {_ACCEPTED}.")
+    return MisconfigurationException(f"Unknown configuration for model optimizers: `configure_optimizers` returned "
+                                     f"{_describe(output)}; expected {_ACCEPTED}.")
 
 
 def _describe(value: Any, depth: int = 0) -> str:
@@ -90,8 +92,8 @@ def _parse_dicts(dicts: list[Mapping], automatic: bool) -> tuple[list[Optimizer]
             )
         unknown = set(item) - {"optimizer", "lr_scheduler", "monitor"}
         if unknown:
-            rank_zero_warn(f"`configure_optimizers` returned a dict with unknown keys {sorted(unknown)}; they are "
-                           "ignored.", category=RuntimeWarning)
+            rank_zero_warn(f"Found unsupported keys in the optimizer configuration: {unknown}; they are ignored "
+                           "(allowed: 'optimizer', 'lr_scheduler', 'monitor').", category=RuntimeWarning)
         optimizer = item["optimizer"]
         if not isinstance(optimizer, Optimizer):
             raise MisconfigurationException(
@@ -109,19 +111,13 @@ def _scheduler_config(item: Any, monitor: str | None, automatic: bool) -> LRSche
     if not automatic:
         return _manual_scheduler_config(item)
     if isinstance(item, Mapping):
+        _warn_unknown_config_keys(item)
         if "scheduler" not in item:
-            raise MisconfigurationException(
-                f"The `lr_scheduler_config` dict {dict(item)!r:.120} has no 'scheduler' key; add the scheduler "
-                "instance under 'scheduler'."
-            )
-        unknown = set(item) - _CONFIG_KEYS
-        if unknown:
-            rank_zero_warn(f"The `lr_scheduler_config` has unknown keys {sorted(unknown)}; they are ignored (allowed: "
-                           f"{sorted(_CONFIG_KEYS)}).", category=RuntimeWarning)
+            raise _no_scheduler_key(item)
         interval = item.get("interval", "epoch")
         if interval not in ("epoch", "step"):
             raise MisconfigurationException(
-                f"`lr_scheduler_config['interval']={interval!r}` is invalid; use 'epoch' or 'step'."
+                f'The "interval" key in lr scheduler dict must be "step" or "epoch" but is "{interval}".'
             )
         frequency = item.get("frequency", 1)
         if not isinstance(frequency, int) or frequency < 1:
@@ -134,15 +130,24 @@ def _scheduler_config(item: Any, monitor: str | None, automatic: bool) -> LRSche
             monitor=item.get("monitor"), strict=item.get("strict", True),
             reduce_on_plateau=item.get("reduce_on_plateau", _is_plateau(scheduler)),
         )
-    else:
-        config = LRSchedulerConfig(scheduler=item, monitor=monitor, reduce_on_plateau=_is_plateau(item))
-    if config.reduce_on_plateau and config.monitor is None:
+        if config.reduce_on_plateau and config.monitor is None:
+            raise MisconfigurationException(
+                "The lr scheduler dict must include a monitor when a `ReduceLROnPlateau` scheduler is used. For "
+                "example: {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'monitor': 'val_loss'}}."
+            )
+        if _is_one_cycle(scheduler) and interval == "epoch":
+            rank_zero_warn("A `OneCycleLR` scheduler is using 'interval': 'epoch'. Are you sure you didn't mean "
+                           "'interval': 'step'?", category=RuntimeWarning)
+        return config
+    # A bare scheduler: only a plateau scheduler takes the top-level 'monitor' (as in Lightning).
+    if not _is_plateau(item):
+        return LRSchedulerConfig(scheduler=item)
+    if monitor is None:
         raise MisconfigurationException(
-            "`ReduceLROnPlateau` needs a metric to monitor: return {'optimizer': opt, 'lr_scheduler': "
-            "{'scheduler': sched, 'monitor': 'val_loss'}} from `configure_optimizers` (a top-level 'monitor' key "
-            "only applies to a bare scheduler)."
+            "`configure_optimizers` must include a monitor when a `ReduceLROnPlateau` scheduler is used. For "
+            "example: {'optimizer': optimizer, 'lr_scheduler': scheduler, 'monitor': 'val_loss'}."
         )
-    return config
+    return LRSchedulerConfig(scheduler=item, monitor=monitor, reduce_on_plateau=True)
 
 
 def _manual_scheduler_config(item: Any) -> LRSchedulerConfig:
@@ -150,20 +155,40 @@ def _manual_scheduler_config(item: Any) -> LRSchedulerConfig:
     if not isinstance(item, Mapping):
         return LRSchedulerConfig(scheduler=item)
     if "scheduler" not in item:
-        raise MisconfigurationException(
-            f"The `lr_scheduler_config` dict {dict(item)!r:.120} has no 'scheduler' key; add the scheduler "
-            "instance under 'scheduler'."
-        )
-    ignored = sorted(key for key in item if key in ("monitor", "strict", "reduce_on_plateau"))
+        raise _no_scheduler_key(item)
+    ignored = [key for key in item if key in ("reduce_on_plateau", "monitor", "strict")]
     if ignored:
-        rank_zero_warn(f"The `lr_scheduler_config` keys {ignored} are ignored under manual optimization: call "
-                       "`scheduler.step(...)` yourself in `training_step` or an epoch hook.", category=RuntimeWarning)
-    unknown = sorted(set(item) - _CONFIG_KEYS)
-    if unknown:
-        rank_zero_warn(f"The `lr_scheduler_config` has unknown keys {unknown}; they are ignored (allowed: "
-                       f"{sorted(_CONFIG_KEYS)}).", category=RuntimeWarning)
+        rank_zero_warn(f"The lr scheduler dict contains the key(s) {ignored}, but the keys will be ignored. You need "
+                       "to call `lr_scheduler.step()` manually in manual optimization.", category=RuntimeWarning)
+    _warn_unknown_config_keys(item)
     return LRSchedulerConfig(scheduler=item["scheduler"], name=item.get("name"), interval=item.get("interval", "epoch"),
                              frequency=item.get("frequency", 1))
+
+
+def _warn_unknown_config_keys(item: Mapping) -> None:
+    unknown = set(item) - _CONFIG_KEYS
+    if unknown:
+        rank_zero_warn(f"Found unsupported keys in the lr scheduler dict: {unknown}. HINT: remove them from the output "
+                       f"of `configure_optimizers` (allowed: {sorted(_CONFIG_KEYS)}).", category=RuntimeWarning)
+
+
+def _no_scheduler_key(item: Mapping) -> MisconfigurationException:
+    return MisconfigurationException(
+        f'The lr scheduler dict must have the key "scheduler" with its item being an lr scheduler; '
+        f"{dict(item)!r:.120} has none. Add the scheduler instance under 'scheduler'."
+    )
+
+
+def check_schedulers_attached(optimizers: list[Optimizer], configs: list[LRSchedulerConfig]) -> None:
+    """Every scheduler must drive one of the optimizers `configure_optimizers` returned (as Lightning checks)."""
+    for config in configs:
+        optimizer = getattr(config.scheduler, "optimizer", None)
+        if optimizer is not None and not any(optimizer is returned for returned in optimizers):
+            raise MisconfigurationException(
+                "Some schedulers are attached with an optimizer that wasn't returned from `configure_optimizers`: "
+                f"`{type(config.scheduler).__name__}` steps a `{type(optimizer).__name__}` that is not among them. "
+                "Return that optimizer too, or build the scheduler on a returned one."
+            )
 
 
 def check_scheduler_api(configs: list[LRSchedulerConfig], custom_step: bool, automatic: bool = True) -> None:
@@ -177,13 +202,20 @@ def check_scheduler_api(configs: list[LRSchedulerConfig], custom_step: bool, aut
         scheduler = config.scheduler
         name = type(scheduler).__name__
         if not (callable(getattr(scheduler, "state_dict", None)) and callable(getattr(scheduler, "load_state_dict", None))):
-            raise TypeError(f"The LR scheduler `{name}` has no `state_dict`/`load_state_dict` methods, so it cannot be "
-                            "checkpointed; add them.")
+            raise TypeError(f"The provided lr scheduler `{name}` is invalid. It should have `state_dict` and "
+                            "`load_state_dict` methods defined (checkpoints save it with them).")
         if automatic and not isinstance(scheduler, (LRScheduler, ReduceLROnPlateau)) and not custom_step:
             raise MisconfigurationException(
-                f"The LR scheduler `{name}` is not a torch LR scheduler; override `LightningModule.lr_scheduler_step"
-                "(scheduler, metric)` to step it."
+                f"The provided lr scheduler `{name}` doesn't follow PyTorch's LRScheduler API. You should override "
+                "the `LightningModule.lr_scheduler_step(scheduler, metric)` hook with your own logic if you are using "
+                "a custom LR scheduler."
             )
+
+
+def _is_one_cycle(scheduler: Any) -> bool:
+    from torch.optim.lr_scheduler import OneCycleLR
+
+    return isinstance(scheduler, OneCycleLR)
 
 
 def _is_plateau(scheduler: Any) -> bool:

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 from torch.optim import Optimizer
 
+from fulmen.utilities.exceptions import MisconfigurationException
+
 
 def do_nothing_closure() -> None:
     """The closure `optimizer.step()` runs when none is given."""
@@ -66,6 +68,11 @@ class LightningOptimizer:
         if strategy is None:
             raise RuntimeError("This LightningOptimizer is not attached to a strategy; step the optimizers that "
                                "`self.optimizers()` returns inside a Trainer run.")
+        if closure is not None and not callable(closure):
+            raise MisconfigurationException(  # Lightning's words, then what was passed
+                "When `optimizer.step(closure)` is called, the closure should be callable; received "
+                f"{type(closure).__name__}. Pass a function that computes the loss (and calls backward), or no closure."
+            )
         # `**kwargs` reach the wrapped optimizer's `step`, as in Lightning.
         output = strategy.optimizer_step(self._optimizer, closure or do_nothing_closure, **kwargs)
         if self._on_stepped is not None:
@@ -90,5 +97,4 @@ class LightningOptimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         self._optimizer.zero_grad(set_to_none=set_to_none)
 
-    def __repr__(self) -> str:
-        return f"Lightning{type(self._optimizer).__name__}({self._optimizer!r})"
+    # No __repr__ of its own: the optimizer's, under this class's name ("LightningSGD (...)"), as in Lightning.

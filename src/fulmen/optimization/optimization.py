@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch.optim import Optimizer
 
-from fulmen.optimization.configure_optimizers import LRSchedulerConfig, check_scheduler_api, parse_optimizers
+from fulmen.optimization.configure_optimizers import (LRSchedulerConfig, check_scheduler_api, check_schedulers_attached,
+                                                     parse_optimizers)
 from fulmen.optimization.lightning_optimizer import LightningOptimizer
 from fulmen.optimization.placeholder import PlaceholderOptimizer
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -84,19 +85,22 @@ class Optimization:
         hooks = self._hooks
         output = hooks.configure_optimizers()
         optimizers, configs, _ = parse_optimizers(output, automatic)
-        check_scheduler_api(configs, hooks.module_defines("lr_scheduler_step"), automatic)
+        # Lightning's order of checks: several optimizers, schedulers' optimizers, scheduler API.
         if _names_optimizer_idx(module.training_step):
             raise RuntimeError(
-                "`training_step` takes an `optimizer_idx` argument, which Lightning 2.x no longer passes: with "
-                "several optimizers set `self.automatic_optimization = False`, remove `optimizer_idx`, and step "
-                "them in `training_step` via `opt1, opt2 = self.optimizers()`."
+                "Training with multiple optimizers is only supported with manual optimization. Remove the "
+                "`optimizer_idx` argument from `training_step` (Lightning 2.x no longer passes it), set "
+                "`self.automatic_optimization = False` and access your optimizers in `training_step` with "
+                "`opt1, opt2, ... = self.optimizers()`."
             )
         if automatic and len(optimizers) > 1:
             raise RuntimeError(
-                f"`configure_optimizers` returned {len(optimizers)} optimizers, but automatic optimization steps "
-                "exactly one. Set `self.automatic_optimization = False` in `__init__` and step them yourself "
-                "in `training_step` (manual optimization)."
+                "Training with multiple optimizers is only supported with manual optimization: "
+                f"`configure_optimizers` returned {len(optimizers)}. Set `self.automatic_optimization = False`, then "
+                "access your optimizers in `training_step` with `opt1, opt2, ... = self.optimizers()`."
             )
+        check_schedulers_attached(optimizers, configs)
+        check_scheduler_api(configs, hooks.module_defines("lr_scheduler_step"), automatic)
         _check_optimizers_hold_module_parameters(optimizers, module)
         if not optimizers:
             optimizers = [PlaceholderOptimizer()]  # loops and `self.optimizers()` work unchanged, as in Lightning

@@ -40,19 +40,22 @@ def check_run(run: Run, hooks: HookDispatch, config: TrainerConfig, data: DataSo
         _check_data(hooks, data, running, name)
         if module.automatic_optimization and not hooks.module_defines("configure_optimizers"):
             raise MisconfigurationException(
-                f"{name} has no `configure_optimizers()`; automatic optimization needs it to return an optimizer "
-                "(e.g. `return torch.optim.SGD(self.parameters(), lr=0.1)`)."
+                f"No `configure_optimizers()` method defined: {name} needs it under automatic optimization, to "
+                "return an optimizer (e.g. `return torch.optim.SGD(self.parameters(), lr=0.1)`)."
             )
-        if not module.automatic_optimization:
-            if config.accumulate_grad_batches != 1:
-                raise MisconfigurationException(
-                    f"`Trainer(accumulate_grad_batches={config.accumulate_grad_batches})` does nothing under manual "
-                    "optimization; remove it and accumulate in `training_step`, or use automatic optimization."
-                )
+        if not module.automatic_optimization:  # Lightning's order and words, then the fix
             if config.gradient_clip_val:
                 raise MisconfigurationException(
-                    f"`Trainer(gradient_clip_val={config.gradient_clip_val})` does nothing under manual optimization; "
-                    "call `self.clip_gradients(opt, gradient_clip_val=...)` in `training_step` instead."
+                    "Automatic gradient clipping is not supported for manual optimization. Remove "
+                    f"`Trainer(gradient_clip_val={config.gradient_clip_val})` and call "
+                    "`self.clip_gradients(opt, gradient_clip_val=...)` in `training_step`, or switch to automatic "
+                    "optimization."
+                )
+            if config.accumulate_grad_batches != 1:
+                raise MisconfigurationException(
+                    "Automatic gradient accumulation is not supported for manual optimization. Remove "
+                    f"`Trainer(accumulate_grad_batches={config.accumulate_grad_batches})` and accumulate in "
+                    "`training_step`, or switch to automatic optimization."
                 )
         return
     if fn == TrainerFn.PREDICTING:
