@@ -170,12 +170,14 @@ def _plateau_on(monitor, strict):
 
 
 def test_plateau_monitoring_an_unlogged_metric_lists_the_available_ones(tmp_path):
-    with pytest.raises(MisconfigurationException, match=r"'val_loss'.*available metrics: \['train_loss'\]"):
+    with pytest.raises(MisconfigurationException, match=r"ReduceLROnPlateau conditioned on metric val_loss which is not "
+                                                         r"available\. Available metrics are: \['train_loss'\]"):
         _fit(tmp_path, Configurable(_plateau_on("val_loss", strict=True)))
 
 
 def test_plateau_monitoring_an_unlogged_metric_without_strict_warns_and_keeps_the_lr(tmp_path):
-    with pytest.warns(RuntimeWarning, match="val_loss"):
+    with pytest.warns(RuntimeWarning, match="conditioned on metric val_loss which is not available but strict is set "
+                                            "to `False`. Skipping learning rate update"):
         trainer = _fit(tmp_path, Configurable(_plateau_on("val_loss", strict=False)), max_epochs=3)
     assert trainer.optimizers[0].param_groups[0]["lr"] == 0.1
     assert trainer.global_step == 6

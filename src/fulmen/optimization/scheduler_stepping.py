@@ -43,13 +43,13 @@ def step_schedulers(configs: list[LRSchedulerConfig], hooks: Any, metrics: Any, 
             if metric is None:
                 available = sorted(callback_metrics)
                 if config.strict:
-                    raise MisconfigurationException(
-                        f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged; available "
-                        f"metrics: {available}. Log it with `self.log({config.monitor!r}, ...)` or set "
-                        "'strict': False in the lr_scheduler_config to skip the step."
+                    raise MisconfigurationException(  # Lightning's words, then the fix
+                        f"ReduceLROnPlateau conditioned on metric {config.monitor} which is not available. Available "
+                        f"metrics are: {available}. Condition can be set using `monitor` key in lr scheduler dict; "
+                        f"log it with `self.log({config.monitor!r}, ...)`, or set 'strict': False to skip the step."
                     )
-                rank_zero_warn(f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged "
-                               f"(available: {available}); skipping this scheduler step (strict=False).",
+                rank_zero_warn(f"ReduceLROnPlateau conditioned on metric {config.monitor} which is not available but "
+                               f"strict is set to `False`. Skipping learning rate update (available: {available}).",
                                category=RuntimeWarning)
                 continue
         hooks.lr_scheduler_step(config.scheduler, metric)
