@@ -109,7 +109,8 @@ class ClipsItself(Classifier):
 
 
 @pytest.mark.parametrize("clip_args, flags, match", [
-    ({"gradient_clip_val": 0.3}, {"gradient_clip_val": 0.5}, r"gradient_clip_val=0.5.*gradient_clip_val=0.3"),
+    ({"gradient_clip_val": 0.3}, {"gradient_clip_val": 0.5},
+     r"You have set `Trainer\(gradient_clip_val=0.5\)` and have passed `clip_gradients\(gradient_clip_val=0.3\)`"),
     ({"gradient_clip_val": 0.5, "gradient_clip_algorithm": "value"},
      {"gradient_clip_val": 0.5, "gradient_clip_algorithm": "norm"}, r"'norm'.*'value'"),
 ], ids=["value", "algorithm"])

@@ -23,9 +23,9 @@ def clip_gradients(optimizer: Optimizer, clip_val: float | None, algorithm: str 
     elif trainer_clip_val is None:
         check_val = True
     elif trainer_clip_val != clip_val:
-        raise MisconfigurationException(
-            f"`Trainer(gradient_clip_val={trainer_clip_val})` and `clip_gradients(gradient_clip_val="
-            f"{clip_val})` disagree; set the value in one place only."
+        raise MisconfigurationException(  # Lightning's words
+            f"You have set `Trainer(gradient_clip_val={trainer_clip_val!r})` and have passed `clip_gradients("
+            f"gradient_clip_val={clip_val!r})`. Please use only one of them: they disagree."
         )
     if algorithm is None:
         algorithm = trainer_algorithm or "norm"
@@ -33,8 +33,8 @@ def clip_gradients(optimizer: Optimizer, clip_val: float | None, algorithm: str 
         check_algorithm = True
     elif trainer_algorithm != algorithm:
         raise MisconfigurationException(
-            f"`Trainer(gradient_clip_algorithm={trainer_algorithm!r})` and `clip_gradients("
-            f"gradient_clip_algorithm={algorithm!r})` disagree; set the algorithm in one place only."
+            f"You have set `Trainer(gradient_clip_algorithm={trainer_algorithm!r})` and have passed `clip_gradients("
+            f"gradient_clip_algorithm={algorithm!r})`. Please use only one of them: they disagree."
         )
     if check_val and not isinstance(clip_val, (int, float)):
         raise TypeError(f"`gradient_clip_val` must be a number; received {type(clip_val).__name__}.")
