@@ -177,3 +177,38 @@ def test_checkpoint_io_plugin_saves_removes_and_loads_every_checkpoint(tmp_path)
     resumed.fit(model, make_loader(64), ckpt_path=callback.best_model_path)
     assert io.calls[-1] == ("load", "epoch=0-step=6.ckpt")
     assert model.calls["training_step"] == 16 - 6  # resumed at step 6 of 2 epochs of 8 steps
+
+
+def test_storage_options_need_a_checkpoint_io_that_uses_them(tmp_path):
+    trainer = _fitted_trainer(tmp_path)
+    with pytest.raises(TypeError, match="with `storage_options` arg is not supported for `TorchCheckpointIO`. Please "
+                                        "implement your custom `CheckpointIO`"):
+        trainer.save_checkpoint(tmp_path / "x.ckpt", storage_options={"tier": "cold"})
+    assert not (tmp_path / "x.ckpt").exists()
+
+    class TieredIO(RecordingIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None):
+            self.calls.append(("save", os.path.basename(path), storage_options))
+
+    io = TieredIO()
+    trainer = quiet_trainer(tmp_path, max_epochs=1, plugins=[io])
+    trainer.fit(TinyModule(), make_loader(16))
+    trainer.save_checkpoint(tmp_path / "y.ckpt", storage_options={"tier": "cold"})
+    assert io.calls[-1] == ("save", "y.ckpt", {"tier": "cold"})
+
+
+@pytest.mark.parametrize("url", ["memory://root/a.ckpt", "s3://bucket/a.ckpt"])
+def test_a_remote_url_is_refused_with_the_fix_and_file_urls_are_local(tmp_path, url):
+    # Lightning reaches remote storage through fsspec, which fulmen does not depend on.
+    refused = "fulmen reads and writes the local filesystem only .*Use a local path"
+    trainer = _fitted_trainer(tmp_path)
+    with pytest.raises(NotImplementedError, match=f"Cannot save a checkpoint to '{url}': {refused}"):
+        trainer.save_checkpoint(url)
+    with pytest.raises(NotImplementedError, match=f"Cannot write checkpoints to '{url}': {refused}"):
+        ModelCheckpoint(dirpath=url)
+    with pytest.raises(NotImplementedError, match=f"Cannot write logs and checkpoints under '{url}': {refused}"):
+        quiet_trainer(url)
+    with pytest.raises(NotImplementedError, match=f"Cannot load a checkpoint from '{url}'"):
+        quiet_trainer(tmp_path, max_epochs=2).fit(TinyModule(), make_loader(16), ckpt_path=url)
+    trainer.save_checkpoint(f"file://{tmp_path}/local.ckpt")
+    assert (tmp_path / "local.ckpt").is_file()

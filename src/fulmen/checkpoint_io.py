@@ -22,8 +22,10 @@ class CheckpointIO:
     """Save and load checkpoint dicts on the local filesystem."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
-        """Write `checkpoint` to `path` atomically: readers see the old file or the new one, never half of one."""
-        path = Path(path)
+        """Write `checkpoint` to `path` atomically: readers see the old file or the new one, never half of one.
+        `storage_options` are for a subclass that writes elsewhere; this local writer refuses them."""
+        _refuse_storage_options(self, storage_options)
+        path = Path(local_path(path, "save a checkpoint to"))
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
@@ -54,6 +56,7 @@ class CheckpointIO:
         """Read a checkpoint; only tensors and plain containers unless `weights_only=False` (trusted files only)."""
         from fulmen.core.saving import load_checkpoint_file
 
+        path = local_path(path, "load a checkpoint from")
         return load_checkpoint_file(path, map_location=map_location, weights_only=weights_only)
 
     def remove_checkpoint(self, path: str | os.PathLike) -> None:
@@ -62,6 +65,32 @@ class CheckpointIO:
 
     def teardown(self) -> None:
         """Called when the strategy tears down after each run; override to release what the IO holds."""
+
+
+def _refuse_storage_options(io: CheckpointIO, storage_options: Any) -> None:
+    if storage_options is not None:
+        raise TypeError(  # Lightning's words, then the fix
+            f"`Trainer.save_checkpoint(..., storage_options=...)` with `storage_options` arg is not supported for "
+            f"`{type(io).__name__}`. Please implement your custom `CheckpointIO` to define how you'd like to use "
+            "`storage_options` (override `save_checkpoint`), or drop the argument."
+        )
+
+
+def local_path(path: str | os.PathLike, action: str, custom_io: bool = True) -> str:
+    """`path` as a local path (a `file://` URL's path); a clear error for another URL (fulmen reads and writes local
+    files only: it does not depend on fsspec, through which Lightning reaches remote storage)."""
+    text = os.fspath(path)
+    scheme, separator, rest = text.partition("://")
+    if separator and scheme == "file":
+        return rest
+    if separator and scheme.isidentifier():
+        plugin = (", or a custom `CheckpointIO` plugin that implements `save_checkpoint`/`load_checkpoint` for that "
+                  "storage") if custom_io else ""
+        raise NotImplementedError(
+            f"Cannot {action} {text!r}: fulmen reads and writes the local filesystem only (no '{scheme}://' "
+            f"storage). Use a local path (a mounted bucket works){plugin}."
+        )
+    return text
 
 
 class TorchCheckpointIO(CheckpointIO):
@@ -97,6 +126,9 @@ class AsyncCheckpointIO(CheckpointIO):
         from fulmen.utilities.apply_func import apply_to_collection
 
         self._raise_error()
+        if type(self.checkpoint_io).save_checkpoint is CheckpointIO.save_checkpoint:
+            _refuse_storage_options(self.checkpoint_io, storage_options)  # now, not later in the background
+            local_path(path, "save a checkpoint to")
         snapshot = apply_to_collection(checkpoint, torch.Tensor, lambda t: t.detach().clone())
         self._submit(self.checkpoint_io.save_checkpoint, snapshot, path, storage_options=storage_options)
 

@@ -165,6 +165,19 @@ def test_save_last_link_points_at_the_latest_top_k_file(tmp_path, monitor):
     assert callback.last_model_path == str(directory / "last.ckpt")
 
 
+def test_save_last_link_copies_where_no_symlink_can_be_made(tmp_path, monkeypatch):
+    def no_symlinks(*args, **kwargs):
+        raise OSError("symbolic links are not permitted here")
+
+    monkeypatch.setattr(os, "symlink", no_symlinks)
+    directory = tmp_path / "ckpts"
+    callback = ModelCheckpoint(dirpath=directory, monitor="val_loss", save_last="link")
+    fit(tmp_path, [callback], model=ScoredModule(scores=(0.5, 0.1, 0.4, 0.3)))
+    assert listing(directory) == ["epoch=1-step=8.ckpt", "last.ckpt"]  # a copy of the best, as Lightning falls back
+    last = torch.load(directory / "last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (1, 8)
+
+
 def test_save_last_with_top_k_zero_keeps_only_last(tmp_path):
     callback = ModelCheckpoint(dirpath=tmp_path / "ckpts", save_top_k=0, save_last=True)
     fit(tmp_path, [callback])

@@ -44,9 +44,10 @@ def test_a_failing_fit_leaves_the_checkpoint_and_no_default_model_checkpoint(tmp
 
 def test_the_next_fit_resumes_from_it_and_a_clean_end_deletes_it(tmp_path):
     callback = OnExceptionCheckpoint(tmp_path / "ft")
-    with pytest.warns(UserWarning, match='no "last" checkpoint'), pytest.raises(RuntimeError, match="boom"):
+    no_last = r'ckpt_path="last"\) is set, but there is no last checkpoint available'
+    with pytest.warns(UserWarning, match=no_last), pytest.raises(RuntimeError, match="boom"):
         fit(tmp_path, callback, fail_at=2)
-    with pytest.warns(UserWarning, match="OnExceptionCheckpoint.*ckpt_path=\"last\""):
+    with pytest.warns(UserWarning, match="The last model of the previous `fit` call will be used \\(an `OnExceptionCheckpoint`"):
         trainer = fit(tmp_path, callback)
     assert (trainer.global_step, trainer.current_epoch) == (4, 1)  # steps 2 and 3 after the restored 2
     assert trainer.ckpt_path == callback.ckpt_path

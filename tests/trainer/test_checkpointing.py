@@ -5,6 +5,8 @@ Keys, state keys and epoch/step values were observed in checkpoints written by L
 same runs (2 epochs of 4 batches).
 """
 
+import os
+
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -366,3 +368,30 @@ def test_fit_resumes_from_a_lightning_checkpoint(tmp_path):
     assert model.calls["training_step"] == 4
     assert (trainer.current_epoch, trainer.global_step) == (3, 12)
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.05 * 0.5 ** 3)
+
+
+def test_a_ckpt_path_set_on_the_trainer_is_loaded_by_every_later_run_until_a_run_passes_its_own(tmp_path):
+    first = _fit(tmp_path, max_epochs=1)
+    first.save_checkpoint(tmp_path / "one.ckpt")
+    trainer = quiet_trainer(tmp_path, max_epochs=2, num_sanity_val_steps=0)
+    trainer.ckpt_path = tmp_path / "one.ckpt"
+    assert trainer.ckpt_path == tmp_path / "one.ckpt"
+    trainer.fit(ScheduledModule(), make_loader(32))
+    assert trainer.global_step == 8  # resumed after epoch 1's 4 steps
+    trainer.test(ScheduledModule(), make_loader(32), verbose=False)
+    assert os.fspath(trainer.ckpt_path) == os.fspath(tmp_path / "one.ckpt")  # still loaded: the user manages it
+    trainer.save_checkpoint(tmp_path / "two.ckpt")
+    with pytest.warns(UserWarning, match="`trainer.ckpt_path = .*one.ckpt'\\)` was called but then you passed "
+                                         "`trainer.test\\(ckpt_path=.*two.ckpt'\\)\\)`. The latter will be loaded."):
+        trainer.test(ScheduledModule(), make_loader(32), ckpt_path=tmp_path / "two.ckpt", verbose=False)
+    trainer.test(ScheduledModule(), make_loader(32), verbose=False)
+    assert trainer.ckpt_path is None  # the run's own path replaced the set one, as in Lightning
+
+
+def test_test_without_a_model_or_a_checkpoint_callback_raises(tmp_path):
+    trainer = _fit(tmp_path, max_epochs=1)
+    with pytest.warns(UserWarning, match=r"`.test\(ckpt_path=None\)` was called without a model. The best model of "
+                                         r"the previous `fit` call will be used"):
+        with pytest.raises(ValueError, match=r'`.test\(ckpt_path="best"\)` is set but `ModelCheckpoint` is not '
+                                             r"configured. Pass a model, or a checkpoint file path."):
+            trainer.test(dataloaders=make_loader(32))

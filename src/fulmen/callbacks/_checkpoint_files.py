@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,9 +88,17 @@ class CheckpointFiles:
 
     def _link(self, trainer: Trainer, target: str, link: str) -> None:
         if trainer.is_global_zero:
-            if os.path.lexists(link):
+            if os.path.isdir(link) and not os.path.islink(link):
+                shutil.rmtree(link)  # a sharded checkpoint's folder
+            elif os.path.lexists(link):
                 os.remove(link)
-            os.symlink(os.path.relpath(target, os.path.dirname(link)), link)
+            try:
+                os.symlink(os.path.relpath(target, os.path.dirname(link)), link)
+            except OSError:  # no symlinks here (e.g. Windows without the privilege): a copy, as in Lightning
+                if os.path.isdir(target):
+                    shutil.copytree(target, link)
+                else:
+                    shutil.copy2(target, link)
         trainer.strategy.barrier()
 
     def _may_remove(self, trainer: Trainer, previous: str, current: str) -> bool:

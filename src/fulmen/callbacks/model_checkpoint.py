@@ -18,6 +18,7 @@ import torch
 
 from fulmen.callbacks._checkpoint_files import CheckpointFiles
 from fulmen.callbacks.checkpoint import Checkpoint
+from fulmen.checkpoint_io import local_path
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -65,7 +66,9 @@ class ModelCheckpoint(CheckpointFiles, Checkpoint):
         for name, value in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
             if value is not None and value < 0:
                 raise MisconfigurationException(f"`{name}={value}` is invalid; use a number >= 0.")
-        self.dirpath = os.path.realpath(os.path.expanduser(os.fspath(dirpath))) if dirpath is not None else None
+        if dirpath is not None:
+            dirpath = os.path.realpath(os.path.expanduser(local_path(dirpath, "write checkpoints to")))
+        self.dirpath = dirpath
         self.filename = filename
         self.monitor = monitor
         self.verbose = verbose

@@ -46,6 +46,8 @@ class Checkpointing:
         self._strategy = strategy
         self._optimization = optimization
         self._fast_dev_run = fast_dev_run
+        # `trainer.ckpt_path = path`: every later run loads it until it is set to None or a run passes its own.
+        self.user_path: str | os.PathLike | None = None
 
     def dump(self, run: Run, weights_only: bool = False) -> dict[str, Any]:
         module = run.module
@@ -101,25 +103,38 @@ class Checkpointing:
         fit_loop.signal_state = None
         fit_loop.signal_state = self._loop_state(run)
 
-    def save(self, run: Run, path: str | os.PathLike, weights_only: bool = False,
+    def save(self, run: Run, path: str | os.PathLike, weights_only: bool | None = False,
              storage_options: Any = None) -> None:
         if run.module is None:
             raise RuntimeError("`trainer.save_checkpoint` needs a model: call it during or after `fit/validate/...`.")
+        if weights_only is None:
+            weights_only = False
+            rank_zero_info("`weights_only` was not set, defaulting to `False`.")  # Lightning's line
         checkpoint = self.dump(run, weights_only)
         strategy = self._strategy
         strategy.save_checkpoint(checkpoint, path, storage_options=storage_options)  # rank 0 writes
         strategy.barrier("save_checkpoint")
 
     def resolve(self, run: Run, path: str | os.PathLike | None, model_given: bool) -> str | None:
-        """Turn `ckpt_path` ("best", "last", a path, or None) into a file path or None (use the model as is)."""
+        """Turn `ckpt_path` ("best", "last", a path, or None) into a file path or None (use the model as is); a
+        path set with `trainer.ckpt_path = ...` is used as it is, unless the run passes one."""
+        if self.user_path:
+            if not path:
+                return os.fspath(self.user_path)
+            rank_zero_warn(f"`trainer.ckpt_path = {self.user_path!r}` was called but then you passed "
+                           f"`trainer.{run.fn.value}(ckpt_path={path!r})`. The latter will be loaded.")
+            self.user_path = None
         fn = run.fn
         checkpoint_callbacks = [callback for callback in run.callbacks if getattr(callback, "_is_checkpoint", False)]
         callback = checkpoint_callbacks[0] if checkpoint_callbacks else None
         if path is None and fn == TrainerFn.FITTING and any(
                 getattr(cb, "_is_exception_checkpoint", False) for cb in checkpoint_callbacks):
             # Lightning: an OnExceptionCheckpoint makes a plain `fit()` resume as `ckpt_path="last"`.
-            rank_zero_warn('`.fit(ckpt_path=None)` with an `OnExceptionCheckpoint`: resuming from the newest '
-                           'on-exception or "last" checkpoint, as `ckpt_path="last"`. Pass `ckpt_path` to choose.')
+            rank_zero_warn("`.fit(ckpt_path=None)` was called without a model. The last model of the previous `fit` "
+                           "call will be used (an `OnExceptionCheckpoint` resumes from the newest on-exception or "
+                           "\"last\" checkpoint). You can pass `fit(ckpt_path='best')` to use the best model or "
+                           "`fit(ckpt_path='last')` to use the last model. If you pass a value, this warning will be "
+                           "silenced.")
             path = "last"
         if path is None:
             hpc = _hpc_resume_path(run)
@@ -127,10 +142,12 @@ class Checkpointing:
                 rank_zero_info(f"Resuming the requeued SLURM job from {hpc}.")
                 return hpc
         if path is None:
-            if model_given or fn == TrainerFn.FITTING or callback is None:
+            if model_given or fn == TrainerFn.FITTING:
                 return None
-            rank_zero_warn(f"`.{fn.value}(ckpt_path=None)` was called without a model: the best model of the previous "
-                           f"`fit` is used. Pass `ckpt_path='best'` or `'last'` to choose and silence this warning.")
+            rank_zero_warn(f"`.{fn.value}(ckpt_path=None)` was called without a model. The best model of the previous "
+                           f"`fit` call will be used. You can pass `.{fn.value}(ckpt_path='best')` to use the best "
+                           f"model or `.{fn.value}(ckpt_path='last')` to use the last model. If you pass a value, this "
+                           "warning will be silenced.")
             path = "best"
         if path == "hpc":
             hpc = _hpc_resume_path(run, detect=False)
@@ -138,16 +155,20 @@ class Checkpointing:
                 raise ValueError(f'`.{fn.value}(ckpt_path="hpc")` found no `hpc_ckpt_<n>.ckpt` in '
                                  f"{run.module.trainer.default_root_dir}; SLURM auto-requeue saves them there.")
             return hpc
-        if path == "best":
+        if path == "best":  # Lightning's words, then the fix
+            if len(checkpoint_callbacks) > 1:
+                rank_zero_warn(f'`.{fn.value}(ckpt_path="best")` is called with Trainer configured with multiple '
+                               "`ModelCheckpoint` callbacks. It will use the best checkpoint path from first checkpoint "
+                               "callback.")
             if callback is None:
-                raise ValueError(f'`.{fn.value}(ckpt_path="best")` needs a `ModelCheckpoint` callback, and none is '
-                                 "configured.")
+                raise ValueError(f'`.{fn.value}(ckpt_path="best")` is set but `ModelCheckpoint` is not configured. '
+                                 "Pass a model, or a checkpoint file path.")
             if not callback.best_model_path:
                 if self._fast_dev_run:
-                    raise ValueError(f'`.{fn.value}(ckpt_path="best")` cannot be used with `fast_dev_run`, which saves '
-                                     "no checkpoints; pass a checkpoint file path.")
-                raise ValueError(f'`.{fn.value}(ckpt_path="best")` found no best checkpoint: the `ModelCheckpoint` has '
-                                 "not saved one yet.")
+                    raise ValueError(f'You cannot execute `.{fn.value}(ckpt_path="best")` with `fast_dev_run=True`. '
+                                     f"Please pass an exact checkpoint path to `.{fn.value}(ckpt_path=...)`.")
+                raise ValueError(f'`.{fn.value}(ckpt_path="best")` is set but `ModelCheckpoint` is not configured to '
+                                 "save the best model: it has saved none yet.")
             return callback.best_model_path
         if path == "last":
             # Rank zero looks at the files and decides; every rank loads what it chose.
@@ -165,8 +186,9 @@ class Checkpointing:
             if getattr(callback, "_is_exception_checkpoint", False):
                 candidates.add(callback.ckpt_path)
         existing = [candidate for candidate in candidates if os.path.exists(candidate)]
-        if not existing:
-            rank_zero_warn(f'`.{fn.value}(ckpt_path="last")` found no "last" checkpoint; using the model as it is.')
+        if not existing:  # not an error, so it can be set before the first fit (as in Lightning)
+            rank_zero_warn(f'.{fn.value}(ckpt_path="last") is set, but there is no last checkpoint available. No '
+                           "checkpoint will be loaded. HINT: Set `ModelCheckpoint(..., save_last=True)`.")
             return None
         return max(existing, key=os.path.getmtime)
 

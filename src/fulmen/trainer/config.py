@@ -119,6 +119,10 @@ class TrainerConfig:
                      "overfit_batches"):
             setattr(self, name, _parse_limit(name, getattr(self, name)))
         root = self.default_root_dir  # None: the working directory when the Trainer is built, as in Lightning
+        if root is not None:
+            from fulmen.checkpoint_io import local_path
+
+            root = local_path(root, "write logs and checkpoints under", custom_io=False)
         self.default_root_dir = os.fspath(root) if root is not None else os.getcwd()
         self._apply_debug_modes()
 

@@ -94,9 +94,15 @@ class TrainerProperties:
         return self._current.predict_loop
 
     @property
-    def ckpt_path(self) -> str | None:
-        """The checkpoint the current (or last) run restored."""
+    def ckpt_path(self) -> str | os.PathLike | None:
+        """The checkpoint the current (or last) run restored. Set it to have every later run load that checkpoint
+        (until it is set to None, or a run passes its own `ckpt_path`), as in Lightning."""
         return self._current.ckpt_path
+
+    @ckpt_path.setter
+    def ckpt_path(self, path: str | os.PathLike | None) -> None:
+        self._checkpointing.user_path = path
+        self._current.ckpt_path = path
 
     @property
     def is_last_batch(self) -> bool:

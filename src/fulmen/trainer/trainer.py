@@ -381,7 +381,7 @@ class Trainer(TrainerProperties):
                         storage_options: Any = None) -> None:
         """Write a checkpoint of the current run to `filepath` (atomically)."""
         with self.profiler.profile("save_checkpoint"):
-            self._checkpointing.save(self._current, filepath, bool(weights_only), storage_options)
+            self._checkpointing.save(self._current, filepath, weights_only, storage_options)
 
     @contextlib.contextmanager
     def init_module(self, empty_init: bool | None = None) -> Generator[None, None, None]:
