@@ -10,6 +10,7 @@ import os
 import pytest
 import torch
 
+import fulmen as L
 from fulmen.callbacks import ModelCheckpoint
 from fulmen.loggers import CSVLogger
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -305,3 +306,26 @@ def test_ckpt_path_last_in_a_new_trainer_finds_last_ckpt_on_disk(best_and_last, 
     resumed.fit(model, make_loader(32), make_loader(32), ckpt_path="last")
     assert resumed.ckpt_path == str(tmp_path / "ckpts" / "last.ckpt")
     assert resumed.global_step == 20 and model.calls["training_step"] == 4
+
+
+@pytest.mark.parametrize(("arguments", "message"), [  # Lightning's words (tests match them), then the fix
+    (dict(save_top_k=-3), r"Invalid value for save_top_k=-3\. Must be >= -1"),
+    (dict(every_n_epochs=-1), r"Invalid value for every_n_epochs=-1\. Must be >= 0"),
+    (dict(every_n_train_steps=-2), r"Invalid value for every_n_train_steps=-2\. Must be >= 0"),
+    (dict(every_n_epochs=2, every_n_train_steps=3), r"Combination of parameters every_n_train_steps=3, "
+                                                    r"every_n_epochs=2 and train_time_interval=None should be mutually "
+                                                    r"exclusive: set only one"),
+    (dict(save_top_k=3), r"ModelCheckpoint\(save_top_k=3, monitor=None\) is not a valid configuration\. No quantity "
+                         r"for top_k to track: set `monitor`"),
+    (dict(mode="unknown_option"), r"`mode` can be min, max but got unknown_option: pass `ModelCheckpoint\(mode=...\)`"),
+    (dict(save_last="sometimes"), r"`save_last='sometimes'` is invalid; use True, False or 'link'"),
+])
+def test_invalid_arguments_raise_with_lightnings_words(arguments, message):
+    with pytest.raises(MisconfigurationException, match=message):
+        ModelCheckpoint(**arguments)
+
+
+def test_a_model_checkpoint_with_checkpointing_disabled_raises(tmp_path):
+    with pytest.raises(MisconfigurationException, match="Trainer was configured with `enable_checkpointing=False` but "
+                                                         "found `ModelCheckpoint` in callbacks list; remove"):
+        L.Trainer(default_root_dir=tmp_path, enable_checkpointing=False, callbacks=[ModelCheckpoint()])

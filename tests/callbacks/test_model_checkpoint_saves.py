@@ -76,7 +76,7 @@ def test_step_saves_without_validation_warn_about_the_missing_monitor(tmp_path):
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpts", every_n_train_steps=2, monitor="val_loss")
     trainer = quiet_trainer(tmp_path, callbacks=[checkpoint], max_epochs=1, enable_checkpointing=True,
                             limit_val_batches=0)
-    with pytest.warns(UserWarning, match="found no such logged metric"):
+    with pytest.warns(UserWarning, match="could not find the monitored key in the returned metrics"):
         trainer.fit(StepScoredModule(), make_loader(32))
     assert not (tmp_path / "ckpts").exists()
 

@@ -38,8 +38,8 @@ def build_trainer_callbacks(user_callbacks: Any, enable_progress_bar: bool, enab
         )
     if refuse_checkpoints and any(getattr(cb, "_is_checkpoint", False) for cb in callbacks):
         raise MisconfigurationException(
-            "`Trainer(enable_checkpointing=False)` was passed together with a `ModelCheckpoint` callback; remove the "
-            "callback, or drop `enable_checkpointing=False`."
+            "Trainer was configured with `enable_checkpointing=False` but found `ModelCheckpoint` in callbacks list; "
+            "remove the callback, or drop `enable_checkpointing=False`."
         )
     if max_time is not None:
         _add_timer(callbacks, max_time)

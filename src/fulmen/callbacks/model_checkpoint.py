@@ -47,25 +47,29 @@ class ModelCheckpoint(CheckpointFiles, Checkpoint):
                  mode: str = "min", auto_insert_metric_name: bool = True, every_n_train_steps: int | None = None,
                  train_time_interval: timedelta | None = None, every_n_epochs: int | None = None,
                  save_on_train_epoch_end: bool | None = None, enable_version_counter: bool = True) -> None:
-        if mode not in ("min", "max"):
-            raise MisconfigurationException(f"`ModelCheckpoint(mode={mode!r})` is invalid; use 'min' or 'max'.")
+        # Lightning's checks, in its order and words, then the fix.
         if save_top_k < -1:
-            raise MisconfigurationException(f"`ModelCheckpoint(save_top_k={save_top_k})` is invalid; use -1 (keep "
-                                            "all), 0 (keep none) or a positive number.")
-        if monitor is None and save_top_k not in (-1, 0, 1):
-            raise MisconfigurationException(
-                f"`ModelCheckpoint(save_top_k={save_top_k}, monitor=None)` cannot rank checkpoints; set `monitor` "
-                "to a logged metric, or use save_top_k in (-1, 0, 1)."
-            )
-        if save_last not in (None, True, False, "link"):
-            raise MisconfigurationException(f"`save_last={save_last!r}` is invalid; use True, False or 'link'.")
-        triggers = [every_n_train_steps, every_n_epochs, train_time_interval]
-        if sum(bool(trigger) for trigger in triggers) > 1:
-            raise MisconfigurationException("`every_n_train_steps`, `every_n_epochs` and `train_time_interval` are "
-                                            "mutually exclusive; set only one of them.")
+            raise MisconfigurationException(f"Invalid value for save_top_k={save_top_k}. Must be >= -1 (keep all), "
+                                            "0 (keep none) or a positive number.")
         for name, value in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
             if value is not None and value < 0:
-                raise MisconfigurationException(f"`{name}={value}` is invalid; use a number >= 0.")
+                raise MisconfigurationException(f"Invalid value for {name}={value}. Must be >= 0.")
+        triggers = [every_n_train_steps, every_n_epochs, train_time_interval]
+        if sum(bool(trigger) for trigger in triggers) > 1:
+            raise MisconfigurationException(
+                f"Combination of parameters every_n_train_steps={every_n_train_steps or 0}, every_n_epochs="
+                f"{every_n_epochs or 0} and train_time_interval={train_time_interval} should be mutually exclusive: "
+                "set only one of them.")
+        if monitor is None and save_top_k not in (-1, 0, 1):
+            raise MisconfigurationException(
+                f"ModelCheckpoint(save_top_k={save_top_k}, monitor=None) is not a valid configuration. No quantity "
+                "for top_k to track: set `monitor` to a logged metric, or use save_top_k in (-1, 0, 1)."
+            )
+        if mode not in ("min", "max"):
+            raise MisconfigurationException(f"`mode` can be min, max but got {mode}: pass `ModelCheckpoint(mode=...)` "
+                                            "'min' or 'max'.")
+        if save_last not in (None, True, False, "link"):
+            raise MisconfigurationException(f"`save_last={save_last!r}` is invalid; use True, False or 'link'.")
         if dirpath is not None:
             dirpath = os.path.realpath(os.path.expanduser(local_path(dirpath, "write checkpoints to")))
         self.dirpath = dirpath
@@ -231,8 +235,9 @@ class ModelCheckpoint(CheckpointFiles, Checkpoint):
                 self._remove(trainer, previous)
             return
         if self.monitor not in candidates:
-            message = (f"`ModelCheckpoint(monitor={self.monitor!r})` found no such logged metric; available: "
-                       f"{sorted(candidates)}. Log it with `self.log({self.monitor!r}, value)`.")
+            message = (f"`ModelCheckpoint(monitor={self.monitor!r})` could not find the monitored key in the returned "
+                       f"metrics: {list(candidates)}. HINT: Did you call `log({self.monitor!r}, value)` in the "
+                       "`LightningModule`?")
             if trainer.fit_loop is not None and trainer.fit_loop.val_loop.enabled and trainer.num_val_batches:
                 raise MisconfigurationException(message)
             rank_zero_warn(message)
@@ -325,8 +330,9 @@ class ModelCheckpoint(CheckpointFiles, Checkpoint):
             self.best_k_models = dict(state_dict["best_k_models"])
             self.last_model_path = state_dict["last_model_path"]
         else:
-            rank_zero_warn(f"The checkpoint directory changed from {state_dict.get('dirpath')!r} to {self.dirpath!r}; "
-                           "only `best_model_path` is restored, not the top-k bookkeeping.")
+            rank_zero_warn(f"The dirpath has changed from {state_dict.get('dirpath')!r} to {self.dirpath!r}, therefore "
+                           "`best_model_score`, `kth_best_model_path`, `kth_value`, `last_model_path` and "
+                           "`best_k_models` won't be reloaded. Only `best_model_path` will be reloaded.")
         self.best_model_path = state_dict["best_model_path"]
 
 
