@@ -190,3 +190,10 @@ def test_bf16_true_fit_makes_parameters_and_batches_bfloat16(tmp_path):
     quiet_trainer(tmp_path, precision="bf16-true").fit(model, vector_loader())
     assert model.dtype == torch.bfloat16
     assert model.seen[0]["batch_dtype"] == torch.bfloat16
+
+
+def test_the_trainer_says_whether_a_gpu_is_available_and_used(tmp_path, caplog):
+    L.Trainer(default_root_dir=tmp_path, logger=False, accelerator="cpu")
+    gpu = " (cuda)" if torch.cuda.is_available() else " (mps)" if torch.backends.mps.is_available() else ""
+    assert f"GPU available: {bool(gpu)}{gpu}, used: False" in caplog.text  # Lightning's lines
+    assert "TPU available: False, using: 0 TPU cores" in caplog.text

@@ -17,6 +17,8 @@ from fulmen.strategies.cluster_environments import detect_environment as detect_
 from fulmen.strategies.single_device import SingleDeviceStrategy
 from fulmen.strategies.strategy import Strategy
 from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fulmen.utilities.warnings import PossibleUserWarning
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
 _DDP_NAMES: dict[str, dict[str, Any]] = {}
@@ -83,6 +85,23 @@ def select_accelerator(accelerator: Any, root_device: torch.device) -> Any:
     from fulmen.accelerators import accelerator_for
 
     return accelerator if _is_accelerator(accelerator) else accelerator_for(root_device.type)
+
+
+def log_device_info(accelerator: Any) -> None:
+    """Lightning's lines at Trainer creation: whether a GPU is available and used (fulmen runs no TPU: that line is
+    always False), and a warning when a GPU sits unused."""
+    from fulmen.accelerators import CUDAAccelerator, MPSAccelerator
+
+    gpu_type = " (cuda)" if CUDAAccelerator.is_available() else " (mps)" if MPSAccelerator.is_available() else ""
+    used = isinstance(accelerator, (CUDAAccelerator, MPSAccelerator))
+    rank_zero_info(f"GPU available: {bool(gpu_type)}{gpu_type}, used: {used}")
+    rank_zero_info("TPU available: False, using: 0 TPU cores")
+    if CUDAAccelerator.is_available() and not isinstance(accelerator, CUDAAccelerator):
+        rank_zero_warn("GPU available but not used. You can set it by doing `Trainer(accelerator='gpu')`.",
+                       category=PossibleUserWarning)
+    if MPSAccelerator.is_available() and not isinstance(accelerator, MPSAccelerator):
+        rank_zero_warn("MPS available but not used. You can set it by doing `Trainer(accelerator='mps')`.",
+                       category=PossibleUserWarning)
 
 
 def resolve_device_indices(devices: Any, device_type: str) -> list[int]:

@@ -26,7 +26,8 @@ from fulmen.loops.fit_loop import FitLoop
 from fulmen.loops.prediction_loop import PredictionLoop
 from fulmen.optimization.scheduler_stepping import FitLoopStepper
 from fulmen.results.metrics_router import MetricsRouter
-from fulmen.strategies.select import apply_determinism, apply_plugins, plugin_environment, select_accelerator, select_strategy
+from fulmen.strategies.select import (apply_determinism, apply_plugins, log_device_info, plugin_environment,
+                                     select_accelerator, select_strategy)
 from fulmen.trainer.checkpointing import Checkpointing
 from fulmen.trainer.config import TrainerConfig, reject_unimplemented, select_profiler
 from fulmen.trainer.data_source import DataSource
@@ -115,6 +116,7 @@ class Trainer(TrainerProperties):
             self.strategy.accelerator = self._accelerator
         else:  # a strategy built with its own accelerator keeps it (Lightning: `trainer.accelerator` is the strategy's)
             self._accelerator = self.strategy.accelerator
+        log_device_info(self._accelerator)
         quiet = bool(self._config.fast_dev_run)
         self._callbacks = build_trainer_callbacks(
             callbacks, enable_progress_bar is not False, enable_model_summary is not False,
