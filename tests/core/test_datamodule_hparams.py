@@ -308,3 +308,38 @@ def test_remove_ignored_hparams_drops_what_a_base_class_saved():
     model = Child()
     assert dict(model.hparams) == {"lr": 0.3, "name": "net"}
     assert model.hparams_initial["layers"] == 2  # the initial copy keeps them, as in Lightning
+
+
+def test_a_dataclass_module_saves_its_init_fields_from_post_init():
+    import dataclasses
+
+    @dataclasses.dataclass(eq=False)
+    class Config(L.LightningModule):
+        mandatory: int
+        optional: str = "x"
+        derived: int = dataclasses.field(init=False, default=0)
+
+        def __post_init__(self):
+            super().__init__()
+            self.save_hyperparameters()
+
+    assert dict(Config(33).hparams) == {"mandatory": 33, "optional": "x"}
+
+
+def test_a_module_built_in_another_modules_init_also_gets_its_arguments():
+    # Lightning's rule (its tests require it): the frames of every enclosing HyperparametersMixin `__init__` count.
+    class Child(L.LightningModule):
+        def __init__(self, dropout, init_method):
+            super().__init__()
+            self.save_hyperparameters(ignore=["dropout"])
+
+    class Parent(L.LightningModule):
+        def __init__(self, batch_size):
+            super().__init__()
+            self.child = Child(dropout=0.1, init_method="xavier")
+
+    class NotAModule:
+        def __init__(self, run_id="abc"):
+            self.parent = Parent(batch_size=64)
+
+    assert dict(NotAModule().parent.child.hparams) == {"init_method": "xavier", "batch_size": 64}

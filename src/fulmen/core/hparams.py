@@ -62,14 +62,14 @@ class HyperparametersMixin:
         logger: bool = True,
     ) -> None:
         """Store the `__init__` arguments (all, the named ones, or one dict/Namespace) in `self.hparams`."""
+        from fulmen.utilities.parsing import save_hyperparameters
+
         self._log_hyperparams = logger
         given = _given_hyperparameters.get()
-        if given is not None:
-            store_hyperparameters(self, args, ignore, given)
-            return
-        if frame is None:
+        if given is None and frame is None:
             frame = inspect.currentframe().f_back  # type: ignore[union-attr]
-        store_hyperparameters(self, args, ignore, _collect_init_args(frame, self))
+        # One path for the method and the function (a dataclass module: its init fields).
+        save_hyperparameters(self, *args, ignore=ignore, frame=frame, given_hparams=given)
 
     def remove_ignored_hparams(self, ignore_list: Iterable[str]) -> None:
         """Drop the named hyperparameters from `hparams` (e.g. ones a parent class saved that a subclass ignores);
@@ -137,28 +137,35 @@ def store_hyperparameters(obj: Any, args: tuple, ignore: str | Iterable[str] | N
     obj._hparams_initial = copy.deepcopy(obj._hparams)
 
 
-def _collect_init_args(frame: FrameType | None, instance: object) -> dict[str, Any]:
-    """Walk up the `__init__` frames of `instance` (subclass chains) and gather their arguments."""
+def _collect_init_args(frame: FrameType | None) -> dict[str, Any]:
+    """Gather the `__init__` arguments from `frame` outwards, as Lightning does: up to the first method of a
+    HyperparametersMixin class, then through every consecutive one. That is a subclass chain (`super().__init__`),
+    and also - Lightning's rule, which its tests require - a module built inside another module's `__init__`:
+    the outer module's arguments join (and, for a shared name, win over) the inner one's."""
     collected: dict[str, Any] = {}
-    while frame is not None:
-        local_vars = frame.f_locals
-        if frame.f_code.co_name != "__init__" or local_vars.get("self") is not instance:
+    inside = False
+    while frame is not None and frame.f_back is not None:
+        owner = frame.f_locals.get("__class__")  # set in methods that use `super()`
+        # Beyond Lightning: an `__init__` that calls its base's `__init__` by name (no `super()`) counts too.
+        if (isinstance(owner, type) and issubclass(owner, HyperparametersMixin)
+                or frame.f_code.co_name == "__init__" and isinstance(frame.f_locals.get("self"), HyperparametersMixin)):
+            collected.update(_frame_arguments(frame))  # outer frames come later and win
+            inside = True
+        elif inside:
             break
-        code = frame.f_code
-        num_args = code.co_argcount + code.co_kwonlyargcount
-        names = code.co_varnames[:num_args]
-        has_varargs = bool(code.co_flags & inspect.CO_VARARGS)
-        has_varkw = bool(code.co_flags & inspect.CO_VARKEYWORDS)
-        frame_args = {name: local_vars[name] for name in names if name != "self" and name in local_vars}
-        if has_varkw:
-            varkw_name = code.co_varnames[num_args + int(has_varargs)]
-            frame_args.update(local_vars.get(varkw_name, {}))
-        # Outer (child) frames come later and win, as a subclass's arguments override its parent's.
-        for key in [k for k in frame_args if k in ("__class__",)]:
-            del frame_args[key]
-        collected.update(frame_args)
         frame = frame.f_back
     return collected
+
+
+def _frame_arguments(frame: FrameType) -> dict[str, Any]:
+    """A method frame's arguments: the named ones (not `self`, not `*args`) and the `**kwargs` entries."""
+    local_vars, code = frame.f_locals, frame.f_code
+    num_args = code.co_argcount + code.co_kwonlyargcount
+    has_varargs = bool(code.co_flags & inspect.CO_VARARGS)
+    arguments = {name: local_vars[name] for name in code.co_varnames[1:num_args] if name in local_vars}
+    if code.co_flags & inspect.CO_VARKEYWORDS:
+        arguments.update(local_vars.get(code.co_varnames[num_args + int(has_varargs)], {}))
+    return arguments
 
 
 def checkpointable_hparams(hparams: Any) -> tuple[dict[str, Any], dict[str, str]]:

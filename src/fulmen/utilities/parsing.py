@@ -156,5 +156,5 @@ def save_hyperparameters(obj: Any, *args: Any, ignore: str | Iterable[str] | Non
             frame = inspect.currentframe().f_back  # type: ignore[union-attr]
         if not isinstance(frame, types.FrameType):
             raise AttributeError("There is no `frame` available while being required.")
-        init_args = _collect_init_args(frame, obj)
+        init_args = _collect_init_args(frame)
     store_hyperparameters(obj, args, ignore, init_args)
