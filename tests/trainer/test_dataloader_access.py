@@ -64,7 +64,7 @@ def test_val_dataloaders_keep_a_dict_shape(tmp_path):
 def test_val_dataloader_set_to_none_skips_validation_in_fit(tmp_path):
     module = WithDataHooks()
     module.val_dataloader = None
-    with pytest.warns(PossibleUserWarning, match="no validation data; validation is skipped"):
+    with pytest.warns(PossibleUserWarning, match="You defined a `validation_step` but have no `val_dataloader`."):
         quiet_trainer(tmp_path, max_epochs=1).fit(module)
     assert module.calls["training_step"] == 2 and module.calls["validation_step"] == 0
 
@@ -94,3 +94,13 @@ def test_datamodule_hook_set_to_none(tmp_path):
     data.test_dataloader = None
     with pytest.raises(TypeError, match=r"`datamodule\.test_dataloader` is None"):
         quiet_trainer(tmp_path).test(TinyModule(), datamodule=data, verbose=False)
+
+
+def test_validation_step_set_to_none_turns_validation_off(tmp_path):
+    # A common Lightning idiom: `model.validation_step = None` is a module without one.
+    module = TinyModule(log_val=True)
+    module.validation_step = None
+    trainer = quiet_trainer(tmp_path, max_epochs=1)
+    with pytest.warns(UserWarning, match="You passed in a `val_dataloader` but have no `validation_step`. Skipping"):
+        trainer.fit(module, make_loader(16), make_loader(16))
+    assert trainer.num_val_batches == [] and trainer.val_dataloaders is None and not trainer.sanity_checking

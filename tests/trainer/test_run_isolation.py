@@ -83,7 +83,7 @@ def test_fit_validate_fit_sees_fresh_counts_and_loaders(tmp_path):
     assert trainer.fit_loop is None and trainer.ckpt_path is None
 
     new_train = make_loader(32)
-    with pytest.warns(UserWarning, match="no validation data"):
+    with pytest.warns(UserWarning, match="have no `val_dataloader`. Skipping val loop"):
         trainer.fit(module, new_train)  # max_epochs already reached: nothing trains, but it is a new run
     assert trainer.num_training_batches == 3 and trainer.train_dataloader is new_train
     assert trainer.val_dataloaders is None and trainer.num_val_batches == []

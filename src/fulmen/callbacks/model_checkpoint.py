@@ -116,6 +116,9 @@ class ModelCheckpoint(CheckpointFiles, Checkpoint):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.dirpath = trainer.strategy.broadcast(self.dirpath or _default_dirpath(trainer))
+        if (trainer.is_global_zero and stage == "fit" and self.save_top_k != 0 and os.path.isdir(self.dirpath)
+                and os.listdir(self.dirpath)):
+            rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty.")  # Lightning's warning
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_time_checked = time.monotonic()

@@ -201,9 +201,11 @@ class CheckpointHooks:
 
 
 def is_overridden(name: str, instance: object, base: type) -> bool:
-    """Whether `instance`'s class (or the instance itself) replaces `base.name`."""
-    if name in getattr(instance, "__dict__", {}):
-        return True
+    """Whether `instance`'s class (or the instance itself) replaces `base.name`; set to None on the instance
+    (`model.validation_step = None`, a common way to turn a step off) it counts as not defined, as in Lightning."""
+    instance_dict = getattr(instance, "__dict__", {})
+    if name in instance_dict:
+        return instance_dict[name] is not None
     attribute = getattr(type(instance), name, None)
     default = getattr(base, name, None)
     if attribute is None or default is None:

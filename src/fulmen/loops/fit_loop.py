@@ -163,12 +163,12 @@ class FitLoop(ValidationSchedule):
         has_step = self.hooks.module_defines("validation_step")
         has_data = self.data.has_source("validate")
         if has_step and not has_data:
-            rank_zero_warn("The module defines `validation_step` but there is no validation data; validation "
-                           "is skipped. Define `val_dataloader()` or pass `val_dataloaders=` to fit.",
-                           category=PossibleUserWarning)
+            rank_zero_warn("You defined a `validation_step` but have no `val_dataloader`. Skipping val loop. Define "
+                           "`val_dataloader()` or pass `val_dataloaders=` to fit to validate.",
+                           category=PossibleUserWarning)  # Lightning's words, then the fix
         elif has_data and not has_step:
-            rank_zero_warn("Validation data was given but the module has no `validation_step`; validation is "
-                           "skipped. Define `validation_step` to validate.")
+            rank_zero_warn("You passed in a `val_dataloader` but have no `validation_step`. Skipping val loop. Define "
+                           "`validation_step` to validate.")
         return has_step and has_data
 
     def _train(self, num_batches: int | float) -> None:

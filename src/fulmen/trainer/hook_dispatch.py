@@ -201,9 +201,10 @@ class HookDispatch(HookEvents):
             run.hook_name = previous
 
     def _data_owner(self, name: str) -> Any:
-        """The datamodule if it overrides `name`, else the module (Lightning's precedence)."""
+        """The datamodule if it overrides `name` (or set it to None: that stage has no data), else the module
+        (Lightning's precedence)."""
         dm = self._datamodule
-        if dm is not None and is_overridden(name, dm, LightningDataModule):
+        if dm is not None and (name in vars(dm) or is_overridden(name, dm, LightningDataModule)):
             return dm
         return self._module
 
