@@ -366,3 +366,16 @@ def test_flags_without_an_implementation_raise_instead_of_being_ignored(flag, va
     with pytest.raises(NotImplementedError, match=rf"`Trainer\({flag}=.*not implemented yet"):
         L.Trainer(**{flag: value})
     L.Trainer(**{flag: None}, logger=False)
+
+
+@pytest.mark.parametrize(("flag", "read_back"), [(False, False), (True, True), (1, True), (3, 3)])
+def test_fast_dev_run_reads_back_as_lightning_and_swaps_the_logger_for_a_dummy(tmp_path, flag, read_back):
+    from fulmen.loggers.logger import DummyLogger
+
+    trainer = L.Trainer(default_root_dir=tmp_path, fast_dev_run=flag, enable_progress_bar=False)
+    assert trainer.fast_dev_run is read_back if isinstance(read_back, bool) else trainer.fast_dev_run == read_back
+    if flag:
+        assert [type(logger) for logger in trainer.loggers] == [DummyLogger]
+        trainer.logger.experiment.add_text("anything", "goes")  # absorbed, as Lightning's DummyLogger does
+        trainer.logger.experiment["key"] = 1
+    assert L.Trainer(default_root_dir=tmp_path, fast_dev_run=flag, logger=False).loggers == []

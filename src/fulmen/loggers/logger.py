@@ -93,6 +93,9 @@ class _DummyExperiment:
     def __getitem__(self, index: int) -> _DummyExperiment:
         return self
 
+    def __setitem__(self, *args: Any) -> None:  # `experiment["key"] = value`, as Lightning's accepts
+        pass
+
 
 DummyExperiment = _DummyExperiment  # Lightning's public name
 

@@ -9,10 +9,19 @@ from typing import Any
 from fulmen.loggers.logger import Logger
 
 
-def build_loggers(logger: Any, default_root_dir: str) -> list[Logger]:
-    """`None`/`True` gives the default logger; `False` none; a logger or an iterable of loggers as given."""
-    if logger is False:
-        return []
+def build_loggers(logger: Any, default_root_dir: str, fast_dev_run: bool = False) -> list[Logger]:
+    """`None`/`True` gives the default logger; `False` none; a logger or an iterable of loggers as given. Under
+    `fast_dev_run` a `DummyLogger` stands in for any of them (as Lightning): `trainer.logger.experiment...` calls
+    still work and nothing is written."""
+    loggers = _configured_loggers(logger, default_root_dir) if logger is not False else []
+    if fast_dev_run and loggers:
+        from fulmen.loggers.logger import DummyLogger
+
+        return [DummyLogger()]
+    return loggers
+
+
+def _configured_loggers(logger: Any, default_root_dir: str) -> list[Logger]:
     if logger is None or logger is True:
         # Lightning's default: TensorBoard when the package is installed, else CSV files.
         if importlib.util.find_spec("tensorboard") is not None:

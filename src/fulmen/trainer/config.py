@@ -37,7 +37,7 @@ class TrainerConfig:
     val_check_interval: int | float | timedelta
     check_val_every_n_epoch: int | None
     num_sanity_val_steps: int | float
-    fast_dev_run: int
+    fast_dev_run: int | bool
     accumulate_grad_batches: int
     gradient_clip_val: float | None
     gradient_clip_algorithm: str | None
@@ -67,12 +67,14 @@ class TrainerConfig:
         _check_count("min_epochs", self.min_epochs)
         _check_count("min_steps", self.min_steps)
         _check_count("reload_dataloaders_every_n_epochs", self.reload_dataloaders_every_n_epochs)
-        if isinstance(self.fast_dev_run, bool):
-            self.fast_dev_run = int(self.fast_dev_run)  # True means one batch
+        # True means one batch; kept as given (False stays False), and 1 reads True, as `trainer.fast_dev_run` does
+        # in Lightning.
         if not isinstance(self.fast_dev_run, int) or self.fast_dev_run < 0:
             raise MisconfigurationException(
                 f"fast_dev_run={self.fast_dev_run!r} is not valid: pass True, False, or a number of batches >= 0."
             )
+        if self.fast_dev_run == 1:
+            self.fast_dev_run = True
         _announce_ones(self)
         accumulate = self.accumulate_grad_batches
         if not isinstance(accumulate, int) or isinstance(accumulate, bool) or accumulate < 1:
@@ -129,7 +131,7 @@ class TrainerConfig:
     def _apply_debug_modes(self) -> None:
         if self.fast_dev_run:
             # Lightning's fast_dev_run overrides every limit: N batches per stage, one epoch, no sanity check.
-            num = self.fast_dev_run
+            num = int(self.fast_dev_run)
             self.limit_train_batches = self.limit_val_batches = num
             self.limit_test_batches = self.limit_predict_batches = num
             self.max_steps, self.max_epochs = num, 1

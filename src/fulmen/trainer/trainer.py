@@ -117,14 +117,13 @@ class Trainer(TrainerProperties):
         else:  # a strategy built with its own accelerator keeps it (Lightning: `trainer.accelerator` is the strategy's)
             self._accelerator = self.strategy.accelerator
         log_device_info(self._accelerator)
-        quiet = bool(self._config.fast_dev_run)
         self._callbacks = build_trainer_callbacks(
             callbacks, enable_progress_bar is not False, enable_model_summary is not False,
             enable_checkpointing is not False, refuse_checkpoints=enable_checkpointing is False,
             max_time=self._config.max_time,
         )
         self._state = TrainerState()
-        loggers = [] if quiet else build_loggers(logger, self._config.default_root_dir)
+        loggers = build_loggers(logger, self._config.default_root_dir, bool(self._config.fast_dev_run))
         # `trainer.loggers` reads and sets the router's list.
         self._metrics = MetricsRouter(self._state, self.strategy, loggers, self._config.log_every_n_steps)
         self.enable_autolog_hparams = enable_autolog_hparams
