@@ -73,9 +73,20 @@ def test_epoch_writer_gets_predictions_without_return_predictions_and_only_the_l
 
 def test_a_loader_without_a_batch_sampler_gives_empty_indices_with_a_warning(tmp_path):
     writer = Recorder("batch_and_epoch")
-    with pytest.warns(UserWarning, match="batch indices of a DataLoader cannot be recorded"):
+    with pytest.warns(UserWarning, match="Couldn't infer the batch indices fetched from your dataloader: `DataLoader`"):
         predict(tmp_path, writer, DataLoader(TensorDataset(torch.arange(2.0).unsqueeze(1)), batch_size=None))
     assert writer.batches == [([0.0], [], 0, 0), ([1.0], [], 1, 0)] and writer.epochs == [([[0.0], [1.0]], [[]])]
+
+
+def test_an_iterable_dataset_predicts_with_empty_indices(tmp_path):
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter([(torch.tensor([float(index)]),) for index in range(3)])
+
+    writer = Recorder("batch")
+    with pytest.warns(UserWarning, match="Couldn't infer the batch indices"):
+        predict(tmp_path, writer, DataLoader(Stream(), batch_size=2))
+    assert writer.batches == [([0.0, 1.0], [], 0, 0), ([2.0], [], 1, 0)]
 
 
 def test_unknown_interval_and_missing_overrides_are_clear_errors(tmp_path):

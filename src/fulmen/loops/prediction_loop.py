@@ -137,9 +137,11 @@ class _IndexRecorder:
 
 def _record_indices(loader: Any) -> tuple[Any, _IndexRecorder | None]:
     """`loader` rebuilt to record its batches' dataset indices, or as is (with a warning) when that is not possible."""
-    if type(loader) is not DataLoader or loader.batch_sampler is None:
-        rank_zero_warn(f"The batch indices of a {type(loader).__name__} cannot be recorded; prediction writers get "
-                       "empty `batch_indices` for it. Use a `torch.utils.data.DataLoader` with a batch size.")
+    if (type(loader) is not DataLoader or loader.batch_sampler is None
+            or isinstance(loader.dataset, torch.utils.data.IterableDataset)):
+        rank_zero_warn(f"Couldn't infer the batch indices fetched from your dataloader: `{type(loader).__name__}`. "
+                       "Prediction writers get empty `batch_indices` for it; a `torch.utils.data.DataLoader` over a "
+                       "map-style dataset, with a batch size, records them.")  # Lightning's words first
         return loader, None
     recorder = _IndexRecorder(loader.batch_sampler)
     rebuilt = DataLoader(
