@@ -395,3 +395,13 @@ def test_test_without_a_model_or_a_checkpoint_callback_raises(tmp_path):
         with pytest.raises(ValueError, match=r'`.test\(ckpt_path="best"\)` is set but `ModelCheckpoint` is not '
                                              r"configured. Pass a model, or a checkpoint file path."):
             trainer.test(dataloaders=make_loader(32))
+
+
+def test_resuming_without_a_callback_whose_state_the_checkpoint_holds_warns(tmp_path):
+    trainer = _fit(tmp_path, callbacks=[EarlyStopping("val_loss")], max_epochs=1)
+    trainer.save_checkpoint(tmp_path / "with_es.ckpt")
+    with pytest.warns(UserWarning, match=r"callbacks used to create the checkpoint need to be provided during "
+                                         r"`Trainer` instantiation. Please add the following callbacks: "
+                                         r"\[\"EarlyStopping\{'monitor': 'val_loss', 'mode': 'min'\}\", \"ModelCheckpoint"):
+        quiet_trainer(tmp_path, max_epochs=2).fit(ScheduledModule(), make_loader(32),
+                                                  ckpt_path=tmp_path / "with_es.ckpt")

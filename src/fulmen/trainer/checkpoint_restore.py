@@ -24,7 +24,7 @@ from fulmen.optimization.placeholder import PlaceholderOptimizer
 from fulmen.trainer.checkpoint_checks import check_resumable, load_optimizer_states, load_scheduler_states
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException
-from fulmen.utilities.rank_zero import rank_zero_info
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 if TYPE_CHECKING:
     from fulmen.optimization.optimization import Optimization
@@ -85,6 +85,12 @@ class CheckpointRestore:
         datamodule = run.datamodule
         if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
             datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
+        states = checkpoint.get("callbacks")
+        missing = sorted(set(states) - {callback.state_key for callback in run.callbacks}) if states else []
+        if missing:  # their state would be lost silently
+            rank_zero_warn("Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be "
+                           "provided during `Trainer` instantiation. Please add the following callbacks: "
+                           f"{missing}.")  # Lightning's words
         self._hooks.callbacks_on_load_checkpoint(checkpoint)
         for callback in run.callbacks:
             state = checkpoint.get("callbacks", {}).get(callback.state_key)
