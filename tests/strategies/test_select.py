@@ -197,3 +197,10 @@ def test_the_trainer_says_whether_a_gpu_is_available_and_used(tmp_path, caplog):
     gpu = " (cuda)" if torch.cuda.is_available() else " (mps)" if torch.backends.mps.is_available() else ""
     assert f"GPU available: {bool(gpu)}{gpu}, used: False" in caplog.text  # Lightning's lines
     assert "TPU available: False, using: 0 TPU cores" in caplog.text
+
+
+@pytest.mark.parametrize(("flags", "ids"), [(dict(devices=1), [0]), (dict(devices=2), [0, 1]),
+                                            (dict(devices=3, strategy="ddp_spawn"), [0, 1, 2])])
+def test_device_ids_list_every_process_on_the_node(tmp_path, flags, ids):
+    trainer = L.Trainer(default_root_dir=tmp_path, logger=False, accelerator="cpu", **flags)
+    assert trainer.device_ids == ids and trainer.num_devices == len(ids)  # as Lightning

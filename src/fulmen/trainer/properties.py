@@ -345,8 +345,9 @@ class TrainerProperties:
 
     @property
     def device_ids(self) -> list[int]:
-        index = self.strategy.root_device.index
-        return [index if index is not None else 0]
+        """The device index of each process on this node (CPU processes count 0, 1, ...), as Lightning lists them."""
+        devices = getattr(self.strategy, "parallel_devices", None) or [self.strategy.root_device]
+        return [device.index or position for position, device in enumerate(devices)]
 
     @property
     def progress_bar_callback(self) -> Any:
