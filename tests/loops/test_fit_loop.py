@@ -126,10 +126,13 @@ def test_should_stop_from_module_training_step(tmp_path):
     assert trainer.state.status == "finished"
 
 
-def test_min_epochs_keeps_training_after_should_stop(tmp_path):
+def test_min_epochs_keeps_training_after_should_stop(tmp_path, caplog):
     trainer, module = _fit(tmp_path, max_epochs=10, min_epochs=3, callbacks=[StopAt(epoch=0)])
     assert trainer.current_epoch == 3
     assert trainer.global_step == 12
+    said = "Trainer was signaled to stop but the required `min_epochs=3` or `min_steps=None` has not been met. " \
+           "Training will continue..."
+    assert caplog.text.count(said) == 1  # Lightning's line, once
 
 
 def test_min_epochs_with_mid_epoch_stop_finishes_whole_epochs(tmp_path):

@@ -87,6 +87,7 @@ class FitLoop(ValidationSchedule):
         self.epoch_finished = False
         self.epoch_start_rng: dict[str, Any] = {}
         self.signal_state: dict[str, Any] | None = None  # the loop state when a signal stopped training
+        self._told_min_not_met = False
 
     # -- stopping -------------------------------------------------------------------------------------
 
@@ -99,7 +100,17 @@ class FitLoop(ValidationSchedule):
 
     def stop_due(self) -> bool:
         """Whether training stops after the current batch (`max_steps`, or `should_stop` once allowed)."""
-        return self._max_steps_reached() or (self.state.should_stop and self._can_stop_early())
+        if self._max_steps_reached():
+            return True
+        if not self.state.should_stop:
+            return False
+        if self._can_stop_early():
+            return True
+        if not self._told_min_not_met:  # once, as Lightning's info
+            self._told_min_not_met = True
+            rank_zero_info(f"Trainer was signaled to stop but the required `min_epochs={self.min_epochs!r}` or "
+                           f"`min_steps={self.config.min_steps!r}` has not been met. Training will continue...")
+        return False
 
     def done(self) -> bool:
         """Whether fit is over before the next epoch starts."""
