@@ -171,6 +171,17 @@ def test_invalid_flag_values(tmp_path, flags, match):
         L.Trainer(default_root_dir=tmp_path, **flags)
 
 
+def test_a_gradient_clip_val_that_is_not_a_number_is_a_type_error(tmp_path):
+    with pytest.raises(TypeError, match=r"`gradient_clip_val` should be an int or a float. Got \(1, 2\)."):
+        L.Trainer(default_root_dir=tmp_path, gradient_clip_val=(1, 2))
+
+
+def test_save_checkpoint_before_any_run_names_the_missing_model(tmp_path):
+    with pytest.raises(AttributeError, match=r"Saving a checkpoint is only possible if a model is attached to the "
+                                             r"Trainer. Did you call `Trainer.save_checkpoint\(\)` before"):
+        L.Trainer(default_root_dir=tmp_path, logger=False).save_checkpoint(tmp_path / "x.ckpt")
+
+
 def test_unknown_accelerator_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="accelerator='foo'"):
         L.Trainer(default_root_dir=tmp_path, accelerator="foo")

@@ -42,8 +42,11 @@ def load_hparams_from_yaml(config_yaml: str | os.PathLike, use_omegaconf: bool =
     `use_omegaconf=True` (as Lightning), the result is an OmegaConf `DictConfig` where OmegaConf accepts it."""
     import yaml
 
-    if not os.path.isfile(config_yaml):
-        raise FileNotFoundError(f"hparams file not found: {os.fspath(config_yaml)}")
+    if not os.path.isfile(config_yaml):  # as Lightning: a warning, and no hyperparameters from it
+        from fulmen.utilities.rank_zero import rank_zero_warn
+
+        rank_zero_warn(f"Missing Tags: {os.fspath(config_yaml)}.", category=RuntimeWarning)
+        return {}
     with open(config_yaml) as file:
         hparams = yaml.safe_load(file) or {}
     if use_omegaconf and _omegaconf_available():

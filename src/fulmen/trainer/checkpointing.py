@@ -106,7 +106,8 @@ class Checkpointing:
     def save(self, run: Run, path: str | os.PathLike, weights_only: bool | None = False,
              storage_options: Any = None) -> None:
         if run.module is None:
-            raise RuntimeError("`trainer.save_checkpoint` needs a model: call it during or after `fit/validate/...`.")
+            raise AttributeError("Saving a checkpoint is only possible if a model is attached to the Trainer. Did you "
+                                 "call `Trainer.save_checkpoint()` before calling `Trainer.{fit,validate,test,predict}`?")
         if weights_only is None:
             weights_only = False
             rank_zero_info("`weights_only` was not set, defaulting to `False`.")  # Lightning's line

@@ -84,7 +84,9 @@ class TrainerConfig:
                 f"`gradient_clip_algorithm={self.gradient_clip_algorithm!r}` is invalid; use 'norm' or 'value'."
             )
         clip = self.gradient_clip_val
-        if clip is not None and (not isinstance(clip, (int, float)) or clip < 0):
+        if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))):
+            raise TypeError(f"`gradient_clip_val` should be an int or a float. Got {clip}.")  # Lightning's words
+        if clip is not None and clip < 0:  # beyond Lightning, which silently does not clip
             raise MisconfigurationException(f"`gradient_clip_val` must be a number >= 0 or None; received {clip!r}.")
         every = self.check_val_every_n_epoch
         if every is not None and (not isinstance(every, int) or every < 1):
