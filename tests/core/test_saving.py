@@ -261,11 +261,12 @@ def test_hparams_file_overrides_the_saved_hyperparameters(tmp_path):
     assert dict(loaded.hparams) == {"lr": 0.9, "width": 7, "tag": "a"}
 
 
-def test_a_missing_hparams_file_warns_and_the_saved_hyperparameters_are_used(tmp_path):
+def test_a_missing_hparams_file_warns_and_stands_for_no_hyperparameters(tmp_path):
     path = fit_and_save(tmp_path, Options(lr=0.5, tag="b"))
     with pytest.warns(RuntimeWarning, match="Missing Tags: .*nowhere.yaml"):  # Lightning's warning, no error
         loaded = Options.load_from_checkpoint(path, hparams_file=tmp_path / "nowhere.yaml")
-    assert loaded.hparams.lr == 0.5
+    # As in Lightning the file's hyperparameters (none) replace the saved ones: the defaults apply.
+    assert dict(loaded.hparams) == {"lr": 0.1, "width": 4, "tag": "a"}
 
 
 def test_unknown_weights_raise_unless_not_strict(tmp_path):
