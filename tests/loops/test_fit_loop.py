@@ -189,9 +189,19 @@ def test_limit_train_batches_counts_training_steps(tmp_path, limit, expected):
 
 
 def test_limit_train_batches_zero_skips_training(tmp_path):
-    trainer, module = _fit(tmp_path, max_epochs=2, limit_train_batches=0)
-    assert module.calls["training_step"] == 0
-    assert trainer.global_step == 0
+    class Counting(TinyModule):
+        requests = 0
+
+        def train_dataloader(self):
+            Counting.requests += 1
+            return make_loader(32)
+
+    module = Counting()
+    trainer = quiet_trainer(tmp_path, max_epochs=2, limit_train_batches=0)
+    trainer.fit(module)
+    assert module.calls["training_step"] == 0 and trainer.global_step == 0
+    # As Lightning: the training data is not even requested.
+    assert Counting.requests == 0 and trainer.train_dataloader is None and trainer.num_training_batches == float("inf")
 
 
 # -- when validation runs -------------------------------------------------------------------------------

@@ -132,7 +132,8 @@ class FitLoop(ValidationSchedule):
         if val_loop.enabled and self.config.num_sanity_val_steps > 0 and not self._restarting():
             with isolate_rng():  # the sanity check must not change the data order or dropout of training
                 self._sanity_check()
-        _, num_batches = self.data.train_loader()
+        # Lightning requests no training data with `limit_train_batches=0` (`num_training_batches` stays inf).
+        num_batches = 0 if self.config.limit_train_batches == 0 else self.data.train_loader()[1]
         saved = self.run_state.resume
         if saved is not None and saved["phase"] == "epoch_end" and num_batches:
             # Lightning shows the next epoch from the validation data request on: the interrupted end runs first.
