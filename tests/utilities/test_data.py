@@ -142,3 +142,43 @@ def test_is_shared_filesystem(tmp_path):
 
 def test_btype_names_the_batch_forms():
     assert torch.Tensor in BType.__args__ and str in BType.__args__
+
+
+def _warnings_of_a_fit(tmp_path, monkeypatch, cpus, **fit_flags):
+    from helpers.tiny import TinyModule, make_loader, quiet_trainer
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    train = fit_flags.pop("train", None) or make_loader(32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_trainer(tmp_path, max_epochs=1, **fit_flags).fit(TinyModule(), train, make_loader(16))
+    return [str(warning.message) for warning in caught]
+
+
+def test_few_workers_are_pointed_out_where_cpus_are_spare(tmp_path, monkeypatch):
+    said = _warnings_of_a_fit(tmp_path, monkeypatch, cpus=8)
+    assert any(message.startswith("The 'train_dataloader' does not have many workers which may be a bottleneck. "
+                                  "Consider increasing the value of the `num_workers` argument` to `num_workers=7`")
+               for message in said)  # Lightning's words
+    assert any(message.startswith("The 'val_dataloader' does not have many workers") for message in said)
+    assert not any("many workers" in message for message in _warnings_of_a_fit(tmp_path, monkeypatch, cpus=2))
+
+
+def test_a_logging_interval_beyond_the_epoch_and_a_sized_iterable_dataset_are_pointed_out(tmp_path, monkeypatch):
+    from fulmen.loggers import CSVLogger
+
+    said = _warnings_of_a_fit(tmp_path, monkeypatch, cpus=1, logger=CSVLogger(tmp_path), log_every_n_steps=5)
+    assert ("The number of training batches (4) is smaller than the logging interval Trainer(log_every_n_steps=5). "
+            "Set a lower value for log_every_n_steps if you want to see logs for the training epoch.") in said
+
+    class Sized(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter([(torch.randn(32), torch.tensor(0))] * 8)
+
+        def __len__(self):
+            return 8
+
+    loader = torch.utils.data.DataLoader(Sized(), batch_size=4)
+    said = _warnings_of_a_fit(tmp_path, monkeypatch, cpus=1, train=loader)
+    assert any(message.startswith("Your `IterableDataset` has `__len__` defined.") for message in said)

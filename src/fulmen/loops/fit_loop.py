@@ -134,6 +134,12 @@ class FitLoop(ValidationSchedule):
                 self._sanity_check()
         # Lightning requests no training data with `limit_train_batches=0` (`num_training_batches` stays inf).
         num_batches = 0 if self.config.limit_train_batches == 0 else self.data.train_loader()[1]
+        config = self.config
+        if self.metrics.loggers and 0 < num_batches < config.log_every_n_steps and not config.fast_dev_run:
+            rank_zero_warn(f"The number of training batches ({num_batches}) is smaller than the logging interval "
+                           f"Trainer(log_every_n_steps={config.log_every_n_steps}). Set a lower value for "
+                           "log_every_n_steps if you want to see logs for the training epoch.",
+                           category=PossibleUserWarning)  # Lightning's warning
         saved = self.run_state.resume
         if saved is not None and saved["phase"] == "epoch_end" and num_batches:
             # Lightning shows the next epoch from the validation data request on: the interrupted end runs first.

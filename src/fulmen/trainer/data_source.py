@@ -19,6 +19,7 @@ from fulmen.loops.batch_iterator import CombinedBatches
 from fulmen.trainer.stages import STAGES
 from fulmen.trainer.state import RunningStage
 from fulmen.utilities.combined_loader import CombinedLoader, combined_length
+from fulmen.utilities.data import check_workers, has_iterable_dataset, warn_iterable_with_length
 from fulmen.utilities.distributed_samplers import DistributedSamplerWrapper, UnrepeatedDistributedSampler
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -127,6 +128,8 @@ class DataSource:
 
     def _prepare(self, stage: str, loader: Any) -> Any:
         # After the sampler injection the strategy may wrap or replace each loader (Lightning's order).
+        check_workers(loader, STAGES[stage].dataloader_hook, self._strategy.num_processes,
+                      self._config.reload_dataloaders_every_n_epochs > 0)
         return self._strategy.process_dataloader(self._with_samplers(stage, loader))
 
     def _with_samplers(self, stage: str, loader: Any) -> Any:
@@ -157,6 +160,8 @@ class DataSource:
         name = info.dataloader_hook
         if self._strategy.world_size > 1 and self._empty_here_only(loader):
             return 0
+        if length != float("inf") and has_iterable_dataset(loader):
+            warn_iterable_with_length()
         if length == 0:  # Lightning warns (these words) and runs no batch; `limit_*_batches=0` skips without a word
             rank_zero_warn(f"Total length of `{type(loader).__name__}` across ranks is zero. Please make sure this "
                            f"was your intention (`{name}` yields no batches; `{flag}=0` skips the stage quietly).")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import torch
-from torch.utils.data import IterableDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -107,9 +107,41 @@ def has_len_all_ranks(dataloader: object, strategy: Strategy,
         rank_zero_warn(f"Total length of `{name}` across ranks is zero, but local rank has zero length. "
                        "Please be cautious of uneven batch length.")
     if has_iterable_dataset(dataloader):
-        rank_zero_warn("Your `IterableDataset` has `__len__` defined. With several workers (`num_workers > 1`) "
-                       "`__len__` could be inaccurate unless each worker reads its own share of the data.")
+        warn_iterable_with_length()
     return True
+
+
+def warn_iterable_with_length() -> None:
+    """Lightning's warning for a sized IterableDataset (its length is a guess once several workers read it)."""
+    rank_zero_warn("Your `IterableDataset` has `__len__` defined. In combination with multi-process data loading (when "
+                   "num_workers > 1), `__len__` could be inaccurate if each worker is not configured independently to "
+                   "avoid having duplicate data.")
+
+
+def check_workers(dataloader: object, name: str, num_processes: int, reloads: bool) -> None:
+    """Lightning's hints about a DataLoader's workers: persistent workers under the spawn start method, more
+    workers when this machine has CPUs to spare, and no pinned memory with persistent workers that get reloaded."""
+    import multiprocessing
+
+    from fulmen.utilities.warnings import PossibleUserWarning
+
+    if not isinstance(dataloader, DataLoader):
+        return
+    upper_bound = suggested_max_num_workers(num_processes)
+    context = dataloader.multiprocessing_context
+    start_method = context.get_start_method() if context is not None else multiprocessing.get_start_method()
+    if dataloader.num_workers > 0 and start_method == "spawn" and not dataloader.persistent_workers:
+        rank_zero_warn(f"Consider setting `persistent_workers=True` in '{name}' to speed up the dataloader worker "
+                       "initialization.")
+    elif dataloader.num_workers < 2 and upper_bound > 1:
+        rank_zero_warn(f"The '{name}' does not have many workers which may be a bottleneck. Consider increasing the "
+                       f"value of the `num_workers` argument` to `num_workers={upper_bound}` in the `DataLoader` to "
+                       "improve performance.", category=PossibleUserWarning)
+    if dataloader.persistent_workers and dataloader.pin_memory and reloads:
+        rank_zero_warn("The combination of `DataLoader(`pin_memory=True`, `persistent_workers=True`) and `Trainer("
+                       "reload_dataloaders_every_n_epochs > 0)` can lead to instability due to limitations in PyTorch "
+                       "(https://github.com/pytorch/pytorch/issues/91252). We recommend setting `pin_memory=False` in "
+                       "this case.", category=PossibleUserWarning)
 
 
 def suggested_max_num_workers(local_world_size: int) -> int:
