@@ -56,3 +56,20 @@ def test_hyperparameters_mixin_path_on_a_plain_class(tmp_path):
     assert settings.hparams == {"width": 8, "name": "x"} and settings.hparams.width == 8
     assert issubclass(L.LightningModule, HyperparametersMixin)
     assert issubclass(L.LightningDataModule, HyperparametersMixin)
+
+
+def test_hparams_yaml_writes_an_enum_by_name_and_skips_what_yaml_cannot_hold(tmp_path):
+    import enum
+
+    import torch
+
+    from fulmen.core.saving import load_hparams_from_yaml, save_hparams_to_yaml
+
+    class Switch(enum.Enum):
+        on = "value-of-on"
+
+    path = tmp_path / "hparams.yaml"
+    with pytest.warns(UserWarning, match="Skipping 'dtype' parameter because it is not possible to safely dump to "
+                                         "YAML."):
+        save_hparams_to_yaml(path, {"switch": Switch.on, "dtype": torch.float32, "lr": 0.1}, use_omegaconf=False)
+    assert load_hparams_from_yaml(path, use_omegaconf=False) == {"switch": "on", "lr": 0.1}  # as Lightning

@@ -157,3 +157,44 @@ def test_metrics_reach_disk_by_the_end_of_fit(tmp_path, flush_every):
     fit_with(tmp_path, logger, epochs=1, train_batches=3, val_batches=0, every=1)
     _, rows = _rows(tmp_path / "lightning_logs" / "version_0" / "metrics.csv")
     assert [row["step"] for row in rows] == ["0", "1", "2"]
+
+
+def test_metrics_without_a_step_are_flushed_by_the_rows_waiting(tmp_path):
+    logger = CSVLogger(tmp_path, flush_logs_every_n_steps=1)
+    logger.log_metrics({"a": 1.0})  # no step: the waiting rows count as the step (Lightning)
+    with open(logger.experiment.metrics_file_path) as file:
+        assert list(csv.DictReader(file)) == [{"a": "1.0", "step": "0"}]
+
+
+def test_an_existing_version_directory_warns_and_its_metrics_file_is_replaced(tmp_path):
+    old = tmp_path / "exp" / "version_0"
+    old.mkdir(parents=True)
+    (old / "metrics.csv").write_text("old,step\n1,0\n")
+    logger = CSVLogger(tmp_path, name="exp", version=0)
+    with pytest.warns(UserWarning, match="Experiment logs directory .*version_0 exists and is not empty. Previous log "
+                                         "files in this directory will be deleted when the new ones are saved!"):
+        logger.experiment
+    assert not (old / "metrics.csv").exists()
+    logger.log_metrics({"new": 2.0}, step=0)
+    logger.save()
+    assert (old / "metrics.csv").read_text().splitlines()[0] == "new,step"
+
+
+@pytest.mark.parametrize("url", ["memory://logs", "s3://bucket/logs"])
+def test_a_remote_save_dir_is_refused_with_the_fix(url):
+    with pytest.raises(NotImplementedError, match=f"Cannot write logs to '{url}': fulmen reads and writes the local "
+                                                  "filesystem only"):
+        CSVLogger(url)
+
+
+def test_a_subclass_naming_itself_gets_its_own_log_dir(tmp_path):
+    class Named(CSVLogger):
+        @property
+        def name(self):
+            return "nm"
+
+        @property
+        def version(self):
+            return "v"
+
+    assert Named(tmp_path).log_dir == str(tmp_path / "nm" / "v")  # as Lightning: through the properties

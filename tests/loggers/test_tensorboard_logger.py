@@ -92,9 +92,27 @@ def test_log_graph_writes_graph_with_example_input_array(tmp_path):
 
 def test_log_graph_without_example_input_array_warns(tmp_path):
     logger = TensorBoardLogger(tmp_path, log_graph=True)
-    with pytest.warns(UserWarning, match="example_input_array"):
+    with pytest.warns(UserWarning, match="Could not log computational graph to TensorBoard: The "
+                                         "`model.example_input_array` attribute is not set"):
         fit_with(tmp_path, logger, epochs=1)
     assert _events(logger.log_dir).Tags()["graph"] is False
+
+
+def test_log_graph_of_a_module_outside_a_trainer(tmp_path):
+    logger = TensorBoardLogger(tmp_path, log_graph=True)
+    module = LossLoggingModule()
+    logger.log_graph(module, torch.randn(2, 32))  # tracing reads `module.trainer`: it must not raise there
+    logger.save()
+    assert _events(logger.log_dir).Tags()["graph"] is True
+    with pytest.warns(UserWarning, match="has type <class 'list'> which can't be traced by TensorBoard"):
+        logger.log_graph(module, [torch.randn(2, 32)])
+
+
+def test_hyperparameters_of_more_than_one_dimension_are_logged_as_text(tmp_path):
+    logger = TensorBoardLogger(tmp_path)
+    logger.log_hyperparams({"matrix": torch.zeros(2, 2), "lr": 0.1})  # as Lightning: no TypeError from TensorBoard
+    logger.save()
+    assert yaml.safe_load((tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").read_text())["lr"] == 0.1
 
 
 def test_no_graph_by_default(tmp_path):

@@ -249,3 +249,14 @@ def test_after_a_run_the_metric_dicts_keep_the_users_changes(tmp_path):
     trainer.logged_metrics["t"] = torch.tensor(99.0)
     assert "t" not in trainer.callback_metrics and trainer.logged_metrics["t"].item() == 99.0
     assert trainer.progress_bar_metrics == {"t": 1.0}
+
+
+def test_a_logged_step_value_is_the_loggers_step(tmp_path):
+    # Lightning: a "step" key sets the step the loggers get (and no "epoch" is added to that row).
+    class Module(TinyModule):
+        def on_train_epoch_end(self):
+            self.log_dict({"step": 42, "train_acc": 0.5})
+
+    logger = RecordingLogger()
+    log_trainer(tmp_path, logger=logger).fit(Module(), make_loader(16))
+    assert (42, {"train_acc": 0.5}) in logger.calls

@@ -7,8 +7,10 @@ import csv
 import importlib
 import os
 import sys
+import warnings
 from argparse import Namespace
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any
 
 
@@ -28,11 +30,17 @@ def save_hparams_to_yaml(config_yaml: str | os.PathLike, hparams: Mapping[str, A
             return
     plain: dict[str, Any] = {}
     for key, value in dict(hparams).items():
+        value = value.name if isinstance(value, Enum) else value  # an enum as its name, as Lightning writes it
         try:
             yaml.safe_dump(value)
             plain[key] = value
         except yaml.YAMLError:
-            plain[key] = repr(value)
+            try:  # what Lightning's (unsafe) YAML cannot write either, it leaves out with this warning
+                yaml.dump(value)
+            except (TypeError, ValueError, yaml.YAMLError):
+                warnings.warn(f"Skipping '{key}' parameter because it is not possible to safely dump to YAML.")
+                continue
+            plain[key] = repr(value)  # a safe file: the value's text, not a Python object tag
     with open(config_yaml, "w") as file:
         yaml.safe_dump(plain, file)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fulmen.loggers.logger import VersionedDirectoryLogger, rank_zero_experiment
 from fulmen.loggers.utilities import add_prefix, params_dict
-from fulmen.utilities.rank_zero import rank_zero_only
+from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 
 class ExperimentWriter:
@@ -24,6 +24,11 @@ class ExperimentWriter:
         self.metrics: list[dict[str, Any]] = []
         self.metrics_keys: list[str] = []
         self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
+        if os.path.isdir(log_dir) and os.listdir(log_dir):  # e.g. a version given again: as Lightning
+            rank_zero_warn(f"Experiment logs directory {log_dir} exists and is not empty. Previous log files in this "
+                           "directory will be deleted when the new ones are saved!")
+            if os.path.isfile(self.metrics_file_path):
+                os.remove(self.metrics_file_path)
         os.makedirs(log_dir, exist_ok=True)
 
     def log_hparams(self, params: dict[str, Any]) -> None:
@@ -93,8 +98,10 @@ class CSVLogger(VersionedDirectoryLogger):
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         metrics = add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR)
         experiment = self.experiment
+        if step is None:  # as Lightning: the rows waiting to be written count as the step
+            step = len(experiment.metrics)
         experiment.log_metrics(metrics, step)
-        if step is not None and (step + 1) % self._flush_every == 0:
+        if (step + 1) % self._flush_every == 0:
             self.save()
 
     @rank_zero_only

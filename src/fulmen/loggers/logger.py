@@ -172,7 +172,9 @@ class VersionedDirectoryLogger(Logger):
 
     def __init__(self, save_dir: str | os.PathLike, name: str | None, version: int | str | None,
                  sub_dir: str | os.PathLike | None = None) -> None:
-        self._save_dir = os.fspath(save_dir)
+        from fulmen.checkpoint_io import local_path
+
+        self._save_dir = local_path(save_dir, "write logs to", custom_io=False)
         self._name = name or ""
         self._version = version
         self._sub_dir = None if sub_dir is None else os.fspath(sub_dir)
@@ -197,7 +199,7 @@ class VersionedDirectoryLogger(Logger):
 
     @property
     def root_dir(self) -> str:
-        return os.path.join(self._save_dir, self._name)
+        return os.path.join(self.save_dir, self.name)  # through the properties: a subclass may override them
 
     @property
     def save_dir(self) -> str:

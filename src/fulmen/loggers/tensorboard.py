@@ -94,14 +94,28 @@ class TensorBoardLogger(VersionedDirectoryLogger):
             return
         if input_array is None:
             input_array = getattr(model, "example_input_array", None)
-        if input_array is None:
-            rank_zero_warn("TensorBoardLogger(log_graph=True) needs `example_input_array` on the module (or an "
-                           "`input_array` argument) to trace the graph; no graph was written.")
+        if input_array is None:  # Lightning's words, then the fix
+            rank_zero_warn("Could not log computational graph to TensorBoard: The `model.example_input_array` "
+                           "attribute is not set or `input_array` was not given. Set `example_input_array` on the "
+                           "module, or pass `input_array`.")
+            return
+        if not isinstance(input_array, (torch.Tensor, tuple)):
+            rank_zero_warn("Could not log computational graph to TensorBoard: The `input_array` or "
+                           f"`model.example_input_array` has type {type(input_array)} which can't be traced by "
+                           "TensorBoard. Make the input array a tuple representing the positional arguments to the "
+                           "model's `forward()` implementation.")
             return
         from fulmen.utilities.apply_func import move_data_to_device
 
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        self.experiment.add_graph(model, move_data_to_device(input_array, device))
+        scripting = getattr(model, "_jit_is_scripting", None)
+        if scripting is not None:  # tracing reads every attribute: `trainer` must not raise on a detached module
+            model._jit_is_scripting = True
+        try:
+            self.experiment.add_graph(model, move_data_to_device(input_array, device))
+        finally:
+            if scripting is not None:
+                model._jit_is_scripting = scripting
 
     @rank_zero_only
     def save(self) -> None:
@@ -136,7 +150,10 @@ def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _tensorboard_value(value: Any) -> Any:
-    """TensorBoard's hparams accept numbers, strings, booleans and tensors; anything else goes as text."""
+    """TensorBoard's hparams accept numbers, strings, booleans and tensors of at most one dimension; anything else
+    (an array of more dimensions too, as Lightning) goes as text."""
+    if getattr(value, "ndim", 0) > 1:
+        return str(value)
     if isinstance(value, (bool, int, float, str, torch.Tensor)):
         return value
     return str(value)

@@ -263,7 +263,12 @@ class MetricsRouter:
         numbers_out = {key: _to_number(value) for key, value in metrics.items()}
         self.check_numbers(numbers_out, "loggers")
         if add_epoch:
-            numbers_out.setdefault("epoch", self._state.current_epoch)
+            # Lightning: a logged "step" value is the loggers' step (and then no "epoch" is added).
+            logged_step = numbers_out.pop("step", None)
+            if logged_step is None:
+                numbers_out.setdefault("epoch", self._state.current_epoch)
+            else:
+                step = int(logged_step)
         for logger in loggers:
             logger.log_metrics(metrics=numbers_out, step=step)  # by keyword, as Lightning calls it
             logger.save()
