@@ -171,9 +171,8 @@ class HookedDataModule(L.LightningDataModule):
     def train_dataloader(self):
         return DataLoader(RandomDataset(32), batch_size=8)
 
-    def on_save_checkpoint(self, checkpoint):
+    def on_save_checkpoint(self, checkpoint):  # not a datamodule hook since Lightning 2.0: never called
         _Recorder.calls.append("datamodule.on_save_checkpoint")
-        checkpoint["datamodule_extra"] = 2
 
     def on_load_checkpoint(self, checkpoint):
         _Recorder.calls.append("datamodule.on_load_checkpoint")
@@ -207,12 +206,12 @@ def test_checkpoint_hooks_of_module_datamodule_and_callbacks(tmp_path, monkeypat
     _Recorder.calls.clear()
     trainer.save_checkpoint(tmp_path / "hooked.ckpt")
     saves = list(_Recorder.calls)
-    # Lightning calls the callbacks' hook before the module's (fulmen also calls the datamodule's)
+    # Lightning calls the callbacks' hook before the module's; a datamodule has only its state_dict saved
     assert saves.index("callback.on_save_checkpoint") < saves.index("module.on_save_checkpoint")
-    assert "datamodule.on_save_checkpoint" in saves
+    assert "datamodule.on_save_checkpoint" not in saves
 
     checkpoint = torch.load(tmp_path / "hooked.ckpt", weights_only=True)
-    assert (checkpoint["module_extra"], checkpoint["datamodule_extra"], checkpoint["callback_extra"]) == (1, 2, 3)
+    assert (checkpoint["module_extra"], checkpoint["callback_extra"]) == (1, 3)
     assert checkpoint["HookedDataModule"] == {"seen": 3}
     assert checkpoint["callbacks"]["HookedCallback"] == {"count": 5}
 
@@ -222,7 +221,7 @@ def test_checkpoint_hooks_of_module_datamodule_and_callbacks(tmp_path, monkeypat
     loads = [call for call in _Recorder.calls if "save" not in str(call)]
     assert loads[0] == ("module.on_load_checkpoint", 1, 3)  # the module's hook comes first
     assert loads.index("callback.on_load_checkpoint") > 0
-    assert "datamodule.on_load_checkpoint" in loads
+    assert "datamodule.on_load_checkpoint" not in loads
     assert ("callback.load_state_dict", {"count": 5}) in loads
 
 

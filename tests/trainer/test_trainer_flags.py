@@ -304,6 +304,7 @@ def test_from_datasets_builds_the_dataloaders(tmp_path):
     assert module.calls["test_step"] == 3
     assert len(trainer.predict(module, datamodule=dm)) == 5
     assert dm.train_dataloader().batch_size == 8
+    assert dm.train_dataloader().pin_memory and dm.val_dataloader().pin_memory  # as Lightning builds them
 
 
 # -- interrupted runs -----------------------------------------------------------------------------------

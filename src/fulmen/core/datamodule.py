@@ -10,11 +10,11 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from fulmen.core.hooks import CheckpointHooks, DataHooks
+from fulmen.core.hooks import DataHooks
 from fulmen.core.hparams import HyperparametersMixin
 
 
-class LightningDataModule(HyperparametersMixin, DataHooks, CheckpointHooks):
+class LightningDataModule(HyperparametersMixin, DataHooks):
     """Groups `prepare_data`, `setup`, the `*_dataloader` methods and `teardown` for a data set."""
 
     name: str | None = None
@@ -45,8 +45,8 @@ class LightningDataModule(HyperparametersMixin, DataHooks, CheckpointHooks):
 
         def loaders(datasets: Any, shuffle: bool) -> Any:
             def make(dataset: Dataset) -> DataLoader:
-                return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                                  shuffle=shuffle and not isinstance(dataset, IterableDataset))
+                return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=True,
+                                  shuffle=shuffle and not isinstance(dataset, IterableDataset))  # as Lightning
 
             if isinstance(datasets, Mapping):
                 return {key: make(ds) for key, ds in datasets.items()}

@@ -348,20 +348,17 @@ class HookDispatch(HookEvents):
     # -- checkpoints --------------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Callbacks, then the datamodule, then the module may add to the checkpoint."""
+        """Callbacks, then the module may add to the checkpoint (a datamodule has no checkpoint hooks since Lightning
+        2.0: its `state_dict` is saved)."""
         name = "on_save_checkpoint"
         for callback in self._callbacks:
             self.call_as(name, callback.on_save_checkpoint, self._trainer, self._module, checkpoint)
-        if self._datamodule is not None:
-            self.call_as(name, self._datamodule.on_save_checkpoint, checkpoint)
         self.call_as(name, self._module.on_save_checkpoint, checkpoint)
 
     def module_on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The module (then the datamodule) reads the checkpoint before its weights are loaded, and before the
-        callbacks (`callbacks_on_load_checkpoint`): Lightning's exception to callbacks-first."""
+        """The module reads the checkpoint before its weights are loaded, and before the callbacks
+        (`callbacks_on_load_checkpoint`): Lightning's exception to callbacks-first."""
         self.call_as("on_load_checkpoint", self._module.on_load_checkpoint, checkpoint)
-        if self._datamodule is not None:
-            self.call_as("on_load_checkpoint", self._datamodule.on_load_checkpoint, checkpoint)
 
     def callbacks_on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for callback in self._callbacks:
