@@ -135,7 +135,7 @@ def test_stage_and_checkpoint_hook_owner_order():
     assert [(owner, name) for owner, name, _ in calls] == [
         ("datamodule", "setup"), ("cb", "setup"), ("module", "setup"),
         # Lightning reads a checkpoint into the module first (then its weights are loaded), then the callbacks.
-        ("module", "on_load_checkpoint"), ("datamodule", "on_load_checkpoint"), ("cb", "on_load_checkpoint")]
+        ("module", "on_load_checkpoint"), ("cb", "on_load_checkpoint")]  # a datamodule has no checkpoint hooks
 
 
 def test_start_of_a_new_run_makes_events_no_ops_again():

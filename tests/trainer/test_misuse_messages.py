@@ -78,7 +78,8 @@ def test_predict_with_forward_only_uses_it(tmp_path):
 @pytest.mark.parametrize("flag", ["limit_train_batches", "limit_val_batches", "limit_test_batches",
                                   "limit_predict_batches"])
 def test_invalid_limit_lists_the_valid_values(flag, value):
-    with pytest.raises(MisconfigurationException, match=rf"`{flag}=.*` is invalid: valid values are an int >= 0 .*"
+    with pytest.raises(MisconfigurationException, match=rf"You have passed invalid value .* for {flag}, it has to be in "
+                                                        rf"\[0\.0, 1\.0\] or an int: valid values are an int >= 0 .*"
                                                         rf"a float in \[0\.0, 1\.0\].*or None; for all batches use "
                                                         rf"`{flag}=1\.0`"):
         L.Trainer(**{flag: value})

@@ -125,7 +125,8 @@ def test_clip_gradients_agreeing_with_the_trainer_is_fine(tmp_path):
 
 
 def test_unknown_gradient_clip_algorithm_at_trainer_init(tmp_path):
-    with pytest.raises(MisconfigurationException, match=r"'foo'.*'norm' or 'value'"):
+    with pytest.raises(MisconfigurationException, match=r"`gradient_clip_algorithm` foo is invalid. Allowed "
+                                                         r"algorithms: \['value', 'norm'\]"):
         quiet_trainer(tmp_path, gradient_clip_algorithm="foo")
 
 

@@ -122,7 +122,7 @@ def test_each_inner_loader_gets_its_own_epoch_and_batches_reach_the_hooks(tmp_pa
 
 def test_overfit_batches_turns_off_shuffling_in_each_loader(tmp_path):
     shuffled = DataLoader(torch.arange(8).float(), batch_size=2, shuffle=True)
-    with pytest.warns(UserWarning, match="turns off shuffling"):
+    with pytest.warns(UserWarning, match="You requested to overfit but enabled train dataloader shuffling"):
         module, _ = _fit(tmp_path, {"a": shuffled, "b": _dl(4)}, overfit_batches=2, max_epochs=2)
     assert [batch["a"] for _, batch in module.seen] == [[0, 1], [2, 3], [0, 1], [2, 3]]
 

@@ -104,7 +104,7 @@ class PredictionLoop:
                     hooks.on_predict_batch_start(*args)  # `dataloader_idx` only with several loaders, as in Lightning
                     prediction = hooks.predict_step(*args)
                     if prediction is None:
-                        rank_zero_warn("`predict_step` returned None; if that was intended, ignore this warning.")
+                        rank_zero_warn("predict returned None if it was on purpose, ignore this warning...")
                     hooks.on_predict_batch_end(prediction, *args)
                     if keep:
                         predictions[dataloader_idx].append(move_data_to_device(prediction, "cpu"))

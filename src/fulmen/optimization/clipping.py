@@ -37,9 +37,10 @@ def clip_gradients(optimizer: Optimizer, clip_val: float | None, algorithm: str 
             f"gradient_clip_algorithm={algorithm!r})`. Please use only one of them: they disagree."
         )
     if check_val and not isinstance(clip_val, (int, float)):
-        raise TypeError(f"`gradient_clip_val` must be a number; received {type(clip_val).__name__}.")
+        raise TypeError(f"`gradient_clip_val` should be an int or a float. Got {clip_val}.")  # Lightning's words
     if check_algorithm and algorithm not in ("norm", "value"):
-        raise MisconfigurationException(f"`gradient_clip_algorithm={algorithm!r}` is invalid; use 'norm' or 'value'.")
+        raise MisconfigurationException(f"`gradient_clip_algorithm` {algorithm} is invalid. Allowed algorithms: "
+                                        "['value', 'norm'].")
     if clip_val <= 0:
         return
     precision.clip_gradients(optimizer, clip_val, GradClipAlgorithmType(algorithm))

@@ -21,6 +21,8 @@ def check_resumable(checkpoint: dict[str, Any], path: str) -> None:
     missing = [key for key in ("optimizer_states", "lr_schedulers") if key not in checkpoint]
     if missing:
         raise CheckpointKeyError(
+            "Trying to restore optimizer state but checkpoint contains only the model. This is probably due to "
+            "`ModelCheckpoint.save_weights_only` being set to `True`. "
             f"`fit(ckpt_path={path!r})` cannot resume training: the checkpoint holds only the model weights "
             f"(no {' or '.join(repr(key) for key in missing)}), as written by `ModelCheckpoint(save_weights_only=True)`"
             " or `trainer.save_checkpoint(..., weights_only=True)`. To train on from these weights with a fresh "

@@ -71,7 +71,8 @@ class TrainerConfig:
         # in Lightning.
         if not isinstance(self.fast_dev_run, int) or self.fast_dev_run < 0:
             raise MisconfigurationException(
-                f"fast_dev_run={self.fast_dev_run!r} is not valid: pass True, False, or a number of batches >= 0."
+                f"fast_dev_run={self.fast_dev_run!r} is not a valid configuration. It should be >= 0: pass True, "
+                "False, or a number of batches."
             )
         if self.fast_dev_run == 1:
             self.fast_dev_run = True
@@ -81,7 +82,8 @@ class TrainerConfig:
             raise MisconfigurationException(f"`accumulate_grad_batches` must be an int >= 1; received {accumulate!r}.")
         if self.gradient_clip_algorithm is not None and self.gradient_clip_algorithm not in ("norm", "value"):
             raise MisconfigurationException(
-                f"`gradient_clip_algorithm={self.gradient_clip_algorithm!r}` is invalid; use 'norm' or 'value'."
+                f"`gradient_clip_algorithm` {self.gradient_clip_algorithm} is invalid. Allowed algorithms: "
+                "['value', 'norm']."
             )
         clip = self.gradient_clip_val
         if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))):
@@ -91,7 +93,8 @@ class TrainerConfig:
         every = self.check_val_every_n_epoch
         if every is not None and (not isinstance(every, int) or every < 1):
             raise MisconfigurationException(
-                f"`check_val_every_n_epoch` must be an int >= 1 or None; received {every!r}."
+                f"`check_val_every_n_epoch` should be an integer, found {every!r}: use an int >= 1, or None to count "
+                "training batches across epochs."
             )
         if isinstance(self.val_check_interval, float) and every is None:
             raise MisconfigurationException(  # Lightning's words, then why and the fix
@@ -217,6 +220,8 @@ def _check_count(name: str, value: Any, allow_minus_one: bool = False) -> None:
     lowest = -1 if allow_minus_one else 0
     if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
         extra = " or -1 (no limit)" if allow_minus_one else ""
+        if name == "reload_dataloaders_every_n_epochs":  # Lightning's words for this one
+            raise MisconfigurationException(f"`{name}` should be an int >= 0, got {value}.")
         raise MisconfigurationException(f"`{name}` must be a non-negative integer{extra}; received {value!r}.")
 
 
@@ -251,16 +256,19 @@ def _parse_limit(name: str, value: int | float | None) -> int | float:
     if value is None:
         return 1.0  # Lightning's None: every batch
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MisconfigurationException(f"`{name}={value!r}` is invalid: {valid}.")
+        raise MisconfigurationException(f"You have passed invalid value {value!r} for {name}, it has to be in "
+                                        f"[0.0, 1.0] or an int: {valid}.")
     if isinstance(value, int):
         if value < 0:
-            raise MisconfigurationException(f"`{name}={value}` is invalid: {valid}.")
+            raise MisconfigurationException(f"You have passed invalid value {value} for {name}, it has to be in "
+                                            f"[0.0, 1.0] or an int: {valid}.")
         return value
     if value > 1.0 and value.is_integer():
         return int(value)  # Lightning reads a whole-number float above 1.0 (2.0) as a count of batches
     if not 0.0 <= value <= 1.0:
         hint = f"; to limit to a number of batches pass an int, e.g. `{name}={int(value)}`" if value > 1.0 else ""
-        raise MisconfigurationException(f"`{name}={value}` is invalid: {valid}{hint}.")
+        raise MisconfigurationException(f"You have passed invalid value {value} for {name}, it has to be in "
+                                        f"[0.0, 1.0] or an int: {valid}{hint}.")
     return value
 
 

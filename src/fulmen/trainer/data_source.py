@@ -75,8 +75,9 @@ class DataSource:
         mode = raw._mode if isinstance(raw, CombinedLoader) else "max_size_cycle"
         combined = CombinedLoader(raw.iterables if isinstance(raw, CombinedLoader) else raw, mode)
         if combined._mode == "sequential":
-            raise ValueError('Training does not support `CombinedLoader(mode="sequential")`: `training_step` gets '
-                             "one batch from every loader. Use mode 'max_size_cycle', 'min_size' or 'max_size'.")
+            raise ValueError('`FitLoop` does not support the `CombinedLoader(mode="sequential")` mode: '
+                             "`training_step` gets one batch from every loader. Use mode 'max_size_cycle', "
+                             "'min_size' or 'max_size'.")
         self._prepare_combined(stage, combined)
         # Each loader's own limit (`limit_train_batches`), then the mode's length over them (Lightning).
         combined.limits = [self.num_batches(stage, loader) for loader in combined.flattened]
@@ -137,8 +138,8 @@ class DataSource:
             return loader
         config = self._config
         if stage == RunningStage.TRAINING and config.overfit_batches > 0 and not isinstance(loader.sampler, SequentialSampler):
-            rank_zero_warn("`overfit_batches` turns off shuffling of the training dataloader so the same "
-                           "batches are seen every epoch.")
+            rank_zero_warn("You requested to overfit but enabled train dataloader shuffling. We are turning off the "
+                           "train dataloader shuffling for you (the same batches are seen every epoch).")
             loader = replace_sampler(loader, SequentialSampler(loader.dataset))
         distributed = self._strategy.distributed_sampler_kwargs
         if distributed and self._use_distributed_sampler:
@@ -170,9 +171,10 @@ class DataSource:
             return min(length, limit)
         if length == float("inf"):
             if limit != 1.0:
+                prefix = flag[len("limit_"):-len("_batches")]
                 raise MisconfigurationException(
-                    f"`{flag}={limit}` is a fraction, but the `{name}` has no length (an "
-                    "IterableDataset); pass an int number of batches instead."
+                    f"When using an `IterableDataset`, `Trainer({flag})` must be `1.0` or an int. An int specifies "
+                    f"`num_{prefix}_batches` to use: `{flag}={limit}` is a fraction, but the `{name}` has no length."
                 )
             return length
         count = int(length * limit)

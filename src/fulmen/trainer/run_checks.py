@@ -94,10 +94,11 @@ def check_entry_arguments(trainer: Trainer, fn: TrainerFn, model: Any, datamodul
     if model is None and fn != TrainerFn.FITTING:
         model = trainer.lightning_module
         if model is None:
-            raise TypeError(f"`Trainer.{fn.value}()` needs a model: pass `model=` (no model was fitted before).")
+            raise TypeError(f"`Trainer.{fn.value}()` requires a `LightningModule` when it hasn't been passed in a "
+                            "previous run: pass `model=`.")  # Lightning's words, then the fix
     if not isinstance(model, LightningModule):
-        raise TypeError(f"`Trainer.{fn.value}()` requires a `fulmen.LightningModule`; received "
-                        f"{type(model).__qualname__}. Wrap your nn.Module in a LightningModule.")
+        raise TypeError(f"`model` must be a `LightningModule` or `torch._dynamo.OptimizedModule`, got "
+                        f"`{type(model).__qualname__}`. Wrap your nn.Module in a `fulmen.LightningModule`.")
     if datamodule is not None and any(loader is not None for loader in loaders):
         raise MisconfigurationException(
             f"`Trainer.{fn.value}()` received both dataloaders and a datamodule; pass only one of them.")
