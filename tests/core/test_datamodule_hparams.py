@@ -343,3 +343,23 @@ def test_a_module_built_in_another_modules_init_also_gets_its_arguments():
             self.parent = Parent(batch_size=64)
 
     assert dict(NotAModule().parent.child.hparams) == {"init_method": "xavier", "batch_size": 64}
+
+
+def test_module_and_datamodule_logging_one_key_with_two_values_raise(tmp_path):
+    class Module(LinearModule):
+        def __init__(self, batch_size=8):
+            super().__init__()
+            self.save_hyperparameters()
+
+    class Data(L.LightningDataModule):
+        def __init__(self, batch_size=16):
+            super().__init__()
+            self.save_hyperparameters()
+
+        def train_dataloader(self):
+            return vector_loader()
+
+    trainer = quiet_trainer(tmp_path, logger=L.loggers.CSVLogger(tmp_path))
+    with pytest.raises(RuntimeError, match=r"Error while merging hparams: the keys \['batch_size'\] are present in both "
+                                           r"the LightningModule's and LightningDataModule's hparams"):
+        trainer.fit(Module(), datamodule=Data())

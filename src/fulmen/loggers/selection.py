@@ -62,9 +62,10 @@ def log_hyperparameters(loggers: list[Logger], module: Any, datamodule: Any) -> 
             hparams = owner.hparams_initial
             clashes = [key for key in hparams if key in params and params[key] != hparams[key]]
             if clashes:
-                raise RuntimeError(
-                    f"The LightningModule and LightningDataModule both save hyperparameters {clashes} with different "
-                    "values; rename one of them so the logged hyperparameters are unambiguous."
+                raise RuntimeError(  # Lightning's words, then the fix
+                    f"Error while merging hparams: the keys {clashes} are present in both the LightningModule's and "
+                    "LightningDataModule's hparams but have different values. Rename one of them so the logged "
+                    "hyperparameters are unambiguous."
                 )
             params.update(hparams)
     for logger in loggers:
