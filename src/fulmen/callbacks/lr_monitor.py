@@ -91,7 +91,6 @@ class LearningRateMonitor(Callback):
         for logger in trainer.loggers:
             logger.log_metrics(stats, step=trainer.state.batches_that_stepped)
 
-
     def _carry_over_history(self, names: list[str]) -> None:
         # An optimizer that gained a param group during fit (e.g. a finetuning callback) renames its key "lr-SGD" to
         # "lr-SGD/pg1"; as in Lightning, the history recorded so far moves to the new name.
