@@ -329,3 +329,12 @@ def test_a_model_checkpoint_with_checkpointing_disabled_raises(tmp_path):
     with pytest.raises(MisconfigurationException, match="Trainer was configured with `enable_checkpointing=False` but "
                                                          "found `ModelCheckpoint` in callbacks list; remove"):
         L.Trainer(default_root_dir=tmp_path, enable_checkpointing=False, callbacks=[ModelCheckpoint()])
+
+
+def test_an_empty_dirpath_saves_relative_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    callback = ModelCheckpoint(dirpath="")
+    assert callback.dirpath == "" and callback.format_checkpoint_name({"epoch": 5, "step": 4}) == "epoch=5-step=4.ckpt"
+    fit(tmp_path / "root", [callback], max_epochs=1)
+    assert callback.dirpath == "" and callback.best_model_path == "epoch=0-step=4.ckpt"  # as Lightning
+    assert (tmp_path / "epoch=0-step=4.ckpt").is_file()

@@ -48,10 +48,10 @@ class CheckpointFiles:
         import yaml
 
         if filepath is None:
-            if not self.dirpath:
+            if self.dirpath is None:
                 raise ValueError("`to_yaml()` needs a `filepath` while the checkpoint directory is not known yet "
                                  "(pass `dirpath=` or call it after `trainer.fit`).")
-            filepath = os.path.join(self.dirpath, "best_k_models.yaml")
+            filepath = os.path.join(self.dirpath, "best_k_models.yaml")  # "" : the working directory
         scores = {path: float(score) for path, score in self.best_k_models.items()}
         with open(filepath, "w") as file:
             yaml.dump(scores, file)

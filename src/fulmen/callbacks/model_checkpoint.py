@@ -70,9 +70,9 @@ class ModelCheckpoint(CheckpointFiles, Checkpoint):
                                             "'min' or 'max'.")
         if save_last not in (None, True, False, "link"):
             raise MisconfigurationException(f"`save_last={save_last!r}` is invalid; use True, False or 'link'.")
-        if dirpath is not None:
+        if dirpath:  # "" stays "": file names relative to the working directory, as in Lightning
             dirpath = os.path.realpath(os.path.expanduser(local_path(dirpath, "write checkpoints to")))
-        self.dirpath = dirpath
+        self.dirpath = None if dirpath is None else os.fspath(dirpath)
         self.filename = filename
         self.monitor = monitor
         self.verbose = verbose
@@ -115,7 +115,8 @@ class ModelCheckpoint(CheckpointFiles, Checkpoint):
     # -- when to save ---------------------------------------------------------------------------
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self.dirpath = trainer.strategy.broadcast(self.dirpath or _default_dirpath(trainer))
+        dirpath = self.dirpath if self.dirpath is not None else _default_dirpath(trainer)
+        self.dirpath = trainer.strategy.broadcast(dirpath)
         if (trainer.is_global_zero and stage == "fit" and self.save_top_k != 0 and os.path.isdir(self.dirpath)
                 and os.listdir(self.dirpath)):
             rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty.")  # Lightning's warning
@@ -182,7 +183,7 @@ class ModelCheckpoint(CheckpointFiles, Checkpoint):
             self._save_last(trainer, candidates)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if (not self.save_on_exception or trainer.state.fn != TrainerFn.FITTING or not self.dirpath
+        if (not self.save_on_exception or trainer.state.fn != TrainerFn.FITTING or self.dirpath is None
                 or trainer.fast_dev_run or trainer.sanity_checking
                 or self._last_global_step_saved == trainer.global_step):
             return
