@@ -1,8 +1,11 @@
 """The Trainer's callback list in Lightning's order: the user's callbacks (tuner callbacks moved first), max_time's
 Timer, the progress bar, the model summary, then every checkpoint callback."""
 
+import pytest
+
 import fulmen as L
-from fulmen.callbacks import EarlyStopping, LearningRateFinder, ModelCheckpoint, RichProgressBar
+from fulmen.callbacks import EarlyStopping, LearningRateFinder, ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from fulmen.utilities.exceptions import MisconfigurationException
 
 
 def names(trainer):
@@ -38,3 +41,12 @@ def test_a_callback_logs_with_self_log_and_self_log_dict(tmp_path):
     metrics = {key: value.item() for key, value in trainer.callback_metrics.items()}
     assert metrics == {"batch_idx": 3.0, "a": 1.0, "b": 2.0}
     assert trainer.progress_bar_metrics == {"a": 1.0, "b": 2.0}
+
+
+def test_two_progress_bars_or_a_bar_with_the_bar_disabled_raise(tmp_path):
+    with pytest.raises(MisconfigurationException, match=r"You added multiple progress bar callbacks to the Trainer, but "
+                                                         r"currently only one progress bar is supported"):
+        L.Trainer(default_root_dir=tmp_path, callbacks=[TQDMProgressBar(), TQDMProgressBar()])
+    with pytest.raises(MisconfigurationException, match="Trainer was configured with `enable_progress_bar=False` but "
+                                                         "found `TQDMProgressBar` in callbacks list"):
+        L.Trainer(default_root_dir=tmp_path, callbacks=[TQDMProgressBar()], enable_progress_bar=False)

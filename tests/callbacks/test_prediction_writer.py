@@ -90,7 +90,8 @@ def test_an_iterable_dataset_predicts_with_empty_indices(tmp_path):
 
 
 def test_unknown_interval_and_missing_overrides_are_clear_errors(tmp_path):
-    with pytest.raises(MisconfigurationException, match="write_interval='never'.*'batch', 'epoch', 'batch_and_epoch'"):
+    with pytest.raises(MisconfigurationException, match=r"`write_interval` should be one of \['batch', 'epoch', "
+                                                         r"'batch_and_epoch'\]; received 'never'"):
         BasePredictionWriter("never")
     assert BasePredictionWriter is FromModule and BasePredictionWriter().interval == "batch"
     with pytest.raises(NotImplementedError, match="write_on_batch_end"):

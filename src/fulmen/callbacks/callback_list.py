@@ -31,10 +31,16 @@ def build_trainer_callbacks(user_callbacks: Any, enable_progress_bar: bool, enab
     from fulmen.callbacks.model_summary import ModelSummary
     from fulmen.callbacks.progress_bar import ProgressBar, TQDMProgressBar
 
-    has_bar = any(isinstance(cb, ProgressBar) for cb in callbacks)
+    bars = [cb for cb in callbacks if isinstance(cb, ProgressBar)]
+    has_bar = bool(bars)
+    if len(bars) > 1:  # Lightning's checks and words, then the fix
+        raise MisconfigurationException("You added multiple progress bar callbacks to the Trainer, but currently only "
+                                        f"one progress bar is supported ({[type(bar).__name__ for bar in bars]}); "
+                                        "keep one.")
     if has_bar and not enable_progress_bar:
         raise MisconfigurationException(
-            "`enable_progress_bar=False` was passed together with a progress bar callback; remove one of them."
+            f"Trainer was configured with `enable_progress_bar=False` but found `{type(bars[0]).__name__}` in "
+            "callbacks list; remove one of them."
         )
     if refuse_checkpoints and any(getattr(cb, "_is_checkpoint", False) for cb in callbacks):
         raise MisconfigurationException(

@@ -44,9 +44,9 @@ class BasePredictionWriter(Callback):
 
     def __init__(self, write_interval: Literal["batch", "epoch", "batch_and_epoch"] = "batch") -> None:
         if write_interval not in {member.value for member in WriteInterval}:
-            raise MisconfigurationException(
-                f"`write_interval={write_interval!r}` is not supported; choose one of "
-                f"{[member.value for member in WriteInterval]}."
+            raise MisconfigurationException(  # Lightning's words, then what was passed
+                f"`write_interval` should be one of {[member.value for member in WriteInterval]}; received "
+                f"{write_interval!r}."
             )
         self.interval = WriteInterval(write_interval)
 
