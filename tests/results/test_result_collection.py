@@ -260,3 +260,35 @@ def test_a_logged_step_value_is_the_loggers_step(tmp_path):
     logger = RecordingLogger()
     log_trainer(tmp_path, logger=logger).fit(Module(), make_loader(16))
     assert (42, {"train_acc": 0.5}) in logger.calls
+
+
+def test_log_dict_takes_a_metric_collection(tmp_path):
+    torchmetrics = pytest.importorskip("torchmetrics")
+
+    class Module(TinyModule):
+        def __init__(self):
+            super().__init__()
+            self.metrics = torchmetrics.MetricCollection([torchmetrics.MeanMetric(), torchmetrics.SumMetric()],
+                                                         prefix="train_")
+
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            self.metrics.update(torch.tensor(float(batch_idx)))
+            self.log_dict(self.metrics, on_step=False, on_epoch=True)
+            return loss
+
+    trainer = log_trainer(tmp_path)
+    trainer.fit(Module(), make_loader(16, batch_size=8))
+    values = {key: value.item() for key, value in trainer.callback_metrics.items()}
+    assert values == pytest.approx({"train_MeanMetric": 0.5, "train_SumMetric": 1.0})
+
+
+def test_logging_to_a_logger_that_is_not_there_warns(tmp_path):
+    class Module(TinyModule):
+        def training_step(self, batch, batch_idx):
+            self.log("x", 1.0, logger=True)
+            return super().training_step(batch, batch_idx)
+
+    with pytest.warns(UserWarning, match=r"You called `self.log\('x', ..., logger=True\)` but have no logger "
+                                         r"configured"):
+        log_trainer(tmp_path, logger=False).fit(Module(), make_loader(16))

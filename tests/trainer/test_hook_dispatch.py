@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import fulmen as L
+from fulmen.trainer.states import TrainerFn
 from fulmen.callbacks import Callback
 from fulmen.core import hooks as hook_catalogue
 from fulmen.trainer.hook_events import HOOK_NAMES
@@ -158,30 +159,31 @@ def test_stage_hooks_run_datamodule_then_callbacks_then_module(tmp_path):
             order.append("datamodule.prepare_data")
 
         def setup(self, stage):
-            order.append(f"datamodule.setup({stage})")
+            order.append(f"datamodule.setup({stage.value})")
 
         def teardown(self, stage):
-            order.append(f"datamodule.teardown({stage})")
+            order.append(f"datamodule.teardown({stage.value})")
 
         def train_dataloader(self):
             return vector_loader()
 
     class Recording(Callback):
         def setup(self, trainer, pl_module, stage):
-            order.append(f"callback.setup({stage})")
+            order.append(f"callback.setup({stage.value})")
 
         def teardown(self, trainer, pl_module, stage):
-            order.append(f"callback.teardown({stage})")
+            order.append(f"callback.teardown({stage.value})")
 
     class Module(LinearModule):
         def prepare_data(self):
             order.append("module.prepare_data")
 
         def setup(self, stage):
-            order.append(f"module.setup({stage})")
+            assert isinstance(stage, TrainerFn) and stage == "fit"  # Lightning passes the TrainerFn (a str)
+            order.append(f"module.setup({stage.value})")
 
         def teardown(self, stage):
-            order.append(f"module.teardown({stage})")
+            order.append(f"module.teardown({stage.value})")
 
     quiet_trainer(tmp_path, callbacks=[Recording()]).fit(Module(), datamodule=Data())
     assert order == [

@@ -21,6 +21,7 @@ from fulmen.results.result_collection import ResultCollection, reduce_name
 from fulmen.trainer.run import Run
 from fulmen.trainer.state import TrainerStatus, logging_due
 from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
     from fulmen.strategies.strategy import Strategy
@@ -83,6 +84,9 @@ class MetricsRouter:
         dataloader_idx = self.dataloader_idx
         if dataloader_idx is not None and add_dataloader_idx:
             name = f"{name}/dataloader_idx_{dataloader_idx}"
+        if logger and not self.loggers:  # asked for explicitly (None is the default, which stays quiet)
+            rank_zero_warn(f"You called `self.log({name!r}, ..., logger=True)` but have no logger configured. You can "
+                           "enable one by doing `Trainer(logger=ALogger(...))`")  # Lightning's words
         if logger is None:
             logger = True
         if rank_zero_only:

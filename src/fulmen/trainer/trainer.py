@@ -264,7 +264,7 @@ class Trainer(TrainerProperties):
                 getattr(logger, "experiment", None)
             share_logger_versions(self.loggers, self.strategy)
             self._setup_profiler(model, stage_name)  # after the loggers' versions: its default dirpath is `log_dir`
-            hooks.setup(stage_name)
+            hooks.setup(fn)  # a TrainerFn (a str), as Lightning passes it: `stage == "fit"`, `stage.value`
             # Layers made in these hooks start on the strategy's device in the precision's dtype (FSDP: on the meta
             # device when that loses nothing, then sharded).
             self.strategy.build_layers(partial(_configure_model, hooks))
@@ -293,13 +293,13 @@ class Trainer(TrainerProperties):
             self.strategy.teardown()
             if fn == TrainerFn.FITTING:
                 hooks.on_fit_end()
-            hooks.teardown(stage_name)
+            hooks.teardown(fn)
             for logger in self.loggers:
                 logger.finalize("success")
             self.profiler.describe()  # the stage's report, to its file or the log (Lightning: after teardown)
             state.status, state.stage = TrainerStatus.FINISHED, None
         except _TunerExitException:  # a Tuner's finder has tuned: the call ends here, without training (Lightning)
-            hooks.teardown(stage_name)
+            hooks.teardown(fn)
             self.strategy.teardown()
             state.status, state.stage = TrainerStatus.FINISHED, None
             return None
