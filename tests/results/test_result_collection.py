@@ -292,3 +292,27 @@ def test_logging_to_a_logger_that_is_not_there_warns(tmp_path):
     with pytest.warns(UserWarning, match=r"You called `self.log\('x', ..., logger=True\)` but have no logger "
                                          r"configured"):
         log_trainer(tmp_path, logger=False).fit(Module(), make_loader(16))
+
+
+def test_logged_metric_objects_are_reset_when_the_epoch_and_the_evaluation_end(tmp_path):
+    torchmetrics = pytest.importorskip("torchmetrics")
+
+    class Module(TinyModule):
+        def __init__(self):
+            super().__init__()
+            self.train_sum, self.val_sum = torchmetrics.SumMetric(), torchmetrics.SumMetric()
+
+        def training_step(self, batch, batch_idx):
+            self.train_sum.update(1.0)
+            self.log("s", self.train_sum, on_step=False, on_epoch=True)
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch, batch_idx):
+            self.val_sum.update(1.0)
+            self.log("v", self.val_sum)
+
+    module = Module()
+    trainer = log_trainer(tmp_path, limit_val_batches=2)
+    trainer.fit(module, make_loader(16, batch_size=8), make_loader(16, batch_size=8))
+    assert trainer.callback_metrics["s"].item() == 2.0 and trainer.callback_metrics["v"].item() == 2.0
+    assert not module.train_sum.update_called and not module.val_sum.update_called  # as Lightning: no state left

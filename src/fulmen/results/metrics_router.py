@@ -221,6 +221,7 @@ class MetricsRouter:
         self._fold(results, epoch=True)
         _, logged, _ = results.views(on_step=False)
         self.send_to_loggers(logged, step)
+        results.reset_metric_objects()
 
     def start_evaluation(self) -> None:
         self._refresh()
@@ -254,6 +255,7 @@ class MetricsRouter:
             per_dataloader.append(logged)
         everything = {key: value for logged in per_dataloader for key, value in logged.items()}
         self.send_to_loggers(everything, step)
+        results.reset_metric_objects()
         results_out = [{key: _to_number(value) for key, value in logged.items()} for logged in per_dataloader]
         for numbers in results_out:
             self.check_numbers(numbers, "results")

@@ -192,6 +192,15 @@ class ResultCollection:
             # the epoch reduction keeps accumulating this process's own values.
             entry.last = reduce_across_processes(entry.last, reduce, sync_dist_group)
 
+    def reset_metric_objects(self) -> None:
+        """Reset the logged torchmetrics objects once their epoch values are computed (kept for the metric dicts):
+        Lightning resets them when an epoch or evaluation run ends, so none carries state out of `fit`/`test`."""
+        for entry in self.values.values():
+            if entry.metric is not None:
+                if entry.on_epoch:
+                    entry.local_epoch_value()
+                entry.metric.reset()
+
     def sync_epoch(self, reduce_across_processes: Callable[..., torch.Tensor]) -> None:
         """Reduce `sync_dist` epoch values across processes. Every process must call this at the same point:
         reading metrics (which only rank zero may do) never runs a collective."""
