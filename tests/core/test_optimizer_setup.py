@@ -383,21 +383,11 @@ def test_wrapped_optimizer_shares_everything_with_the_real_one(tmp_path):
 # -- checks Lightning makes across optimizers and schedulers ------------------------------------------------------
 
 
-class Stepless:
+class Stepless(HandRolledScheduler):
     """A scheduler the user drives with a method of its own: checkpoint methods, no `step`."""
 
-    def __init__(self, optimizer):
-        self.optimizer = optimizer
-
-    def halve(self):
-        for group in self.optimizer.param_groups:
-            group["lr"] /= 2
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
+    halve = HandRolledScheduler.step
+    step = None
 
 
 def test_two_lists_take_a_scheduler_without_step_under_manual_optimization(tmp_path):
