@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Union
 
@@ -188,18 +187,9 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
     ) -> None:
         """Log every key/value pair of `dictionary` (a mapping, or a torchmetrics `MetricCollection`: each of its
         metrics under its own name) with the same options."""
-        torchmetrics = sys.modules.get("torchmetrics")
-        if torchmetrics is not None and isinstance(dictionary, torchmetrics.MetricCollection):
-            # The names the collection reports (prefix/postfix applied); with compute groups the members share
-            # their state, which is not copied into each (as Lightning asks for them).
-            options = {"copy_state": False} if getattr(dictionary, "_enable_compute_groups", False) else {}
-            items = dictionary.items(keep_base=False, **options)
-        elif isinstance(dictionary, Mapping):
-            items = dictionary.items()
-        else:
-            raise ValueError(f"`self.log_dict` expects a mapping of names to values (or a torchmetrics "
-                             f"MetricCollection); received {type(dictionary).__name__}.")
-        for name, value in items:
+        from fulmen.results.metrics_router import log_dict_items
+
+        for name, value in log_dict_items(dictionary):
             self.log(
                 name, value, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
                 reduce_fx=reduce_fx, enable_graph=enable_graph, sync_dist=sync_dist,

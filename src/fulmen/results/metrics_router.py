@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -278,6 +278,20 @@ class MetricsRouter:
         for logger in loggers:
             logger.log_metrics(metrics=numbers_out, step=step)  # by keyword, as Lightning calls it
             logger.save()
+
+
+def log_dict_items(dictionary: Any) -> Any:
+    """The (name, value) pairs `self.log_dict(dictionary)` logs: a mapping's items, or a torchmetrics
+    `MetricCollection`'s metrics under the names it reports (prefix/postfix applied)."""
+    torchmetrics = sys.modules.get("torchmetrics")  # never imported by fulmen itself
+    if torchmetrics is not None and isinstance(dictionary, torchmetrics.MetricCollection):
+        # With compute groups the members share their state, which is not copied into each (as Lightning asks).
+        options = {"copy_state": False} if getattr(dictionary, "_enable_compute_groups", False) else {}
+        return dictionary.items(keep_base=False, **options)
+    if isinstance(dictionary, Mapping):
+        return dictionary.items()
+    raise ValueError(f"`self.log_dict` expects a mapping of names to values (or a torchmetrics MetricCollection); "
+                     f"received {type(dictionary).__name__}.")
 
 
 def _is_torchmetric(value: Any) -> bool:
