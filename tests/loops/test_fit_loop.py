@@ -341,3 +341,17 @@ def test_dataloader_hooks_called_once_without_reload(tmp_path):
     module = CountsLoaders()
     quiet_trainer(tmp_path, max_epochs=3).fit(module)
     assert module.requests == {"train": 1, "val": 1}
+
+
+def test_raising_fit_loop_max_epochs_then_fitting_again_trains_on(tmp_path):
+    # Lightning's way to continue a finished fit: the loop's limits are the Trainer's and persist.
+    trainer, module = _fit(tmp_path, max_epochs=1)
+    assert (trainer.current_epoch, trainer.global_step) == (1, 4)
+    trainer.fit_loop.max_epochs = 3
+    assert trainer.max_epochs == 3
+    trainer.fit(module, make_loader(32))
+    assert (trainer.current_epoch, trainer.global_step) == (3, 12)
+    trainer.fit_loop.max_steps = 14
+    trainer.fit_loop.max_epochs = 10
+    trainer.fit(module, make_loader(32))
+    assert trainer.global_step == 14 and trainer.max_steps == 14

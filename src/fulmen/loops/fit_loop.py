@@ -62,10 +62,9 @@ class FitLoop(ValidationSchedule):
         self.hooks, self.metrics, self.optimization = hooks, metrics, optimization
         self.strategy, self.data, self.val_loop = strategy, data, val_loop
         self.signal_stop, self.step_schedulers = signal_stop, step_schedulers
-        self.max_epochs = config.resolved_max_epochs(has_timer(run.callbacks))
+        config.max_epochs = config.resolved_max_epochs(has_timer(run.callbacks))
         # With only `min_steps`, Lightning still finishes the first epoch before honouring `should_stop`.
         self.min_epochs = config.min_epochs if config.min_epochs is not None else (1 if config.min_steps else 0)
-        self.max_steps = config.max_steps
         self.min_steps = config.min_steps or 0
         self.accumulate = config.accumulate_grad_batches
         # Callbacks may change `max_epochs` and `accumulate` during fit, and set `skip_backward` for a forward-only
@@ -90,6 +89,25 @@ class FitLoop(ValidationSchedule):
         self._told_min_not_met = False
 
     # -- stopping -------------------------------------------------------------------------------------
+
+    # `max_epochs`/`max_steps` are the Trainer's: a change (a callback's during fit, or `trainer.fit_loop.max_epochs
+    # = 10` before fitting again to train on, as Lightning's docs show) holds for this fit and the next ones, and
+    # `trainer.max_epochs` reads it.
+    @property
+    def max_epochs(self) -> int:
+        return self.config.max_epochs
+
+    @max_epochs.setter
+    def max_epochs(self, value: int) -> None:
+        self.config.max_epochs = value
+
+    @property
+    def max_steps(self) -> int:
+        return self.config.max_steps
+
+    @max_steps.setter
+    def max_steps(self, value: int) -> None:
+        self.config.max_steps = value
 
     def _can_stop_early(self) -> bool:
         state = self.state
