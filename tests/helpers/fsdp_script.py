@@ -276,3 +276,8 @@ if __name__ == "__main__":
         # exception"), failing a run that succeeded.
         if dist.is_initialized():
             dist.destroy_process_group()
+    # A scenario that succeeded has written its results: skip the interpreter's teardown, where that abort was
+    # still seen once under a loaded CI machine after two fits in one process (see the session note).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
