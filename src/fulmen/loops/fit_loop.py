@@ -19,6 +19,7 @@ from fulmen.loops.batch_iterator import data_generators, iterate_batches, profil
 from fulmen.loops.resume import finish_epoch_end, inside_epoch, resume_epoch
 from fulmen.loops.step_output import manual_step_output, split_training_output
 from fulmen.loops.validation_schedule import ValidationSchedule
+from fulmen.trainer.config import ConfigFlag
 from fulmen.trainer.profiled_hooks import profiled, strategy_action
 from fulmen.trainer.state import RunningStage
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -93,21 +94,8 @@ class FitLoop(ValidationSchedule):
     # `max_epochs`/`max_steps` are the Trainer's: a change (a callback's during fit, or `trainer.fit_loop.max_epochs
     # = 10` before fitting again to train on, as Lightning's docs show) holds for this fit and the next ones, and
     # `trainer.max_epochs` reads it.
-    @property
-    def max_epochs(self) -> int:
-        return self.config.max_epochs
-
-    @max_epochs.setter
-    def max_epochs(self, value: int) -> None:
-        self.config.max_epochs = value
-
-    @property
-    def max_steps(self) -> int:
-        return self.config.max_steps
-
-    @max_steps.setter
-    def max_steps(self, value: int) -> None:
-        self.config.max_steps = value
+    max_epochs = ConfigFlag()
+    max_steps = ConfigFlag()
 
     def _can_stop_early(self) -> bool:
         state = self.state

@@ -170,6 +170,22 @@ class TrainerConfig:
 _FLAG_NAMES = frozenset(field.name for field in fields(TrainerConfig))
 
 
+class ConfigFlag:
+    """An attribute that reads and writes the parsed flag of the same name on its owner's `TrainerConfig` (found
+    under `holder`): a loop's `max_epochs` is the Trainer's."""
+
+    holder = "config"
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self if instance is None else getattr(getattr(instance, self.holder), self._name)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        setattr(getattr(instance, self.holder), self._name, value)
+
+
 @cache
 def _trainer_defaults() -> dict[str, Any]:
     """The defaults of `Trainer.__init__`, the one place flag defaults are declared."""

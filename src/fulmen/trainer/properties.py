@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fulmen.callbacks.callback_list import has_timer
+from fulmen.trainer.config import ConfigFlag
 from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.utilities.rank_zero import rank_zero_info
 
@@ -19,14 +20,10 @@ if TYPE_CHECKING:
     from fulmen.core.module import LightningModule
 
 
-class _FromConfig:
+class _FromConfig(ConfigFlag):
     """A read-only Trainer attribute that shows the parsed value of the flag of the same name."""
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
-
-    def __get__(self, trainer: Any, owner: type | None = None) -> Any:
-        return self if trainer is None else getattr(trainer._config, self._name)
+    holder = "_config"
 
     def __set__(self, trainer: Any, value: Any) -> None:
         # Without this, assignment would make an instance attribute that the loops never read.
